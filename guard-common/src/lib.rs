@@ -1,0 +1,65 @@
+//! Types shared by the XDP program (`guard-ebpf`) and the daemon (`guard-user`).
+//!
+//! Everything here is `#![no_std]`, `#[repr(C)]` and free of padding so both sides agree
+//! on the byte layout of every map key and value. The `user` feature adds `aya::Pod`.
+#![no_std]
+
+pub mod lists;
+pub mod stats;
+
+pub use lists::{ListCode, RuntimeConfig, V6Key, V6Len};
+pub use stats::{Reason, Verdict};
+
+/// Version of the map layout. It is part of the pin path (`<pin_dir>/v<N>/`), so a daemon
+/// never adopts maps whose layout it does not understand.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Names of the maps in the object file; also their file names under `<pin_dir>/v<N>/maps/`.
+pub mod map_names {
+    pub const CONFIG: &str = "CONFIG";
+    pub const STATS: &str = "STATS";
+    pub const V4_DIR24: &str = "V4_DIR24";
+    pub const V4_TBL8: &str = "V4_TBL8";
+    pub const V6_TOP24: &str = "V6_TOP24";
+    pub const V6_PREFIX: &str = "V6_PREFIX";
+    /// Every map the daemon pins, in a fixed order.
+    pub const ALL: [&str; 6] = [CONFIG, STATS, V4_DIR24, V4_TBL8, V6_TOP24, V6_PREFIX];
+}
+
+/// Name of the production XDP program in the object file.
+pub const PROGRAM_NAME: &str = "guard";
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], contain only integers and have no padding
+    // (checked by the layout tests below).
+    unsafe impl aya::Pod for crate::RuntimeConfig {}
+    unsafe impl aya::Pod for crate::V6Key {}
+    unsafe impl aya::Pod for crate::lists::Bitmap512 {}
+}
+
+#[cfg(test)]
+mod tests {
+    use core::mem::size_of;
+
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_padding() {
+        assert_eq!(size_of::<V6Key>(), 4 + 16);
+        assert_eq!(size_of::<V6Len>(), 4 + 16);
+        assert_eq!(
+            size_of::<RuntimeConfig>(),
+            4 + 4 + lists::MAX_V6_LENS * size_of::<V6Len>()
+        );
+        assert_eq!(size_of::<lists::Bitmap512>(), 64);
+    }
+
+    #[test]
+    fn map_names_fit_the_kernel_limit() {
+        // BPF_OBJ_NAME_LEN is 16 including the NUL.
+        for name in map_names::ALL {
+            assert!(name.len() <= 15, "{name} is too long for a BPF map name");
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Layout of the allow/deny tables.
+//!
+//! IPv4 uses a DIR-24-8 table (as DPDK's LPM): `V4_DIR24` holds a 2-bit [`ListCode`] for
+//! every /24, packed 256 to a 64-byte array element (4 MiB in all), so most lookups are one
+//! inlined array access. A /24 that holds prefixes longer than /24 is coded
+//! [`ListCode::Split`] and its 256 host codes live in the `V4_TBL8` hash, keyed by the /24.
+//!
+//! IPv6 uses a 2 MiB bitmap over the first 24 address bits (`V6_TOP24`, set where any listed
+//! prefix may match) in front of exact-match hashes, one probe per prefix length present
+//! (`V6_PREFIX`, lengths longest first in [`RuntimeConfig`]).
+//!
+//! The daemon flattens the lists before writing them: every entry carries its *effective*
+//! code (allow when any allow entry covers it), so the longest match decides alone and the
+//! kernel never needs a second lookup to see whether an allow overrides a deny.
+
+/// What the lists say about an address (2 bits in the tables).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ListCode {
+    None = 0,
+    Allow = 1,
+    Deny = 2,
+    /// Only in `V4_DIR24`: this /24 has per-host codes in `V4_TBL8`.
+    Split = 3,
+}
+
+impl ListCode {
+    #[inline(always)]
+    pub const fn from_bits(bits: u64) -> ListCode {
+        match bits & 3 {
+            0 => ListCode::None,
+            1 => ListCode::Allow,
+            2 => ListCode::Deny,
+            _ => ListCode::Split,
+        }
+    }
+}
+
+/// 512 bits: 256 two-bit codes, or 512 one-bit flags.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bitmap512(pub [u64; 8]);
+
+impl Bitmap512 {
+    pub const ZERO: Bitmap512 = Bitmap512([0; 8]);
+
+    /// The 2-bit code at `pos` (0..256).
+    #[inline(always)]
+    pub const fn code(&self, pos: u32) -> ListCode {
+        let word = self.0[((pos >> 5) & 7) as usize];
+        ListCode::from_bits(word >> ((pos & 31) * 2))
+    }
+
+    pub fn set_code(&mut self, pos: u32, code: ListCode) {
+        let w = ((pos >> 5) & 7) as usize;
+        let shift = (pos & 31) * 2;
+        self.0[w] = (self.0[w] & !(3 << shift)) | ((code as u64) << shift);
+    }
+
+    /// The flag at `pos` (0..512).
+    #[inline(always)]
+    pub const fn bit(&self, pos: u32) -> bool {
+        (self.0[((pos >> 6) & 7) as usize] >> (pos & 63)) & 1 == 1
+    }
+
+    pub fn set_bit(&mut self, pos: u32) {
+        self.0[((pos >> 6) & 7) as usize] |= 1 << (pos & 63);
+    }
+}
+
+/// Elements in `V4_DIR24`: 2^24 /24s, 256 per element.
+pub const V4_DIR24_ENTRIES: u32 = 1 << 16;
+/// Capacity of `V4_TBL8`: /24s that hold prefixes longer than /24.
+pub const V4_TBL8_ENTRIES: u32 = 1 << 18;
+/// Elements in `V6_TOP24`: 2^24 bits, 512 per element.
+pub const V6_TOP24_ENTRIES: u32 = 1 << 15;
+/// Capacity of `V6_PREFIX`.
+pub const V6_PREFIX_ENTRIES: u32 = 1 << 18;
+/// Distinct IPv6 prefix lengths the kernel probes at most.
+pub const MAX_V6_LENS: usize = 16;
+
+/// Where the code of an IPv4 address (host byte order) lives in `V4_DIR24`:
+/// (array element, position in the element).
+#[inline(always)]
+pub const fn v4_dir24_slot(addr: u32) -> (u32, u32) {
+    let slash24 = addr >> 8;
+    (slash24 >> 8, slash24 & 0xff)
+}
+
+/// Key of `V4_TBL8` for an IPv4 address (host byte order) and the host's position.
+#[inline(always)]
+pub const fn v4_tbl8_slot(addr: u32) -> (u32, u32) {
+    (addr >> 8, addr & 0xff)
+}
+
+/// Where the flag for an IPv6 address lives in `V6_TOP24`, from its first 32 bits
+/// (host byte order): (array element, bit position).
+#[inline(always)]
+pub const fn v6_top24_slot(first_word: u32) -> (u32, u32) {
+    let top24 = first_word >> 8;
+    (top24 >> 9, top24 & 0x1ff)
+}
+
+/// Key of `V6_PREFIX`: a prefix length and the address masked to it, in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct V6Key {
+    pub prefix_len: u32,
+    pub addr: [u32; 4],
+}
+
+/// One prefix length to probe and its mask, in network byte order like the packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Len {
+    pub prefix_len: u32,
+    pub mask: [u32; 4],
+}
+
+impl V6Len {
+    pub const EMPTY: V6Len = V6Len {
+        prefix_len: 0,
+        mask: [0; 4],
+    };
+
+    /// The mask for `prefix_len` (0..=128), as raw network-order words.
+    pub const fn new(prefix_len: u32) -> V6Len {
+        let mut mask = [0u32; 4];
+        let mut i = 0;
+        while i < 4 {
+            let start = i as u32 * 32;
+            let bits = if prefix_len >= start + 32 {
+                32
+            } else if prefix_len > start {
+                prefix_len - start
+            } else {
+                0
+            };
+            let host: u32 = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            mask[i] = host.to_be();
+            i += 1;
+        }
+        V6Len { prefix_len, mask }
+    }
+
+    #[inline(always)]
+    pub const fn key(&self, addr: &[u32; 4]) -> V6Key {
+        V6Key {
+            prefix_len: self.prefix_len,
+            addr: [
+                addr[0] & self.mask[0],
+                addr[1] & self.mask[1],
+                addr[2] & self.mask[2],
+                addr[3] & self.mask[3],
+            ],
+        }
+    }
+}
+
+/// Flag bits of [`RuntimeConfig::flags`].
+pub mod flags {
+    /// Global monitor mode: count would-drops, drop nothing.
+    pub const MONITOR: u32 = 1 << 0;
+    /// Drop packets with malformed or truncated headers instead of passing them.
+    pub const DROP_MALFORMED: u32 = 1 << 1;
+}
+
+/// The single element of the `CONFIG` array: settings the daemon can change at run time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub flags: u32,
+    /// How many entries of `v6_lens` are in use.
+    pub v6_len_count: u32,
+    /// IPv6 prefix lengths present in `V6_PREFIX`, longest first.
+    pub v6_lens: [V6Len; MAX_V6_LENS],
+}
+
+impl RuntimeConfig {
+    pub const DEFAULT: RuntimeConfig = RuntimeConfig {
+        flags: 0,
+        v6_len_count: 0,
+        v6_lens: [V6Len::EMPTY; MAX_V6_LENS],
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_bit_codes_round_trip_at_every_position() {
+        let codes = [
+            ListCode::None,
+            ListCode::Allow,
+            ListCode::Deny,
+            ListCode::Split,
+        ];
+        let mut b = Bitmap512::ZERO;
+        for pos in 0..256 {
+            b.set_code(pos, codes[(pos % 4) as usize]);
+        }
+        for pos in 0..256 {
+            assert_eq!(b.code(pos), codes[(pos % 4) as usize], "pos {pos}");
+        }
+        b.set_code(17, ListCode::None);
+        assert_eq!(b.code(17), ListCode::None);
+        assert_eq!(b.code(16), ListCode::None);
+        assert_eq!(b.code(18), ListCode::Deny);
+    }
+
+    #[test]
+    fn bits_cover_512_positions() {
+        let mut b = Bitmap512::ZERO;
+        b.set_bit(0);
+        b.set_bit(63);
+        b.set_bit(64);
+        b.set_bit(511);
+        for pos in 0..512 {
+            assert_eq!(b.bit(pos), matches!(pos, 0 | 63 | 64 | 511), "pos {pos}");
+        }
+    }
+
+    #[test]
+    fn v4_slots_split_the_address() {
+        let addr = u32::from_be_bytes([198, 18, 7, 9]);
+        let (elem, pos) = v4_dir24_slot(addr);
+        assert_eq!(elem, (198 << 8) | 18);
+        assert_eq!(pos, 7);
+        assert_eq!(v4_tbl8_slot(addr), ((198 << 16) | (18 << 8) | 7, 9));
+        assert_eq!(v4_dir24_slot(u32::MAX), (V4_DIR24_ENTRIES - 1, 255));
+    }
+
+    #[test]
+    fn v6_top24_slot_is_in_range() {
+        let (elem, bit) = v6_top24_slot(u32::MAX);
+        assert_eq!(elem, V6_TOP24_ENTRIES - 1);
+        assert_eq!(bit, 511);
+        // 2001:0db8 -> top 24 bits 0x20010d
+        let (elem, bit) = v6_top24_slot(0x2001_0db8);
+        assert_eq!((elem << 9) | bit, 0x20010d);
+    }
+
+    #[test]
+    fn v6_masks_in_network_order() {
+        let words = |b: [u8; 16]| {
+            [0, 1, 2, 3]
+                .map(|i| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
+        };
+        let addr = words([
+            0x20, 0x01, 0x0d, 0xb8, 0xab, 0xcd, 0xef, 0x12, 1, 2, 3, 4, 5, 6, 7, 8,
+        ]);
+        let k = V6Len::new(36).key(&addr);
+        assert_eq!(k.prefix_len, 36);
+        assert_eq!(
+            k.addr,
+            words([
+                0x20, 0x01, 0x0d, 0xb8, 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ])
+        );
+        assert_eq!(V6Len::new(128).key(&addr).addr, addr);
+        assert_eq!(V6Len::new(0).key(&addr).addr, [0; 4]);
+        let k64 = V6Len::new(64).key(&addr);
+        assert_eq!(k64.addr[..2], addr[..2]);
+        assert_eq!(k64.addr[2..], [0, 0]);
+    }
+}

@@ -1,0 +1,49 @@
+//! Reference programs for fixtures and benchmarks; never loaded by guardd.
+//!
+//! - `xdp_pass`: the baseline every cost is measured against.
+//! - `lpm_ref`: the same parse and allow/deny decision as `guard`, with the lists in BPF
+//!   LPM tries (the straightforward design guard's direct tables are measured against).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{LpmTrie, lpm_trie::Key},
+    programs::XdpContext,
+};
+use guard_common::ListCode;
+use guard_ebpf::parse::{self, Parsed, Source};
+
+#[map(name = "LPM_V4")]
+static LPM_V4: LpmTrie<u32, u32> = LpmTrie::with_max_entries(1 << 20, 0);
+
+#[map(name = "LPM_V6")]
+static LPM_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(1 << 18, 0);
+
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn lpm_ref(ctx: XdpContext) -> u32 {
+    let Parsed::Ip(pkt) = parse::parse(&ctx) else {
+        return xdp_action::XDP_PASS;
+    };
+    let code = match pkt.src {
+        // LPM keys are in network byte order.
+        Source::V4(addr) => LPM_V4.get(Key::new(32, addr.to_be())),
+        Source::V6(addr) => LPM_V6.get(Key::new(128, addr)),
+    };
+    match code.map(|c| ListCode::from_bits(*c as u64)) {
+        Some(ListCode::Deny) => xdp_action::XDP_DROP,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

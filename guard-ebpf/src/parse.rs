@@ -1,0 +1,209 @@
+//! Header parsing for the XDP program.
+//!
+//! Every read is bounds-checked against `data_end`; a header that does not fit is
+//! [`Parsed::Malformed`]. Anything that is not IPv4 or IPv6 is [`Parsed::NotIp`] and passes.
+//! Non-first fragments and IPv6 packets whose extension-header chain is longer than the
+//! bounded walk carry no L4 header: they are classified by their source address only.
+
+use aya_ebpf::programs::XdpContext;
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const MAX_VLAN_TAGS: usize = 2;
+const MAX_IPV6_EXT_HEADERS: usize = 6;
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_ACK: u8 = 0x10;
+
+/// Source address as it is in the packet: IPv4 in host order (for table indexing),
+/// IPv6 as raw network-order words (masked and hashed as they are).
+#[derive(Clone, Copy)]
+pub enum Source {
+    V4(u32),
+    V6([u32; 4]),
+}
+
+/// The transport header, when the packet has one we understand.
+#[derive(Clone, Copy)]
+pub struct L4 {
+    pub proto: u8,
+    /// Destination port (host order); 0 for ICMP.
+    pub dport: u16,
+    /// TCP flags byte; 0 for other protocols.
+    pub tcp_flags: u8,
+}
+
+#[derive(Clone, Copy)]
+pub struct Packet {
+    pub src: Source,
+    /// `None` for non-first fragments, unknown protocols and over-long IPv6 header chains.
+    pub l4: Option<L4>,
+}
+
+pub enum Parsed {
+    NotIp,
+    Malformed,
+    Ip(Packet),
+}
+
+/// A bounds-checked pointer to `len` bytes at `off` from the start of the packet.
+#[inline(always)]
+fn bytes_at(ctx: &XdpContext, off: usize, len: usize) -> Option<*const u8> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let p = start + off;
+    if p + len > end {
+        return None;
+    }
+    Some(p as *const u8)
+}
+
+#[inline(always)]
+fn u8_at(ctx: &XdpContext, off: usize) -> Option<u8> {
+    bytes_at(ctx, off, 1).map(|p| unsafe { *p })
+}
+
+#[inline(always)]
+fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
+    let p = bytes_at(ctx, off, 2)?;
+    Some(u16::from_be(unsafe { (p as *const u16).read_unaligned() }))
+}
+
+pub fn parse(ctx: &XdpContext) -> Parsed {
+    let Some(mut proto) = be16_at(ctx, 12) else {
+        return Parsed::Malformed;
+    };
+    let mut off = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        // A tag is 2 bytes of TCI and the next ethertype.
+        let Some(inner) = be16_at(ctx, off + 2) else {
+            return Parsed::Malformed;
+        };
+        proto = inner;
+        off += 4;
+    }
+    match proto {
+        ETH_P_IP => parse_ipv4(ctx, off),
+        ETH_P_IPV6 => parse_ipv6(ctx, off),
+        _ => Parsed::NotIp,
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Parsed {
+    // Fixed part of the header: 20 bytes.
+    let Some(h) = bytes_at(ctx, l3, 20) else {
+        return Parsed::Malformed;
+    };
+    let ver_ihl = unsafe { *h };
+    let ihl = (ver_ihl & 0x0f) as usize * 4;
+    if ver_ihl >> 4 != 4 || ihl < 20 {
+        return Parsed::Malformed;
+    }
+    // Options, if any, must be in the packet too.
+    if bytes_at(ctx, l3, ihl).is_none() {
+        return Parsed::Malformed;
+    }
+    let frag = u16::from_be(unsafe { (h.add(6) as *const u16).read_unaligned() });
+    let proto = unsafe { *h.add(9) };
+    let src = u32::from_be(unsafe { (h.add(12) as *const u32).read_unaligned() });
+    let src = Source::V4(src);
+    if frag & 0x1fff != 0 {
+        // Non-first fragment: no transport header to look at.
+        return Parsed::Ip(Packet { src, l4: None });
+    }
+    parse_l4(ctx, src, proto, l3 + ihl)
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
+    let Some(h) = bytes_at(ctx, l3, 40) else {
+        return Parsed::Malformed;
+    };
+    if unsafe { *h } >> 4 != 6 {
+        return Parsed::Malformed;
+    }
+    let mut next = unsafe { *h.add(6) };
+    let src = Source::V6(unsafe { (h.add(8) as *const [u32; 4]).read_unaligned() });
+    let mut off = l3 + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let len = match next {
+            // Hop-by-hop, routing, destination options: (hdr_ext_len + 1) * 8 bytes.
+            0 | 43 | 60 => match u8_at(ctx, off + 1) {
+                Some(l) => (l as usize + 1) * 8,
+                None => return Parsed::Malformed,
+            },
+            // Fragment header: 8 bytes; only the first fragment carries the L4 header.
+            44 => match be16_at(ctx, off + 2) {
+                Some(frag) if frag & 0xfff8 != 0 => return Parsed::Ip(Packet { src, l4: None }),
+                Some(_) => 8,
+                None => return Parsed::Malformed,
+            },
+            // Authentication header: (payload_len + 2) * 4 bytes.
+            51 => match u8_at(ctx, off + 1) {
+                Some(l) => (l as usize + 2) * 4,
+                None => return Parsed::Malformed,
+            },
+            _ => return parse_l4(ctx, src, next, off),
+        };
+        next = match u8_at(ctx, off) {
+            Some(n) => n,
+            None => return Parsed::Malformed,
+        };
+        off += len;
+    }
+    // Longer chain than we walk: judge by the source address alone.
+    Parsed::Ip(Packet { src, l4: None })
+}
+
+#[inline(always)]
+fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
+    let l4 = match proto {
+        IPPROTO_TCP => {
+            let Some(h) = bytes_at(ctx, off, 20) else {
+                return Parsed::Malformed;
+            };
+            if unsafe { *h.add(12) } >> 4 < 5 {
+                return Parsed::Malformed;
+            }
+            L4 {
+                proto,
+                dport: u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
+                tcp_flags: unsafe { *h.add(13) },
+            }
+        }
+        IPPROTO_UDP => {
+            let Some(h) = bytes_at(ctx, off, 8) else {
+                return Parsed::Malformed;
+            };
+            L4 {
+                proto,
+                dport: u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
+                tcp_flags: 0,
+            }
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            if bytes_at(ctx, off, 8).is_none() {
+                return Parsed::Malformed;
+            }
+            L4 {
+                proto,
+                dport: 0,
+                tcp_flags: 0,
+            }
+        }
+        _ => return Parsed::Ip(Packet { src, l4: None }),
+    };
+    Parsed::Ip(Packet { src, l4: Some(l4) })
+}

@@ -1,0 +1,408 @@
+//! The TOML configuration (`/etc/guard/guard.toml`): its shape, defaults and validation.
+//!
+//! Field-level rules live in the field types (`values.rs`), so the TOML parser reports them
+//! with the line, column and key; rules that span fields are checked in [`Config::validate`].
+
+mod values;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+pub use values::{BucketCount, HumanDuration, Protocol, RuleName, SocketMode, XdpModeSetting};
+
+/// The configuration guardd runs on when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {key}{message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        /// Dotted key path, with a trailing ": ", or empty when the error is not in a key.
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    #[serde(default)]
+    pub xdp_mode: XdpModeSetting,
+    #[serde(default)]
+    pub monitor: bool,
+    /// Drop packets with malformed or truncated headers (default: count and pass them).
+    #[serde(default)]
+    pub drop_malformed: bool,
+    #[serde(default = "defaults::refill_period", with = "humantime_serde")]
+    pub refill_period: Duration,
+    #[serde(default = "defaults::refill_batches_per_second")]
+    pub refill_batches_per_second: u32,
+    #[serde(default = "defaults::refill_stale_after", with = "humantime_serde")]
+    pub refill_stale_after: Duration,
+    #[serde(default = "defaults::pin_dir")]
+    pub pin_dir: PathBuf,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    #[serde(default)]
+    pub lists: Lists,
+    #[serde(default)]
+    pub bans: Bans,
+    #[serde(default)]
+    pub api: Api,
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: RuleName,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Destination ports; empty means all.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub tcp_syn_only: bool,
+    #[serde(default = "defaults::ipv4_prefix")]
+    pub ipv4_prefix: u8,
+    #[serde(default = "defaults::ipv6_prefix")]
+    pub ipv6_prefix: u8,
+    /// Tokens per second.
+    pub rate: f64,
+    /// Bucket size in tokens.
+    pub burst: u32,
+    #[serde(default)]
+    pub buckets: BucketCount,
+    #[serde(default)]
+    pub monitor: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lists {
+    #[serde(default)]
+    pub allow: Vec<PathBuf>,
+    #[serde(default)]
+    pub deny: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bans {
+    #[serde(default = "defaults::ban_max_entries")]
+    pub max_entries: u32,
+    #[serde(default = "defaults::ban_ttl", with = "humantime_serde")]
+    pub default_ttl: Duration,
+    #[serde(default = "defaults::escalation")]
+    pub escalation: Vec<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    #[serde(default = "defaults::socket")]
+    pub socket: PathBuf,
+    #[serde(default)]
+    pub socket_mode: SocketMode,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    #[serde(default = "defaults::metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn refill_period() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn refill_batches_per_second() -> u32 {
+        32
+    }
+    pub fn refill_stale_after() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn pin_dir() -> PathBuf {
+        PathBuf::from("/sys/fs/bpf/guard")
+    }
+    pub fn ipv4_prefix() -> u8 {
+        32
+    }
+    pub fn ipv6_prefix() -> u8 {
+        64
+    }
+    pub fn ban_max_entries() -> u32 {
+        1 << 20
+    }
+    pub fn ban_ttl() -> Duration {
+        Duration::from_secs(600)
+    }
+    pub fn escalation() -> Vec<HumanDuration> {
+        [600, 3600, 86400]
+            .map(|s| HumanDuration(Duration::from_secs(s)))
+            .to_vec()
+    }
+    pub fn socket() -> PathBuf {
+        PathBuf::from("/run/guard/guard.sock")
+    }
+    pub fn metrics_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9752))
+    }
+}
+
+impl Default for Bans {
+    fn default() -> Self {
+        Bans {
+            max_entries: defaults::ban_max_entries(),
+            default_ttl: defaults::ban_ttl(),
+            escalation: defaults::escalation(),
+        }
+    }
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            socket: defaults::socket(),
+            socket_mode: SocketMode::default(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: defaults::metrics_listen(),
+        }
+    }
+}
+
+/// Bounds the config accepts; the token arithmetic is sized for them.
+pub mod limits {
+    use std::time::Duration;
+
+    pub const MAX_RULES: usize = 16;
+    pub const MIN_REFILL_PERIOD: Duration = Duration::from_millis(100);
+    pub const MAX_REFILL_PERIOD: Duration = Duration::from_secs(10);
+    pub const MAX_BATCHES_PER_SECOND: u32 = 1000;
+    pub const MAX_RATE: f64 = 10_000_000.0;
+    pub const MIN_RATE: f64 = 0.001;
+    pub const MAX_BURST: u32 = 100_000_000;
+    pub const MAX_PORTS: usize = 64;
+}
+
+impl Config {
+    /// Parses and validates a config; `origin` names it in errors (a path or "<embedded>").
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| invalid(text, origin, "", e))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(text, origin, &key, e.into_inner())
+        })?;
+        config.validate().map_err(|(key, message)| {
+            // Cross-field errors point at the key's first line in the file when found.
+            let (line, column) = locate_key(text, &key);
+            ConfigError::Invalid {
+                origin: origin.to_string(),
+                line,
+                column,
+                key: format!("{key}: "),
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn embedded_default() -> Config {
+        Config::parse(EMBEDDED_DEFAULT, "<embedded default>")
+            .expect("the embedded default config is valid (unit-tested)")
+    }
+
+    /// Checks that involve more than one field. Returns the key path and the reason.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |key: String, msg: String| Err((key, msg));
+        if !(limits::MIN_REFILL_PERIOD..=limits::MAX_REFILL_PERIOD).contains(&self.refill_period) {
+            return err(
+                "refill_period".into(),
+                "must be between 100ms and 10s".into(),
+            );
+        }
+        if !(1..=limits::MAX_BATCHES_PER_SECOND).contains(&self.refill_batches_per_second) {
+            return err(
+                "refill_batches_per_second".into(),
+                format!("must be between 1 and {}", limits::MAX_BATCHES_PER_SECOND),
+            );
+        }
+        if self.refill_stale_after <= self.refill_period {
+            return err(
+                "refill_stale_after".into(),
+                "must be longer than refill_period, or the rules would fail open between refills"
+                    .into(),
+            );
+        }
+        if self.rules.len() > limits::MAX_RULES {
+            return err(
+                "rules".into(),
+                format!("at most {} rules", limits::MAX_RULES),
+            );
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let key = |field: &str| format!("rules[{i}].{field}");
+            if self.rules[..i].iter().any(|r| r.name == rule.name) {
+                return err(
+                    key("name"),
+                    format!("duplicate rule name {:?}", rule.name.as_str()),
+                );
+            }
+            if !(1..=32).contains(&rule.ipv4_prefix) {
+                return err(key("ipv4_prefix"), "must be between 1 and 32".into());
+            }
+            if !(1..=128).contains(&rule.ipv6_prefix) {
+                return err(key("ipv6_prefix"), "must be between 1 and 128".into());
+            }
+            if !(rule.rate.is_finite()
+                && (limits::MIN_RATE..=limits::MAX_RATE).contains(&rule.rate))
+            {
+                return err(
+                    key("rate"),
+                    format!(
+                        "must be between {} and {} tokens/s",
+                        limits::MIN_RATE,
+                        limits::MAX_RATE
+                    ),
+                );
+            }
+            if !(1..=limits::MAX_BURST).contains(&rule.burst) {
+                return err(
+                    key("burst"),
+                    format!("must be between 1 and {}", limits::MAX_BURST),
+                );
+            }
+            if rule.ports.len() > limits::MAX_PORTS {
+                return err(key("ports"), format!("at most {} ports", limits::MAX_PORTS));
+            }
+            if rule.ports.contains(&0) {
+                return err(key("ports"), "port 0 is not a destination port".into());
+            }
+            if !rule.ports.is_empty() && !matches!(rule.protocol, Protocol::Tcp | Protocol::Udp) {
+                return err(
+                    key("ports"),
+                    "ports need protocol \"tcp\" or \"udp\"".into(),
+                );
+            }
+            if rule.tcp_syn_only && rule.protocol != Protocol::Tcp {
+                return err(key("tcp_syn_only"), "needs protocol \"tcp\"".into());
+            }
+        }
+        if self.bans.max_entries == 0 {
+            return err("bans.max_entries".into(), "must be at least 1".into());
+        }
+        if self.bans.escalation.is_empty() {
+            return err("bans.escalation".into(), "needs at least one TTL".into());
+        }
+        Ok(())
+    }
+}
+
+fn invalid(text: &str, origin: &str, key: &str, e: toml::de::Error) -> ConfigError {
+    let (line, column) = match e.span() {
+        Some(span) => line_col(text, span.start),
+        None => (1, 1),
+    };
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        key: if key.is_empty() || key == "." {
+            String::new()
+        } else {
+            format!("{key}: ")
+        },
+        message: e.message().trim_end().to_string(),
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+/// Best-effort position of a key path such as `rules[1].rate`: the n-th `[[rules]]` table,
+/// then the first line below it that sets the field.
+fn locate_key(text: &str, key: &str) -> (usize, usize) {
+    let (table, index, field) = match key.split_once('[') {
+        Some((table, rest)) => {
+            let (index, field) = rest
+                .split_once("].")
+                .unwrap_or((rest.trim_end_matches(']'), ""));
+            (table, index.parse::<usize>().ok(), field)
+        }
+        None => match key.split_once('.') {
+            Some((table, field)) => (table, None, field),
+            None => ("", None, key),
+        },
+    };
+    let mut seen = 0usize;
+    let mut in_target = table.is_empty();
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            let name = trimmed.trim_matches(|c| c == '[' || c == ']' || c == ' ');
+            let name = name.split(']').next().unwrap_or("");
+            in_target = if name == table {
+                let this = seen;
+                seen += 1;
+                index.is_none_or(|i| i == this)
+            } else {
+                false
+            };
+            if in_target && field.is_empty() {
+                return (n + 1, 1);
+            }
+            continue;
+        }
+        if in_target && !field.is_empty() {
+            let k = trimmed.split('=').next().unwrap_or("").trim();
+            if k == field {
+                return (n + 1, line.len() - trimmed.len() + 1);
+            }
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests;
