@@ -67,11 +67,6 @@ fn bytes_at(ctx: &XdpContext, off: usize, len: usize) -> Option<*const u8> {
 }
 
 #[inline(always)]
-fn u8_at(ctx: &XdpContext, off: usize) -> Option<u8> {
-    bytes_at(ctx, off, 1).map(|p| unsafe { *p })
-}
-
-#[inline(always)]
 fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
     let p = bytes_at(ctx, off, 2)?;
     Some(u16::from_be(unsafe { (p as *const u16).read_unaligned() }))
@@ -138,30 +133,31 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
     let src = Source::V6(unsafe { (h.add(8) as *const [u32; 4]).read_unaligned() });
     let mut off = l3 + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
-        let len = match next {
-            // Hop-by-hop, routing, destination options: (hdr_ext_len + 1) * 8 bytes.
-            0 | 43 | 60 => match u8_at(ctx, off + 1) {
-                Some(l) => (l as usize + 1) * 8,
-                None => return Parsed::Malformed,
-            },
+        if !matches!(next, 0 | 43 | 44 | 51 | 60) {
+            return parse_l4(ctx, src, next, off);
+        }
+        // Every extension header starts with next-header and a length byte. Reads are
+        // kept 2+ bytes wide: LLVM turns a 1-byte check into `p >= end`, which the
+        // verifier does not accept as a bound at offset 0.
+        let Some(h) = bytes_at(ctx, off, 4) else {
+            return Parsed::Malformed;
+        };
+        let (kind, hdr_len) = (next, unsafe { *h.add(1) } as usize);
+        next = unsafe { *h };
+        off += match kind {
             // Fragment header: 8 bytes; only the first fragment carries the L4 header.
-            44 => match be16_at(ctx, off + 2) {
-                Some(frag) if frag & 0xfff8 != 0 => return Parsed::Ip(Packet { src, l4: None }),
-                Some(_) => 8,
-                None => return Parsed::Malformed,
-            },
+            44 => {
+                let frag = u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() });
+                if frag & 0xfff8 != 0 {
+                    return Parsed::Ip(Packet { src, l4: None });
+                }
+                8
+            }
             // Authentication header: (payload_len + 2) * 4 bytes.
-            51 => match u8_at(ctx, off + 1) {
-                Some(l) => (l as usize + 2) * 4,
-                None => return Parsed::Malformed,
-            },
-            _ => return parse_l4(ctx, src, next, off),
+            51 => (hdr_len + 2) * 4,
+            // Hop-by-hop, routing, destination options: (hdr_ext_len + 1) * 8 bytes.
+            _ => (hdr_len + 1) * 8,
         };
-        next = match u8_at(ctx, off) {
-            Some(n) => n,
-            None => return Parsed::Malformed,
-        };
-        off += len;
     }
     // Longer chain than we walk: judge by the source address alone.
     Parsed::Ip(Packet { src, l4: None })

@@ -1,0 +1,154 @@
+//! Attaching the XDP program to interfaces through pinned bpf_links.
+//!
+//! A link pinned under the pin directory keeps the program attached when guardd exits.
+//! On start, an existing pinned link is adopted and its program replaced atomically
+//! (`bpf_link_update`), so a restart never leaves the interface unprotected.
+
+use std::path::PathBuf;
+
+use aya::programs::{
+    ProgramError, Xdp, XdpMode,
+    links::{FdLink, PinnedLink},
+    xdp::XdpLink,
+};
+use tracing::{info, warn};
+
+use crate::{config::XdpModeSetting, pins::PinLayout};
+
+/// The XDP mode an interface is attached in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    Driver,
+    Skb,
+}
+
+impl AttachMode {
+    pub const ALL: [AttachMode; 2] = [AttachMode::Driver, AttachMode::Skb];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Driver => "driver",
+            AttachMode::Skb => "skb",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AttachMode> {
+        AttachMode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    fn flags(self) -> XdpMode {
+        match self {
+            AttachMode::Driver => XdpMode::Driver,
+            AttachMode::Skb => XdpMode::Skb,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("unknown interface {iface}")]
+    UnknownInterface { iface: String },
+    #[error("cannot attach XDP to {iface} in {mode} mode: {source}")]
+    Attach {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(
+        "the kernel attached {iface} without a bpf_link, which cannot be pinned: \
+         guard needs Linux 5.9 or newer (BPF_LINK_TYPE_XDP)"
+    )]
+    NoBpfLink { iface: String },
+    #[error("cannot pin the link of {iface} at {path}: {reason}")]
+    Pin { iface: String, path: PathBuf, reason: String },
+}
+
+/// One interface guardd protects.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub iface: String,
+    pub mode: AttachMode,
+    /// True when an existing pinned link was adopted and its program replaced.
+    pub adopted: bool,
+}
+
+pub fn interface_exists(iface: &str) -> bool {
+    nix::net::if_::if_nametoindex(iface).is_ok()
+}
+
+/// Attaches `prog` to `iface` (or replaces the program of its pinned link) and pins the link.
+pub fn attach(
+    prog: &mut Xdp,
+    iface: &str,
+    setting: XdpModeSetting,
+    pins: &PinLayout,
+) -> Result<Attachment, AttachError> {
+    if !interface_exists(iface) {
+        return Err(AttachError::UnknownInterface { iface: iface.to_string() });
+    }
+    if let Some((path, mode)) = pins.find_link(iface) {
+        match adopt(prog, &path) {
+            Ok(()) => {
+                info!(iface, mode = mode.as_str(), "replaced the program of the pinned link");
+                return Ok(Attachment { iface: iface.to_string(), mode, adopted: true });
+            }
+            Err(e) => {
+                // The interface was re-created or the link detached: start over.
+                warn!(iface, error = %e, "pinned link is unusable; attaching anew");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    let modes: &[AttachMode] = match setting {
+        XdpModeSetting::Auto => &[AttachMode::Driver, AttachMode::Skb],
+        XdpModeSetting::Driver => &[AttachMode::Driver],
+        XdpModeSetting::Skb => &[AttachMode::Skb],
+    };
+    let mut last = None;
+    for &mode in modes {
+        match prog.attach(iface, mode.flags()) {
+            Ok(id) => {
+                if last.is_some() {
+                    warn!(iface, "native (driver) XDP is not available; fell back to skb mode");
+                }
+                let link = prog.take_link(id).map_err(|source| AttachError::Attach {
+                    iface: iface.to_string(),
+                    mode: mode.as_str(),
+                    source,
+                })?;
+                pin_link(link, iface, &pins.link(iface, mode))?;
+                info!(iface, mode = mode.as_str(), "attached");
+                return Ok(Attachment { iface: iface.to_string(), mode, adopted: false });
+            }
+            Err(source) => {
+                if setting == XdpModeSetting::Auto && mode == AttachMode::Driver {
+                    info!(iface, error = %source, "driver mode failed; trying skb mode");
+                }
+                last = Some(AttachError::Attach { iface: iface.to_string(), mode: mode.as_str(), source });
+            }
+        }
+    }
+    Err(last.expect("at least one mode was tried"))
+}
+
+fn adopt(prog: &mut Xdp, path: &std::path::Path) -> Result<(), String> {
+    let pinned = PinnedLink::from_pin(path).map_err(|e| e.to_string())?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| e.to_string())?;
+    let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+    // Keep the link out of the program's drop list: the pin holds it from now on.
+    let link = prog.take_link(id).map_err(|e| e.to_string())?;
+    drop(link);
+    Ok(())
+}
+
+fn pin_link(link: XdpLink, iface: &str, path: &std::path::Path) -> Result<(), AttachError> {
+    let fd_link = FdLink::try_from(link).map_err(|_| AttachError::NoBpfLink { iface: iface.to_string() })?;
+    fd_link.pin(path).map_err(|e| AttachError::Pin {
+        iface: iface.to_string(),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Layout of guard's state on bpffs:
+//!
+//! ```text
+//! <pin_dir>/v<SCHEMA_VERSION>/maps/<MAP>          one pin per map
+//! <pin_dir>/v<SCHEMA_VERSION>/links/<iface>.<mode> the XDP bpf_link of an interface
+//! ```
+//! The schema version in the path keeps a daemon from adopting maps it does not understand.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use guard_common::SCHEMA_VERSION;
+
+use crate::attach::AttachMode;
+
+/// BPF_FS_MAGIC from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error(
+        "{path} is not on a BPF filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf` \
+         or set pin_dir to a directory on bpffs"
+    )]
+    NotBpffs { path: PathBuf },
+    #[error(
+        "{path} holds guard state of schema {found}, this guardd uses v{SCHEMA_VERSION}: \
+         detach it with the guardctl of that version (or remove the directory) first"
+    )]
+    OtherSchema { path: PathBuf, found: String },
+    #[error("cannot use pin directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PinLayout {
+    root: PathBuf,
+}
+
+impl PinLayout {
+    pub fn new(root: impl Into<PathBuf>) -> PinLayout {
+        PinLayout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<pin_dir>/v<N>`: everything this version pins.
+    pub fn dir(&self) -> PathBuf {
+        self.root.join(format!("v{SCHEMA_VERSION}"))
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.dir().join("maps").join(name)
+    }
+
+    fn links_dir(&self) -> PathBuf {
+        self.dir().join("links")
+    }
+
+    pub fn link(&self, iface: &str, mode: AttachMode) -> PathBuf {
+        self.links_dir().join(format!("{iface}.{}", mode.as_str()))
+    }
+
+    /// Whether this version's state exists (a daemon ran here and was not detached).
+    pub fn exists(&self) -> bool {
+        self.dir().is_dir()
+    }
+
+    /// Checks the directory is on bpffs and holds no other schema, then creates it.
+    pub fn prepare(&self) -> Result<(), PinError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PinError::Io { path, source }
+        };
+        let probe = self.root.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+        let fs = nix::sys::statfs::statfs(probe)
+            .map_err(|e| PinError::Io { path: probe.to_path_buf(), source: e.into() })?;
+        if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {
+            return Err(PinError::NotBpffs { path: self.root.clone() });
+        }
+        if let Some(found) = self.other_schema()? {
+            return Err(PinError::OtherSchema { path: self.root.clone(), found });
+        }
+        for dir in [self.dir().join("maps"), self.links_dir()] {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// A `v<N>` entry for another N under the root, if any.
+    fn other_schema(&self) -> Result<Option<String>, PinError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(PinError::Io { path: self.root.clone(), source }),
+        };
+        let ours = format!("v{SCHEMA_VERSION}");
+        Ok(entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|name| name != &ours && name.starts_with('v')))
+    }
+
+    /// The pinned link of `iface`, if there is one, and the mode it was attached in.
+    pub fn find_link(&self, iface: &str) -> Option<(PathBuf, AttachMode)> {
+        AttachMode::ALL
+            .into_iter()
+            .map(|mode| (self.link(iface, mode), mode))
+            .find(|(path, _)| path.exists())
+    }
+
+    /// Interfaces with a pinned link, and the mode of each.
+    pub fn linked_interfaces(&self) -> Vec<(String, AttachMode)> {
+        let Ok(entries) = std::fs::read_dir(self.links_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let (iface, mode) = name.rsplit_once('.')?;
+                Some((iface.to_string(), AttachMode::parse(mode)?))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Removes every pin of this version (detaching the links) and the empty directories.
+    pub fn remove_all(&self) -> Result<(), PinError> {
+        let dir = self.dir();
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(PinError::Io { path: dir, source }),
+        }
+        // The root goes too when nothing else lives there.
+        let _ = std::fs::remove_dir(&self.root);
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! Builds test frames byte by byte, including the broken ones a parser must survive.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
+
+/// Ethernet header with optional VLAN tags (outermost first) and the inner ethertype.
+pub fn eth(tags: &[u16], ethertype: u16) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    for (i, &vid) in tags.iter().enumerate() {
+        let tpid = if i == 0 && tags.len() == 2 { ETH_P_8021AD } else { ETH_P_8021Q };
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// IPv4 header; `options` is padded to 4 bytes; `frag` is the flags/offset field.
+pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, options: &[u8], frag: u16, payload_len: usize) -> Vec<u8> {
+    let mut opts = options.to_vec();
+    while opts.len() % 4 != 0 {
+        opts.push(0);
+    }
+    let ihl = (20 + opts.len()) / 4;
+    let total = (ihl * 4 + payload_len) as u16;
+    let mut h = vec![0x40 | ihl as u8, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&[0, 1]);
+    h.extend_from_slice(&frag.to_be_bytes());
+    h.extend_from_slice(&[64, proto, 0, 0]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    h.extend_from_slice(&opts);
+    let sum = checksum(&h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    h
+}
+
+/// An IPv6 extension header: (type, bytes) pairs chained after the fixed header.
+pub struct Ext {
+    pub kind: u8,
+    pub body: Vec<u8>,
+}
+
+impl Ext {
+    /// Hop-by-hop (0), routing (43) or destination options (60), padded to `8 * units` bytes.
+    pub fn options(kind: u8, units: usize) -> Ext {
+        Ext { kind, body: vec![0; 8 * units] }
+    }
+
+    /// Fragment header with the given offset (in 8-byte units) and more-fragments flag.
+    pub fn fragment(offset: u16, more: bool) -> Ext {
+        let mut body = vec![0; 8];
+        body[2..4].copy_from_slice(&((offset << 3) | more as u16).to_be_bytes());
+        Ext { kind: 44, body }
+    }
+}
+
+/// IPv6 header followed by its extension headers; `proto` is the final next-header.
+pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, exts: &[Ext], proto: u8, payload_len: usize) -> Vec<u8> {
+    let ext_len: usize = exts.iter().map(|e| e.body.len()).sum();
+    let first = exts.first().map_or(proto, |e| e.kind);
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&((ext_len + payload_len) as u16).to_be_bytes());
+    h.extend_from_slice(&[first, 64]);
+    h.extend_from_slice(&src.octets());
+    h.extend_from_slice(&dst.octets());
+    for (i, e) in exts.iter().enumerate() {
+        let mut body = e.body.clone();
+        body[0] = exts.get(i + 1).map_or(proto, |n| n.kind);
+        if e.kind != 44 {
+            body[1] = (body.len() / 8 - 1) as u8;
+        }
+        h.extend_from_slice(&body);
+    }
+    h
+}
+
+pub fn tcp(dport: u16, flags: u8) -> Vec<u8> {
+    let mut h = vec![0; 20];
+    h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[12] = 5 << 4;
+    h[13] = flags;
+    h
+}
+
+pub fn udp(dport: u16, payload: usize) -> Vec<u8> {
+    let mut h = vec![0; 8];
+    h[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    h.extend(std::iter::repeat_n(0xab, payload));
+    h
+}
+
+pub fn icmp_echo() -> Vec<u8> {
+    vec![8, 0, 0, 0, 0, 1, 0, 1]
+}
+
+/// A complete UDP/IPv4 frame.
+pub fn udp4(src: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let l4 = udp(dport, 18);
+    [eth(&[], ETH_P_IP), ipv4(src, DST4, UDP, &[], 0, l4.len()), l4].concat()
+}
+
+/// A complete UDP/IPv6 frame.
+pub fn udp6(src: Ipv6Addr, dport: u16) -> Vec<u8> {
+    let l4 = udp(dport, 18);
+    [eth(&[], ETH_P_IPV6), ipv6(src, DST6, &[], UDP, l4.len()), l4].concat()
+}
+
+pub const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+fn checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
