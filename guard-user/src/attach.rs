@@ -16,7 +16,9 @@ use tracing::{info, warn};
 use crate::{config::XdpModeSetting, pins::PinLayout};
 
 /// The XDP mode an interface is attached in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     Driver,
@@ -62,7 +64,11 @@ pub enum AttachError {
     )]
     NoBpfLink { iface: String },
     #[error("cannot pin the link of {iface} at {path}: {reason}")]
-    Pin { iface: String, path: PathBuf, reason: String },
+    Pin {
+        iface: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// One interface guardd protects.
@@ -86,13 +92,23 @@ pub fn attach(
     pins: &PinLayout,
 ) -> Result<Attachment, AttachError> {
     if !interface_exists(iface) {
-        return Err(AttachError::UnknownInterface { iface: iface.to_string() });
+        return Err(AttachError::UnknownInterface {
+            iface: iface.to_string(),
+        });
     }
     if let Some((path, mode)) = pins.find_link(iface) {
         match adopt(prog, &path) {
             Ok(()) => {
-                info!(iface, mode = mode.as_str(), "replaced the program of the pinned link");
-                return Ok(Attachment { iface: iface.to_string(), mode, adopted: true });
+                info!(
+                    iface,
+                    mode = mode.as_str(),
+                    "replaced the program of the pinned link"
+                );
+                return Ok(Attachment {
+                    iface: iface.to_string(),
+                    mode,
+                    adopted: true,
+                });
             }
             Err(e) => {
                 // The interface was re-created or the link detached: start over.
@@ -111,7 +127,10 @@ pub fn attach(
         match prog.attach(iface, mode.flags()) {
             Ok(id) => {
                 if last.is_some() {
-                    warn!(iface, "native (driver) XDP is not available; fell back to skb mode");
+                    warn!(
+                        iface,
+                        "native (driver) XDP is not available; fell back to skb mode"
+                    );
                 }
                 let link = prog.take_link(id).map_err(|source| AttachError::Attach {
                     iface: iface.to_string(),
@@ -120,13 +139,21 @@ pub fn attach(
                 })?;
                 pin_link(link, iface, &pins.link(iface, mode))?;
                 info!(iface, mode = mode.as_str(), "attached");
-                return Ok(Attachment { iface: iface.to_string(), mode, adopted: false });
+                return Ok(Attachment {
+                    iface: iface.to_string(),
+                    mode,
+                    adopted: false,
+                });
             }
             Err(source) => {
                 if setting == XdpModeSetting::Auto && mode == AttachMode::Driver {
                     info!(iface, error = %source, "driver mode failed; trying skb mode");
                 }
-                last = Some(AttachError::Attach { iface: iface.to_string(), mode: mode.as_str(), source });
+                last = Some(AttachError::Attach {
+                    iface: iface.to_string(),
+                    mode: mode.as_str(),
+                    source,
+                });
             }
         }
     }
@@ -134,21 +161,24 @@ pub fn attach(
 }
 
 fn adopt(prog: &mut Xdp, path: &std::path::Path) -> Result<(), String> {
-    let pinned = PinnedLink::from_pin(path).map_err(|e| e.to_string())?;
-    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| e.to_string())?;
-    let id = prog.attach_to_link(link).map_err(|e| e.to_string())?;
+    let chain = |e: &dyn std::error::Error| crate::error_chain(e);
+    let pinned = PinnedLink::from_pin(path).map_err(|e| chain(&e))?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| chain(&e))?;
+    let id = prog.attach_to_link(link).map_err(|e| chain(&e))?;
     // Keep the link out of the program's drop list: the pin holds it from now on.
-    let link = prog.take_link(id).map_err(|e| e.to_string())?;
+    let link = prog.take_link(id).map_err(|e| chain(&e))?;
     drop(link);
     Ok(())
 }
 
 fn pin_link(link: XdpLink, iface: &str, path: &std::path::Path) -> Result<(), AttachError> {
-    let fd_link = FdLink::try_from(link).map_err(|_| AttachError::NoBpfLink { iface: iface.to_string() })?;
+    let fd_link = FdLink::try_from(link).map_err(|_| AttachError::NoBpfLink {
+        iface: iface.to_string(),
+    })?;
     fd_link.pin(path).map_err(|e| AttachError::Pin {
         iface: iface.to_string(),
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: crate::error_chain(&e),
     })?;
     Ok(())
 }

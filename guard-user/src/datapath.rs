@@ -68,7 +68,12 @@ impl Datapath {
         let config = typed(&mut ebpf, map_names::CONFIG)?;
         let runtime = match Array::get(&config, &0, 0) {
             Ok(rc) => rc,
-            Err(source) => return Err(DatapathError::Map { name: map_names::CONFIG, source }),
+            Err(source) => {
+                return Err(DatapathError::Map {
+                    name: map_names::CONFIG,
+                    source,
+                });
+            }
         };
         Ok(Datapath {
             config,
@@ -106,7 +111,10 @@ impl Datapath {
         let rc = self.runtime;
         self.config
             .set(0, rc, 0)
-            .map_err(|source| DatapathError::Map { name: map_names::CONFIG, source })
+            .map_err(|source| DatapathError::Map {
+                name: map_names::CONFIG,
+                source,
+            })
     }
 
     /// Writes new list tables. The order keeps every address answered by either the old or
@@ -115,10 +123,14 @@ impl Datapath {
     pub fn write_tables(&mut self, tables: Tables) -> Result<(), DatapathError> {
         let err = |name| move |source| DatapathError::Map { name, source };
         for (&k, v) in &tables.v4_tbl8 {
-            self.v4_tbl8.insert(k, v, 0).map_err(err(map_names::V4_TBL8))?;
+            self.v4_tbl8
+                .insert(k, v, 0)
+                .map_err(err(map_names::V4_TBL8))?;
         }
         for (k, &v) in &tables.v6_prefix {
-            self.v6_prefix.insert(k, v, 0).map_err(err(map_names::V6_PREFIX))?;
+            self.v6_prefix
+                .insert(k, v, 0)
+                .map_err(err(map_names::V6_PREFIX))?;
         }
         // While both generations are in the hash, probe the lengths of both.
         let old_lens = self.current_v6_lens();
@@ -127,10 +139,18 @@ impl Datapath {
             self.set_v6_lens(&union.iter().rev().copied().collect::<Vec<_>>())?;
         }
         let previous = self.written.take();
-        write_array(&mut self.v4_dir24, &tables.v4_dir24, previous.as_ref().map(|t| &t.v4_dir24))
-            .map_err(err(map_names::V4_DIR24))?;
-        write_array(&mut self.v6_top24, &tables.v6_top24, previous.as_ref().map(|t| &t.v6_top24))
-            .map_err(err(map_names::V6_TOP24))?;
+        write_array(
+            &mut self.v4_dir24,
+            &tables.v4_dir24,
+            previous.as_ref().map(|t| &t.v4_dir24),
+        )
+        .map_err(err(map_names::V4_DIR24))?;
+        write_array(
+            &mut self.v6_top24,
+            &tables.v6_top24,
+            previous.as_ref().map(|t| &t.v6_top24),
+        )
+        .map_err(err(map_names::V6_TOP24))?;
         self.set_v6_lens(&tables.v6_lens)?;
         let stale4: Vec<u32> = self
             .v4_tbl8
@@ -148,7 +168,9 @@ impl Datapath {
             .filter(|k| !tables.v6_prefix.contains_key(k))
             .collect();
         for k in stale6 {
-            self.v6_prefix.remove(&k).map_err(err(map_names::V6_PREFIX))?;
+            self.v6_prefix
+                .remove(&k)
+                .map_err(err(map_names::V6_PREFIX))?;
         }
         self.written = Some(tables);
         Ok(())
@@ -156,7 +178,10 @@ impl Datapath {
 
     fn current_v6_lens(&self) -> Vec<u32> {
         let rc = &self.runtime;
-        rc.v6_lens[..rc.v6_len_count as usize].iter().map(|l| l.prefix_len).collect()
+        rc.v6_lens[..rc.v6_len_count as usize]
+            .iter()
+            .map(|l| l.prefix_len)
+            .collect()
     }
 
     fn set_v6_lens(&mut self, lens: &[u32]) -> Result<(), DatapathError> {
@@ -170,7 +195,10 @@ impl Datapath {
     }
 
     pub fn counters(&self) -> Result<Counters, DatapathError> {
-        read_counters(&self.stats).map_err(|source| DatapathError::Map { name: map_names::STATS, source })
+        read_counters(&self.stats).map_err(|source| DatapathError::Map {
+            name: map_names::STATS,
+            source,
+        })
     }
 }
 
@@ -178,7 +206,9 @@ fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
 where
     T: TryFrom<Map, Error = MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap { name })?;
+    let map = ebpf
+        .take_map(name)
+        .ok_or(DatapathError::MissingMap { name })?;
     T::try_from(map).map_err(|source| DatapathError::Map { name, source })
 }
 
@@ -209,7 +239,10 @@ pub fn read_counters(stats: &PerCpuArray<MapData, u64>) -> Result<Counters, MapE
 
 /// Reads the counters from the pinned map, for when the daemon is not running.
 pub fn read_pinned_counters(pins: &PinLayout) -> Result<Counters, DatapathError> {
-    let err = |source| DatapathError::Map { name: map_names::STATS, source };
+    let err = |source| DatapathError::Map {
+        name: map_names::STATS,
+        source,
+    };
     let data = MapData::from_pin(pins.map(map_names::STATS)).map_err(err)?;
     let map = Map::from_map_data(data).map_err(err)?;
     let stats = PerCpuArray::<MapData, u64>::try_from(map).map_err(err)?;

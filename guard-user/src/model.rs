@@ -38,7 +38,11 @@ impl Counters {
     }
 
     pub fn total(&self, verdict: Verdict) -> u64 {
-        self.packets.iter().filter(|p| p.verdict == verdict.as_str()).map(|p| p.packets).sum()
+        self.packets
+            .iter()
+            .filter(|p| p.verdict == verdict.as_str())
+            .map(|p| p.packets)
+            .sum()
     }
 }
 

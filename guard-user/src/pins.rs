@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! <pin_dir>/v<SCHEMA_VERSION>/maps/<MAP>          one pin per map
-//! <pin_dir>/v<SCHEMA_VERSION>/links/<iface>.<mode> the XDP bpf_link of an interface
+//! <pin_dir>/v<SCHEMA_VERSION>/links/<mode>/<iface> the XDP bpf_link of an interface
+//! ```
+//! bpffs refuses `.` in names, so a `.` in an interface name (`eth0.100`) is written `:`,
+//! which Linux never allows in interface names.
+//! ```text
 //! ```
 //! The schema version in the path keeps a daemon from adopting maps it does not understand.
 
@@ -66,7 +70,9 @@ impl PinLayout {
     }
 
     pub fn link(&self, iface: &str, mode: AttachMode) -> PathBuf {
-        self.links_dir().join(format!("{iface}.{}", mode.as_str()))
+        self.links_dir()
+            .join(mode.as_str())
+            .join(iface.replace('.', ":"))
     }
 
     /// Whether this version's state exists (a daemon ran here and was not detached).
@@ -80,16 +86,28 @@ impl PinLayout {
             let path = path.to_path_buf();
             move |source| PinError::Io { path, source }
         };
-        let probe = self.root.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
-        let fs = nix::sys::statfs::statfs(probe)
-            .map_err(|e| PinError::Io { path: probe.to_path_buf(), source: e.into() })?;
+        let probe = self
+            .root
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(Path::new("/"));
+        let fs = nix::sys::statfs::statfs(probe).map_err(|e| PinError::Io {
+            path: probe.to_path_buf(),
+            source: e.into(),
+        })?;
         if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {
-            return Err(PinError::NotBpffs { path: self.root.clone() });
+            return Err(PinError::NotBpffs {
+                path: self.root.clone(),
+            });
         }
         if let Some(found) = self.other_schema()? {
-            return Err(PinError::OtherSchema { path: self.root.clone(), found });
+            return Err(PinError::OtherSchema {
+                path: self.root.clone(),
+                found,
+            });
         }
-        for dir in [self.dir().join("maps"), self.links_dir()] {
+        let link_dirs = AttachMode::ALL.map(|m| self.links_dir().join(m.as_str()));
+        for dir in std::iter::once(self.dir().join("maps")).chain(link_dirs) {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         Ok(())
@@ -100,7 +118,12 @@ impl PinLayout {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(PinError::Io { path: self.root.clone(), source }),
+            Err(source) => {
+                return Err(PinError::Io {
+                    path: self.root.clone(),
+                    source,
+                });
+            }
         };
         let ours = format!("v{SCHEMA_VERSION}");
         Ok(entries
@@ -119,17 +142,15 @@ impl PinLayout {
 
     /// Interfaces with a pinned link, and the mode of each.
     pub fn linked_interfaces(&self) -> Vec<(String, AttachMode)> {
-        let Ok(entries) = std::fs::read_dir(self.links_dir()) else {
-            return Vec::new();
-        };
-        let mut out: Vec<_> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let (iface, mode) = name.rsplit_once('.')?;
-                Some((iface.to_string(), AttachMode::parse(mode)?))
-            })
-            .collect();
+        let mut out = Vec::new();
+        for mode in AttachMode::ALL {
+            let Ok(entries) = std::fs::read_dir(self.links_dir().join(mode.as_str())) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                out.push((e.file_name().to_string_lossy().replace(':', "."), mode));
+            }
+        }
         out.sort();
         out
     }

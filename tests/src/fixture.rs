@@ -15,7 +15,9 @@ pub struct Fixture {
 impl Fixture {
     /// The program loaded with the given lists; panics with the verifier log on failure.
     pub fn new(allow: &[&str], deny: &[&str]) -> Fixture {
-        let parse = |v: &[&str]| -> Vec<IpNet> { lists::parse(&v.join("\n"), "fixture").expect("test list") };
+        let parse = |v: &[&str]| -> Vec<IpNet> {
+            lists::parse(&v.join("\n"), "fixture").expect("test list")
+        };
         let mut datapath = Datapath::load(objects::guard(), None)
             .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
         let tables = Tables::build(&parse(allow), &parse(deny)).expect("test lists fit");
@@ -33,7 +35,11 @@ impl Fixture {
 
     /// Runs the program once on `frame`; returns the XDP action.
     pub fn run(&mut self, frame: &[u8]) -> u32 {
-        let opts = TestRunOptions { data_in: Some(frame), repeat: 1, ..Default::default() };
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..Default::default()
+        };
         self.datapath
             .program_mut()
             .test_run(opts)
@@ -46,7 +52,14 @@ impl Fixture {
     }
 
     /// Runs `frame` and checks the action and that exactly one counter moved, by one.
-    pub fn expect(&mut self, name: &str, frame: &[u8], action: u32, verdict: Verdict, reason: Reason) {
+    pub fn expect(
+        &mut self,
+        name: &str,
+        frame: &[u8],
+        action: u32,
+        verdict: Verdict,
+        reason: Reason,
+    ) {
         let before = self.counters();
         let got = self.run(frame);
         let after = self.counters();
@@ -54,7 +67,11 @@ impl Fixture {
         for (b, a) in before.packets.iter().zip(&after.packets) {
             let moved = a.packets - b.packets;
             let want = u64::from(a.verdict == verdict.as_str() && a.reason == reason.as_str());
-            assert_eq!(moved, want, "{name}: counter {}/{} moved by {moved}", a.verdict, a.reason);
+            assert_eq!(
+                moved, want,
+                "{name}: counter {}/{} moved by {moved}",
+                a.verdict, a.reason
+            );
         }
     }
 }

@@ -17,7 +17,11 @@ pub const ICMPV6: u8 = 58;
 pub fn eth(tags: &[u16], ethertype: u16) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
     for (i, &vid) in tags.iter().enumerate() {
-        let tpid = if i == 0 && tags.len() == 2 { ETH_P_8021AD } else { ETH_P_8021Q };
+        let tpid = if i == 0 && tags.len() == 2 {
+            ETH_P_8021AD
+        } else {
+            ETH_P_8021Q
+        };
         f.extend_from_slice(&tpid.to_be_bytes());
         f.extend_from_slice(&vid.to_be_bytes());
     }
@@ -26,7 +30,14 @@ pub fn eth(tags: &[u16], ethertype: u16) -> Vec<u8> {
 }
 
 /// IPv4 header; `options` is padded to 4 bytes; `frag` is the flags/offset field.
-pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, options: &[u8], frag: u16, payload_len: usize) -> Vec<u8> {
+pub fn ipv4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    options: &[u8],
+    frag: u16,
+    payload_len: usize,
+) -> Vec<u8> {
     let mut opts = options.to_vec();
     while opts.len() % 4 != 0 {
         opts.push(0);
@@ -55,7 +66,10 @@ pub struct Ext {
 impl Ext {
     /// Hop-by-hop (0), routing (43) or destination options (60), padded to `8 * units` bytes.
     pub fn options(kind: u8, units: usize) -> Ext {
-        Ext { kind, body: vec![0; 8 * units] }
+        Ext {
+            kind,
+            body: vec![0; 8 * units],
+        }
     }
 
     /// Fragment header with the given offset (in 8-byte units) and more-fragments flag.
@@ -111,20 +125,33 @@ pub fn icmp_echo() -> Vec<u8> {
 /// A complete UDP/IPv4 frame.
 pub fn udp4(src: Ipv4Addr, dport: u16) -> Vec<u8> {
     let l4 = udp(dport, 18);
-    [eth(&[], ETH_P_IP), ipv4(src, DST4, UDP, &[], 0, l4.len()), l4].concat()
+    [
+        eth(&[], ETH_P_IP),
+        ipv4(src, DST4, UDP, &[], 0, l4.len()),
+        l4,
+    ]
+    .concat()
 }
 
 /// A complete UDP/IPv6 frame.
 pub fn udp6(src: Ipv6Addr, dport: u16) -> Vec<u8> {
     let l4 = udp(dport, 18);
-    [eth(&[], ETH_P_IPV6), ipv6(src, DST6, &[], UDP, l4.len()), l4].concat()
+    [
+        eth(&[], ETH_P_IPV6),
+        ipv6(src, DST6, &[], UDP, l4.len()),
+        l4,
+    ]
+    .concat()
 }
 
 pub const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const DST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 
 fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum();
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

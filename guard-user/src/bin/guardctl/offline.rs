@@ -1,0 +1,79 @@
+//! Answers from the pinned maps when guardd is not running: enforcement outlives it.
+
+use guard_user::{
+    client::ClientError, datapath::read_pinned_counters, model::Counters, pins::PinLayout,
+};
+use serde::Serialize;
+
+use crate::render;
+
+#[derive(Serialize)]
+struct OfflineStatus {
+    daemon: &'static str,
+    reason: String,
+    pin_dir: String,
+    /// Interfaces that still have guard attached through a pinned link.
+    interfaces: Vec<OfflineInterface>,
+}
+
+#[derive(Serialize)]
+struct OfflineInterface {
+    name: String,
+    xdp_mode: String,
+}
+
+pub fn status(pins: &PinLayout, why: &ClientError, json: bool) -> anyhow::Result<()> {
+    let s = OfflineStatus {
+        daemon: "down",
+        reason: why.to_string(),
+        pin_dir: pins.root().display().to_string(),
+        interfaces: pins
+            .linked_interfaces()
+            .into_iter()
+            .map(|(name, mode)| OfflineInterface {
+                name,
+                xdp_mode: mode.as_str().to_string(),
+            })
+            .collect(),
+    };
+    render::print(json, &s, |s| {
+        let mut out = format!(
+            "guardd: not running ({})\npin dir: {}\n",
+            s.reason, s.pin_dir
+        );
+        if s.interfaces.is_empty() {
+            out += "enforcement: none pinned (guard is not attached)\n";
+        } else {
+            out += "enforcement: still attached through pinned links\n";
+            for i in &s.interfaces {
+                out += &format!("  {:<16} {}\n", i.name, i.xdp_mode);
+            }
+        }
+        out
+    })
+}
+
+#[derive(Serialize)]
+struct OfflineStats {
+    daemon: &'static str,
+    #[serde(flatten)]
+    counters: Counters,
+}
+
+pub fn stats(pins: &PinLayout, why: &ClientError, json: bool) -> anyhow::Result<()> {
+    if !pins.exists() {
+        anyhow::bail!("{why}, and no pinned state under {}", pins.root().display());
+    }
+    let counters = read_pinned_counters(pins)?;
+    if !json {
+        eprintln!("guardd is not running ({why}); counters from the pinned maps:");
+    }
+    render::print(
+        json,
+        &OfflineStats {
+            daemon: "down",
+            counters,
+        },
+        |s| render::counters(&s.counters),
+    )
+}

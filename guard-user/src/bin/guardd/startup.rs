@@ -1,0 +1,234 @@
+//! Start-up: config, checks, maps, attachment; then the API and the signal loop.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use guard_common::{ListCode, lists::flags};
+use guard_user::{
+    attach::{self, interface_exists},
+    config::Config,
+    datapath::Datapath,
+    lists, netif, objects,
+    pins::PinLayout,
+    tables::Tables,
+};
+use tokio::{
+    net::UnixListener,
+    signal::unix::{SignalKind, signal},
+};
+use tracing::{error, info, warn};
+
+use crate::{
+    Options, api,
+    daemonize::Ready,
+    state::{Daemon, Shared},
+};
+
+/// The config file (or the embedded default) with the command-line flags applied.
+pub fn effective_config(opts: &Options) -> anyhow::Result<Config> {
+    let mut config = match &opts.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded_default(),
+    };
+    if !opts.ifaces.is_empty() {
+        config.interfaces = opts.ifaces.clone();
+    }
+    if let Some(mode) = opts.xdp_mode {
+        config.xdp_mode = mode;
+    }
+    if let Some(socket) = &opts.socket {
+        config.api.socket = socket.clone();
+    }
+    if let Some(dir) = &opts.pin_dir {
+        config.pin_dir = dir.clone();
+    }
+    if let Some(addr) = opts.metrics {
+        config.metrics.listen = addr;
+    }
+    config.monitor |= opts.monitor;
+    Ok(config)
+}
+
+pub fn build_tables(config: &Config) -> anyhow::Result<Tables> {
+    let allow = lists::load(&config.lists.allow).context("allow list")?;
+    let deny = lists::load(&config.lists.deny).context("deny list")?;
+    Ok(Tables::build(&allow, &deny)?)
+}
+
+pub fn runtime_flags(config: &Config) -> u32 {
+    let mut f = 0;
+    if config.monitor {
+        f |= flags::MONITOR;
+    }
+    if config.drop_malformed {
+        f |= flags::DROP_MALFORMED;
+    }
+    f
+}
+
+/// Public blocklists include private ranges: say so loudly when one covers this host.
+pub fn warn_about_own_addresses(tables: &Tables, ifaces: &[String]) {
+    for iface in ifaces {
+        for addr in netif::addresses(iface) {
+            if tables.lookup(addr) == ListCode::Deny {
+                error!(
+                    "the deny list covers {addr}, an address of {iface}: peers on that network \
+                     will be dropped; allow your own networks if that is not what you want"
+                );
+            }
+        }
+    }
+}
+
+pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
+    let config = effective_config(&opts)?;
+    if config.interfaces.is_empty() {
+        bail!("no interface to protect: set `interfaces` in the config or pass --iface");
+    }
+    for iface in &config.interfaces {
+        if !interface_exists(iface) {
+            bail!("unknown interface {iface}");
+        }
+    }
+    check_privileges()?;
+    let tables = build_tables(&config)?;
+    let pins = PinLayout::new(&config.pin_dir);
+    pins.prepare()?;
+    let mut datapath = Datapath::load(objects::guard(), Some(&pins))?;
+    datapath.set_flags(runtime_flags(&config))?;
+    warn_about_own_addresses(&tables, &config.interfaces);
+    let lists = tables.counts;
+    // Lists are in the maps before the program sees its first packet.
+    datapath.write_tables(tables)?;
+    let mut attachments = Vec::new();
+    for iface in &config.interfaces {
+        attachments.push(attach::attach(
+            datapath.program_mut(),
+            iface,
+            config.xdp_mode,
+            &pins,
+        )?);
+    }
+    if !config.rules.is_empty() {
+        warn!(
+            rules = config.rules.len(),
+            "rate rules are validated but not enforced by this version of guardd"
+        );
+    }
+    info!(
+        interfaces = ?config.interfaces,
+        allow = lists.allow,
+        deny = lists.deny,
+        monitor = config.monitor,
+        pin_dir = %config.pin_dir.display(),
+        "guardd started"
+    );
+    let socket = config.api.socket.clone();
+    let mode = config.api.socket_mode.bits();
+    let daemon: Shared = Arc::new(Mutex::new(Daemon {
+        opts,
+        config,
+        datapath,
+        attachments,
+        pins,
+        lists,
+        started: Instant::now(),
+    }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(daemon, &socket, mode, ready))
+}
+
+async fn serve(
+    daemon: Shared,
+    socket: &Path,
+    mode: u32,
+    ready: Option<Ready>,
+) -> anyhow::Result<()> {
+    let listener = bind_socket(socket, mode)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(daemon.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    info!(socket = %socket.display(), "control API listening");
+    if let Some(ready) = ready {
+        ready.done();
+    }
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let d = daemon.clone();
+                let res = tokio::task::spawn_blocking(move || d.lock().expect("state lock").reload()).await?;
+                if let Err(e) = res {
+                    error!("{e:#}");
+                }
+            }
+        }
+    }
+    info!(
+        "stopping; enforcement stays attached through the pinned links (guardctl detach removes it)"
+    );
+    let _ = stop_tx.send(());
+    server.await??;
+    let _ = std::fs::remove_file(socket);
+    Ok(())
+}
+
+/// Binds the API socket, replacing a stale socket file but never a live daemon's.
+fn bind_socket(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another guardd is serving {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Fails with the missing capability's name rather than an EPERM from deep inside a load.
+fn check_privileges() -> anyhow::Result<()> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .context("no CapEff in /proc/self/status")?;
+    let has = |cap: u32| eff & (1 << cap) != 0;
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        bail!(
+            "missing privileges: guardd needs CAP_BPF (or CAP_SYS_ADMIN) to load its XDP program"
+        );
+    }
+    if !has(CAP_NET_ADMIN) {
+        bail!("missing privileges: guardd needs CAP_NET_ADMIN to attach XDP programs");
+    }
+    Ok(())
+}
