@@ -1,4 +1,8 @@
 //! Test support for guard: packet builders, a BPF_PROG_TEST_RUN harness, network-namespace
-//! testbeds and a guardd process handle. Everything it creates is removed on drop.
+//! testbeds, bounded traffic and a guardd process handle. Everything it creates is removed
+//! on drop.
+pub mod daemon;
 pub mod fixture;
+pub mod netns;
 pub mod packet;
+pub mod traffic;

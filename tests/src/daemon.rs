@@ -1,0 +1,204 @@
+//! A real guardd process in a testbed namespace, and guardctl against it.
+//!
+//! guardd runs under `nsenter --net` (not `ip netns exec`, which remounts /sys and hides
+//! the host's bpffs), so its pins land on the host's /sys/fs/bpf and are removed on drop.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+
+use crate::netns::{Netns, unique_tag};
+
+/// Where the guardd and guardctl binaries are: `$GUARD_BIN_DIR`, else the workspace's
+/// debug build (`cargo xtask test` builds them first).
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("GUARD_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p guard-user` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `guardd` in `ns` with `args` and waits for it to exit (at most `limit`).
+pub fn run_guardd(ns: &Netns, args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path()))
+        .arg(bin("guardd"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nsenter guardd");
+    let start = Instant::now();
+    while child.try_wait().expect("wait guardd").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("guardd {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("guardd output")
+}
+
+pub struct Guardd {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub pin_dir: PathBuf,
+    pub config: PathBuf,
+    log: PathBuf,
+}
+
+impl Guardd {
+    /// Starts guardd on `iface` in `ns` with `config` (TOML) and waits for its API.
+    pub fn start(ns: &Netns, iface: &str, config: &str) -> Guardd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/guard-test-{}", unique_tag()));
+        let mut g = Guardd {
+            child: None,
+            socket: dir.path().join("guard.sock"),
+            config: dir.path().join("guard.toml"),
+            log: dir.path().join("guardd.log"),
+            pin_dir,
+            dir,
+        };
+        std::fs::write(&g.config, config).expect("write config");
+        g.spawn(ns, iface);
+        g
+    }
+
+    /// Starts (again) with the same config, socket and pins.
+    pub fn spawn(&mut self, ns: &Netns, iface: &str) {
+        assert!(self.child.is_none(), "guardd is already running");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .arg(bin("guardd"))
+            .args(["--foreground", "--iface", iface, "--config"])
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn guardd");
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!(
+                    "guardd exited ({status}) before serving its API:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "guardd not ready in 20s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("guardd running").id() as i32)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        nix::sys::signal::kill(self.pid(), sig).expect("signal guardd");
+    }
+
+    /// SIGTERM and wait (at most 10 s); returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("guardd running");
+        let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("guardd ignored SIGTERM for 10s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs guardctl against this daemon (socket and pin dir set).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("guardctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .args(args)
+            .output()
+            .expect("run guardctl")
+    }
+
+    /// `guardctl --json <args>`, checked for success and parsed.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "guardctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "guardctl {args:?} JSON: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Packets counted for (verdict, reason) by `guardctl stats --json`.
+    pub fn packets(&self, verdict: &str, reason: &str) -> u64 {
+        let stats = self.ctl_json(&["stats"]);
+        stats["packets"]
+            .as_array()
+            .expect("packets array")
+            .iter()
+            .find(|p| p["verdict"] == verdict && p["reason"] == reason)
+            .and_then(|p| p["packets"].as_u64())
+            .unwrap_or_else(|| panic!("no counter {verdict}/{reason} in {stats}"))
+    }
+}
+
+impl Drop for Guardd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Pins are ours to remove (links included, which detaches XDP).
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}

@@ -1,0 +1,138 @@
+//! guardd refuses to start, with the reason and a non-zero exit, when it cannot do its job.
+
+use std::time::Duration;
+
+use guard_tests::{daemon::run_guardd, netns::Testbed};
+
+fn stderr_of(bed: &Testbed, args: &[&str]) -> (Option<i32>, String) {
+    let out = run_guardd(&bed.server, args, Duration::from_secs(20));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pins(tag: &str) -> String {
+    format!("/sys/fs/bpf/guard-test-err-{}-{tag}", std::process::id())
+}
+
+#[test]
+fn unknown_interface() {
+    let bed = Testbed::new();
+    let (code, err) = stderr_of(
+        &bed,
+        &[
+            "--foreground",
+            "--iface",
+            "nosuch0",
+            "--pin-dir",
+            &pins("a"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("guardd: error: unknown interface nosuch0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_interface() {
+    let bed = Testbed::new();
+    let (code, err) = stderr_of(&bed, &["--foreground", "--pin-dir", &pins("b")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no interface to protect"), "{err}");
+}
+
+#[test]
+fn invalid_config_names_file_line_column_and_key() {
+    let bed = Testbed::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "monitor = false\n\n[[rules]]\nname = \"r\"\nrate = 5.0\nburst = 10\nbuckets = 100\n",
+    )
+    .unwrap();
+    let (code, err) = stderr_of(
+        &bed,
+        &[
+            "--foreground",
+            "--config",
+            path.to_str().unwrap(),
+            "--iface",
+            &bed.server_if,
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!("{}:7:11: rules[0].buckets: ", path.display());
+    assert!(err.contains(&want), "wanted {want:?} in:\n{err}");
+
+    std::fs::write(&path, "monitr = true\n").unwrap();
+    let (code, err) = stderr_of(
+        &bed,
+        &[
+            "--foreground",
+            "--config",
+            path.to_str().unwrap(),
+            "--iface",
+            &bed.server_if,
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:1:1: ", path.display())) && err.contains("monitr"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_list_line_is_reported_and_nothing_loads() {
+    let bed = Testbed::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("deny.txt");
+    std::fs::write(&list, "198.18.0.3\n198.18.0.300\n").unwrap();
+    let config = dir.path().join("guard.toml");
+    std::fs::write(&config, format!("[lists]\ndeny = [{list:?}]\n")).unwrap();
+    let pin_dir = pins("c");
+    let (code, err) = stderr_of(
+        &bed,
+        &[
+            "--foreground",
+            "--config",
+            config.to_str().unwrap(),
+            "--iface",
+            &bed.server_if,
+            "--pin-dir",
+            &pin_dir,
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:2: \"198.18.0.300\"", list.display())),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&pin_dir).exists(),
+        "nothing was loaded or pinned"
+    );
+}
+
+#[test]
+fn deny_covering_own_address_is_warned_about() {
+    use guard_tests::daemon::Guardd;
+    let bed = Testbed::new();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("deny.txt");
+    std::fs::write(&list, "198.18.0.0/15\n").unwrap();
+    let guardd = Guardd::start(
+        &bed.server,
+        &bed.server_if,
+        &format!("[lists]\ndeny = [{list:?}]\n"),
+    );
+    let log = guardd.log();
+    assert!(
+        log.contains("the deny list covers 198.18.0.1, an address of"),
+        "{log}"
+    );
+}
