@@ -1,1 +1,126 @@
-fn main() {}
+//! `cargo xtask build | test | demo`: guard's developer commands. Each installs what it
+//! needs on a fresh machine first, and says what it is doing.
+
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build the XDP object, guardd and guardctl.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test: unit tests, BPF_PROG_TEST_RUN fixtures, network-namespace tests (root).
+    Test,
+    /// Run the demo testbed: guardd in a network namespace, a legitimate client and denied
+    /// flooding sources, a live table of what passed and what was dropped (root).
+    Demo {
+        /// How long the traffic runs.
+        #[arg(long, default_value_t = 8)]
+        seconds: u32,
+    },
+    /// Benchmarks: the XDP program's cost with BPF_PROG_TEST_RUN (root).
+    Bench {
+        /// Fewer repetitions, for a quick look.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Build { release } => {
+            setup::build_tools()?;
+            let mut args = vec!["build", "-p", "guard-user"];
+            if release {
+                args.push("--release");
+            }
+            cargo(&args)
+        }
+        Cmd::Test => {
+            setup::build_tools()?;
+            setup::runtime()?;
+            cargo(&["build", "-p", "guard-user"])?;
+            cargo(&[
+                "test",
+                "--workspace",
+                "--exclude",
+                "guard-ebpf",
+                "--no-fail-fast",
+            ])
+        }
+        Cmd::Demo { seconds } => {
+            setup::build_tools()?;
+            setup::runtime()?;
+            cargo(&["build", "-p", "guard-user"])?;
+            cargo(&[
+                "run",
+                "-q",
+                "-p",
+                "guard-tests",
+                "--bin",
+                "guard-demo",
+                "--",
+                &seconds.to_string(),
+            ])
+        }
+        Cmd::Bench { quick } => {
+            setup::build_tools()?;
+            setup::runtime()?;
+            let (repeat, rounds) = if quick {
+                ("1000000", "3")
+            } else {
+                ("10000000", "5")
+            };
+            cargo(&[
+                "run",
+                "-q",
+                "--release",
+                "-p",
+                "guard-tests",
+                "--bin",
+                "guard-bench",
+                "--",
+                repeat,
+                rounds,
+            ])
+        }
+    }
+}
+
+/// Runs cargo in the workspace with the test binaries pointed at this build's guardd.
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let root = setup::workspace_root();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(&root)
+        .env("GUARD_BIN_DIR", root.join("target/debug"))
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}

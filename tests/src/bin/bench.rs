@@ -1,0 +1,172 @@
+//! `cargo xtask bench`: cost of guard's XDP program with BPF_PROG_TEST_RUN, in ns per packet
+//! over an XDP_PASS program measured in the same run, contenders interleaved round by round
+//! and the process pinned to one CPU. (More benchmarks come with the rate-rule work.)
+//!
+//! Contenders for the allow/deny lookup, same lists, same parser:
+//! - `guard`: DIR-24-8 table for IPv4, top-24 bitmap + per-length hashes for IPv6;
+//! - `lpm_ref`: one BPF LPM trie per family (the straightforward design).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::Context;
+use aya::{
+    Ebpf,
+    maps::{LpmTrie, lpm_trie::Key},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use guard_common::ListCode;
+use guard_tests::{fixture::Fixture, packet};
+use guard_user::{
+    lists, objects,
+    tables::{Tables, v6_words},
+};
+use ipnet::IpNet;
+
+fn main() -> anyhow::Result<()> {
+    let repeat: u32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    pin_to_cpu(1);
+    let (allow, deny) = bench_lists()?;
+    let tables = Tables::build(&allow, &deny)?;
+
+    let mut guard = Fixture::new(&[], &[]);
+    guard.datapath.write_tables(tables.clone())?;
+    let mut reference = Ebpf::load(objects::bench()).context("loading the bench object")?;
+    fill_lpm(&mut reference, &allow, &deny)?;
+    for name in ["xdp_pass", "lpm_ref"] {
+        let p: &mut Xdp = reference.program_mut(name).context(name)?.try_into()?;
+        p.load()?;
+    }
+
+    let pass4 = Ipv4Addr::new(198, 18, 0, 9); // the test range, taken out of the blocklist
+    let deny4 = Ipv4Addr::new(1, 10, 16, 5); // in the blocklist (1.10.16.0/20)
+    // Worst case: same top-24 region as listed prefixes, so every length is probed.
+    let pass6: Ipv6Addr = "2001:db8:ffff::9".parse()?;
+    // Usual case: a region with no listed prefix (3fff::/20 is for documentation too).
+    let pass6_other: Ipv6Addr = "3fff::9".parse()?;
+    let deny6: Ipv6Addr = "2001:db8:0:17::9".parse()?; // one of the generated prefixes
+    assert_eq!(tables.lookup(pass4.into()), ListCode::None);
+    assert_eq!(tables.lookup(deny4.into()), ListCode::Deny);
+    assert_eq!(tables.lookup(pass6.into()), ListCode::None);
+    assert_eq!(tables.lookup(deny6.into()), ListCode::Deny);
+    assert_eq!(tables.lookup(pass6_other.into()), ListCode::None);
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("ipv4 pass", packet::udp4(pass4, 443)),
+        ("ipv4 deny", packet::udp4(deny4, 443)),
+        ("ipv6 pass", packet::udp6(pass6_other, 443)),
+        ("ipv6 pass*", packet::udp6(pass6, 443)),
+        ("ipv6 deny", packet::udp6(deny6, 443)),
+    ];
+    println!(
+        "lists: {} IPv4 + {} IPv6 deny prefixes, {} allows; repeat {repeat}, {rounds} rounds, CPU 1",
+        deny.iter().filter(|n| matches!(n, IpNet::V4(_))).count(),
+        deny.iter().filter(|n| matches!(n, IpNet::V6(_))).count(),
+        allow.len()
+    );
+    println!(
+        "{:<10} {:>22} {:>22}",
+        "packet", "guard (ns over pass)", "lpm trie (ns over pass)"
+    );
+    for (name, frame) in &cases {
+        let mut g = Vec::new();
+        let mut l = Vec::new();
+        for _ in 0..rounds {
+            let base = ns_per_run(prog(&mut reference, "xdp_pass"), frame, repeat)?;
+            g.push(ns_per_run(guard.datapath.program_mut(), frame, repeat)? - base);
+            l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
+        }
+        println!("{name:<10} {:>22} {:>22}", summary(&mut g), summary(&mut l));
+    }
+    println!("* source in the same top-24-bit region as listed prefixes: every length is probed");
+    Ok(())
+}
+
+fn prog<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
+    ebpf.program_mut(name)
+        .and_then(|p| p.try_into().ok())
+        .expect("loaded above")
+}
+
+fn ns_per_run(p: &mut Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
+    let r = p.test_run(TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..Default::default()
+    })?;
+    // The kernel reports the mean duration of one run.
+    Ok(r.duration.as_nanos() as f64)
+}
+
+/// "median (min-max)".
+fn summary(v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    format!("{:.1} ({:.1}-{:.1})", v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// The real IPv4 blocklist (less the test range) plus 1,000 generated IPv6 prefixes and
+/// 100 allows.
+fn bench_lists() -> anyhow::Result<(Vec<IpNet>, Vec<IpNet>)> {
+    let path = std::env::var("GUARD_DATA_DIR")
+        .map(|d| format!("{d}/firehol_level1.netset"))
+        .unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/data/firehol_level1.netset"
+            )
+            .into()
+        });
+    let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    let mut deny: Vec<IpNet> = lists::parse(&text, &path)?
+        .into_iter()
+        .filter(|n| !n.contains(&IpAddr::from(Ipv4Addr::new(198, 18, 0, 1))))
+        .collect();
+    for i in 0..1000u32 {
+        let len = [32, 48, 56, 64][i as usize % 4];
+        let addr = Ipv6Addr::from((0x2001_0db8u128 << 96) | ((i as u128) << 64));
+        deny.push(IpNet::V6(ipnet::Ipv6Net::new(addr, len)?.trunc()));
+    }
+    deny.retain(|n| !matches!(n, IpNet::V6(v) if v.prefix_len() == 32));
+    let allow = (0..100u32)
+        .map(|i| IpNet::from(IpAddr::from(Ipv4Addr::from(0xcb00_7100 + i))))
+        .collect();
+    Ok((allow, deny))
+}
+
+fn fill_lpm(ebpf: &mut Ebpf, allow: &[IpNet], deny: &[IpNet]) -> anyhow::Result<()> {
+    let mut v4: LpmTrie<_, u32, u32> =
+        LpmTrie::try_from(ebpf.take_map("LPM_V4").context("LPM_V4")?)?;
+    let mut v6: LpmTrie<_, [u32; 4], u32> =
+        LpmTrie::try_from(ebpf.take_map("LPM_V6").context("LPM_V6")?)?;
+    // Allows last, so an allow with the same prefix as a deny wins, as in guard.
+    for (nets, code) in [(deny, ListCode::Deny), (allow, ListCode::Allow)] {
+        for n in nets {
+            match n {
+                IpNet::V4(n) => v4.insert(
+                    &Key::new(n.prefix_len().into(), u32::from(n.network()).to_be()),
+                    code as u32,
+                    0,
+                )?,
+                IpNet::V6(n) => v6.insert(
+                    &Key::new(n.prefix_len().into(), v6_words(&n.network())),
+                    code as u32,
+                    0,
+                )?,
+            }
+        }
+    }
+    std::mem::forget((v4, v6)); // keep the maps alive with the programs
+    Ok(())
+}
+
+fn pin_to_cpu(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
