@@ -296,7 +296,7 @@ pub(crate) fn probes(net: &IpNet) -> Vec<IpAddr> {
                 hi,
                 hi.wrapping_add(1),
             ]
-            .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+            .map(|a| IpAddr::V4(std::net::Ipv4Addr::from(a)))
             .to_vec()
         }
         IpNet::V6(n) => {

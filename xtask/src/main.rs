@@ -2,6 +2,7 @@
 //! needs on a fresh machine first, and says what it is doing.
 
 mod setup;
+mod test_summary;
 
 use std::process::{Command, ExitCode};
 
@@ -63,11 +64,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::build_tools()?;
             setup::runtime()?;
             cargo(&["build", "-p", "guard-user"])?;
-            cargo(&[
+            test_summary::run_cargo_test(&[
                 "test",
                 "--workspace",
                 "--exclude",
                 "guard-ebpf",
+                "--lib",
+                "--bins",
+                "--tests",
                 "--no-fail-fast",
             ])
         }
@@ -110,13 +114,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs cargo in the workspace with the test binaries pointed at this build's guardd.
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
+/// cargo in the workspace, with the tests pointed at this build's guardd and guardctl.
+fn cargo_command(args: &[&str]) -> Command {
     let root = setup::workspace_root();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args)
         .current_dir(&root)
-        .env("GUARD_BIN_DIR", root.join("target/debug"))
+        .env("GUARD_BIN_DIR", root.join("target/debug"));
+    cmd
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = cargo_command(args)
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {
