@@ -124,6 +124,18 @@ impl Guardd {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits (at most `limit`) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.as_ref().expect("guardd running").id() as i32)
     }

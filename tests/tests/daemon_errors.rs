@@ -49,37 +49,26 @@ fn invalid_config_names_file_line_column_and_key() {
     let bed = Testbed::new();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        "monitor = false\n\n[[rules]]\nname = \"r\"\nrate = 5.0\nburst = 10\nbuckets = 100\n",
-    )
-    .unwrap();
-    let (code, err) = stderr_of(
-        &bed,
-        &[
+    let refuse = |config: &str| {
+        std::fs::write(&path, config).unwrap();
+        let args = [
             "--foreground",
             "--config",
             path.to_str().unwrap(),
             "--iface",
             &bed.server_if,
-        ],
+        ];
+        let (code, err) = stderr_of(&bed, &args);
+        assert_eq!(code, Some(1), "{err}");
+        err
+    };
+    let err = refuse(
+        "monitor = false\n\n[[rules]]\nname = \"r\"\nrate = 5.0\nburst = 10\nbuckets = 100\n",
     );
-    assert_eq!(code, Some(1), "{err}");
     let want = format!("{}:7:11: rules[0].buckets: ", path.display());
     assert!(err.contains(&want), "wanted {want:?} in:\n{err}");
 
-    std::fs::write(&path, "monitr = true\n").unwrap();
-    let (code, err) = stderr_of(
-        &bed,
-        &[
-            "--foreground",
-            "--config",
-            path.to_str().unwrap(),
-            "--iface",
-            &bed.server_if,
-        ],
-    );
-    assert_eq!(code, Some(1), "{err}");
+    let err = refuse("monitr = true\n");
     assert!(
         err.contains(&format!("{}:1:1: ", path.display())) && err.contains("monitr"),
         "{err}"

@@ -176,28 +176,14 @@ fn sighup_reloads_lists() {
     std::fs::write(dir.path().join("deny.txt"), "198.18.0.2\n").unwrap();
     guardd.signal(Signal::SIGHUP);
     let want = [(client4(2), false), (client4(3), true), (client4(4), true)];
-    let mut ok = false;
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(100));
-        if guardd.log().contains("reloaded") {
-            ok = true;
-            break;
-        }
-    }
+    let ok = guardd.wait_for_log("reloaded", Duration::from_secs(5));
     assert!(ok, "no reload logged:\n{}", guardd.log());
     assert_enforced(&blast(&bed, &rx, &want), &want, "after reload");
 
     // A bad list is refused and the running lists stay.
     std::fs::write(dir.path().join("deny.txt"), "198.18.0.3\nnot-an-address\n").unwrap();
     guardd.signal(Signal::SIGHUP);
-    let mut refused = false;
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(100));
-        if guardd.log().contains("reload refused") {
-            refused = true;
-            break;
-        }
-    }
+    let refused = guardd.wait_for_log("reload refused", Duration::from_secs(5));
     assert!(refused, "no refusal logged:\n{}", guardd.log());
     assert!(guardd.log().contains("deny.txt:2"), "{}", guardd.log());
     assert_enforced(&blast(&bed, &rx, &want), &want, "after refused reload");
