@@ -5,7 +5,10 @@
 #![no_std]
 
 pub mod lists;
+pub mod rules;
+pub mod siphash;
 pub mod stats;
+pub mod tokens;
 
 pub use lists::{ListCode, RuntimeConfig, V6Key, V6Len};
 pub use stats::{Reason, Verdict};
@@ -22,8 +25,14 @@ pub mod map_names {
     pub const V4_TBL8: &str = "V4_TBL8";
     pub const V6_TOP24: &str = "V6_TOP24";
     pub const V6_PREFIX: &str = "V6_PREFIX";
+    pub const RULES: &str = "RULES";
+    pub const RULE_PORTS: &str = "RULE_PORTS";
+    pub const RULE_STATS: &str = "RULE_STATS";
+    pub const BUCKETS: &str = "BUCKETS";
+    pub const HEARTBEAT: &str = "HEARTBEAT";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 6] = [CONFIG, STATS, V4_DIR24, V4_TBL8, V6_TOP24, V6_PREFIX];
+    pub const ALL: [&str; 11] =
+        [CONFIG, STATS, V4_DIR24, V4_TBL8, V6_TOP24, V6_PREFIX, RULES, RULE_PORTS, RULE_STATS, BUCKETS, HEARTBEAT];
 }
 
 /// Name of the production XDP program in the object file.
@@ -36,6 +45,8 @@ mod pod {
     unsafe impl aya::Pod for crate::RuntimeConfig {}
     unsafe impl aya::Pod for crate::V6Key {}
     unsafe impl aya::Pod for crate::lists::Bitmap512 {}
+    unsafe impl aya::Pod for crate::rules::RuleSpec {}
+    unsafe impl aya::Pod for crate::tokens::Bucket {}
 }
 
 #[cfg(test)]
@@ -50,7 +61,7 @@ mod tests {
         assert_eq!(size_of::<V6Len>(), 4 + 16);
         assert_eq!(
             size_of::<RuntimeConfig>(),
-            4 + 4 + lists::MAX_V6_LENS * size_of::<V6Len>()
+            4 * 4 + 8 + 16 + lists::MAX_V6_LENS * size_of::<V6Len>()
         );
         assert_eq!(size_of::<lists::Bitmap512>(), 64);
     }

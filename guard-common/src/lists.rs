@@ -176,6 +176,13 @@ pub struct RuntimeConfig {
     pub flags: u32,
     /// How many entries of `v6_lens` are in use.
     pub v6_len_count: u32,
+    /// How many entries of `RULES` are in use.
+    pub rule_count: u32,
+    pub _reserved: u32,
+    /// Rate rules fail open once the refill heartbeat is older than this.
+    pub stale_after_ns: u64,
+    /// SipHash key of the bucket index: random, kept across restarts, never exported.
+    pub key: [u64; 2],
     /// IPv6 prefix lengths present in `V6_PREFIX`, longest first.
     pub v6_lens: [V6Len; MAX_V6_LENS],
 }
@@ -184,6 +191,10 @@ impl RuntimeConfig {
     pub const DEFAULT: RuntimeConfig = RuntimeConfig {
         flags: 0,
         v6_len_count: 0,
+        rule_count: 0,
+        _reserved: 0,
+        stale_after_ns: 0,
+        key: [0; 2],
         v6_lens: [V6Len::EMPTY; MAX_V6_LENS],
     };
 }
