@@ -31,8 +31,10 @@ pub mod map_names {
     pub const BUCKETS: &str = "BUCKETS";
     pub const HEARTBEAT: &str = "HEARTBEAT";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 11] =
-        [CONFIG, STATS, V4_DIR24, V4_TBL8, V6_TOP24, V6_PREFIX, RULES, RULE_PORTS, RULE_STATS, BUCKETS, HEARTBEAT];
+    pub const ALL: [&str; 11] = [
+        CONFIG, STATS, V4_DIR24, V4_TBL8, V6_TOP24, V6_PREFIX, RULES, RULE_PORTS, RULE_STATS,
+        BUCKETS, HEARTBEAT,
+    ];
 }
 
 /// Name of the production XDP program in the object file.

@@ -36,7 +36,10 @@ pub struct RuleSpec {
     pub bucket_mask: u32,
     /// Index of the rule's first bucket in `BUCKETS`.
     pub bucket_base: u32,
-    pub _reserved: u32,
+    /// `ipv4_prefix` as a host-order mask, precomputed so the kernel does not branch on it.
+    pub v4_mask: u32,
+    /// `ipv6_prefix` as raw network-order words.
+    pub v6_mask: [u32; 4],
 }
 
 /// `PER_RULE_STATS` slots: passed and limited packets per rule.
@@ -55,7 +58,10 @@ pub const fn rule_stat_limited(rule: u32) -> u32 {
 /// Where a rule's port lives in `RULE_PORTS`: (element, bit).
 #[inline(always)]
 pub const fn port_slot(rule: u32, port: u16) -> (u32, u32) {
-    (rule * PORT_ELEMS_PER_RULE + (port as u32 >> 9), port as u32 & 0x1ff)
+    (
+        rule * PORT_ELEMS_PER_RULE + (port as u32 >> 9),
+        port as u32 & 0x1ff,
+    )
 }
 
 /// Sets `port` in a rule's 128-element port bitmap.
@@ -77,6 +83,6 @@ mod tests {
         set_port(&mut b, 8080);
         let (e, bit) = port_slot(0, 8080);
         assert!(b[e as usize].bit(bit));
-        assert_eq!(core::mem::size_of::<RuleSpec>(), 16);
+        assert_eq!(core::mem::size_of::<RuleSpec>(), 32);
     }
 }

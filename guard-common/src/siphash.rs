@@ -68,20 +68,37 @@ pub const fn sip13_16(key: &[u64; 2], m0: u64, m1: u64) -> u64 {
 /// IPv4 address (host order) masked to `prefix` (1..=32).
 #[inline(always)]
 pub const fn mask_v4(addr: u32, prefix: u8) -> u32 {
-    if prefix >= 32 { addr } else if prefix == 0 { 0 } else { addr & (u32::MAX << (32 - prefix)) }
+    if prefix >= 32 {
+        addr
+    } else if prefix == 0 {
+        0
+    } else {
+        addr & (u32::MAX << (32 - prefix))
+    }
 }
 
 /// Hash of an IPv4 source (host order) masked to `prefix`: the bytes hashed are the
 /// masked address in network order.
 #[inline(always)]
 pub const fn hash_v4(key: &[u64; 2], addr: u32, prefix: u8) -> u64 {
-    sip13_4(key, u32::from_le_bytes(mask_v4(addr, prefix).to_be_bytes()))
+    hash_v4_masked(key, mask_v4(addr, prefix))
+}
+
+/// [`hash_v4`] of an address already masked (host order).
+#[inline(always)]
+pub const fn hash_v4_masked(key: &[u64; 2], masked: u32) -> u64 {
+    sip13_4(key, u32::from_le_bytes(masked.to_be_bytes()))
 }
 
 /// Hash of an IPv6 source given as raw network-order words, masked to `prefix`.
 #[inline(always)]
 pub const fn hash_v6(key: &[u64; 2], words: &[u32; 4], prefix: u8) -> u64 {
-    let masked = crate::V6Len::new(prefix as u32).key(words).addr;
+    hash_v6_masked(key, &crate::V6Len::new(prefix as u32).key(words).addr)
+}
+
+/// [`hash_v6`] of an address already masked (raw network-order words).
+#[inline(always)]
+pub const fn hash_v6_masked(key: &[u64; 2], masked: &[u32; 4]) -> u64 {
     // Raw words hold the address bytes in memory order; as little-endian u64s that is
     // exactly the byte stream SipHash reads.
     let m0 = masked[0] as u64 | ((masked[1] as u64) << 32);
@@ -104,14 +121,27 @@ mod tests {
         h.finish()
     }
 
-    const KEYS: [[u64; 2]; 3] = [[0, 0], [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908], [u64::MAX, 0x1234_5678_9abc_def0]];
+    const KEYS: [[u64; 2]; 3] = [
+        [0, 0],
+        [0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908],
+        [u64::MAX, 0x1234_5678_9abc_def0],
+    ];
 
     #[test]
     fn matches_siphasher_for_ipv4() {
         for key in &KEYS {
-            for octets in [[198, 18, 0, 7], [0, 0, 0, 0], [255, 255, 255, 255], [1, 2, 3, 4]] {
+            for octets in [
+                [198, 18, 0, 7],
+                [0, 0, 0, 0],
+                [255, 255, 255, 255],
+                [1, 2, 3, 4],
+            ] {
                 let addr = u32::from_be_bytes(octets);
-                assert_eq!(hash_v4(key, addr, 32), reference(key, &octets), "{octets:?}");
+                assert_eq!(
+                    hash_v4(key, addr, 32),
+                    reference(key, &octets),
+                    "{octets:?}"
+                );
             }
         }
     }
@@ -119,8 +149,17 @@ mod tests {
     #[test]
     fn matches_siphasher_for_ipv6() {
         for key in &KEYS {
-            let octets: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
-            let words = [0, 1, 2, 3].map(|i| u32::from_ne_bytes([octets[4 * i], octets[4 * i + 1], octets[4 * i + 2], octets[4 * i + 3]]));
+            let octets: [u8; 16] = [
+                0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+            ];
+            let words = [0, 1, 2, 3].map(|i| {
+                u32::from_ne_bytes([
+                    octets[4 * i],
+                    octets[4 * i + 1],
+                    octets[4 * i + 2],
+                    octets[4 * i + 3],
+                ])
+            });
             assert_eq!(hash_v6(key, &words, 128), reference(key, &octets));
             let mut masked = octets;
             masked[8..].fill(0);

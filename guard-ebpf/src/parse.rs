@@ -44,6 +44,9 @@ pub struct L4 {
 #[derive(Clone, Copy)]
 pub struct Packet {
     pub src: Source,
+    /// IPv4 protocol or the IPv6 header chain's last next-header; 0 when the chain is
+    /// longer than the walk.
+    pub proto: u8,
     /// `None` for non-first fragments, unknown protocols and over-long IPv6 header chains.
     pub l4: Option<L4>,
 }
@@ -116,7 +119,11 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Parsed {
     let src = Source::V4(src);
     if frag & 0x1fff != 0 {
         // Non-first fragment: no transport header to look at.
-        return Parsed::Ip(Packet { src, l4: None });
+        return Parsed::Ip(Packet {
+            src,
+            proto,
+            l4: None,
+        });
     }
     parse_l4(ctx, src, proto, l3 + ihl)
 }
@@ -149,7 +156,11 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
             44 => {
                 let frag = u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() });
                 if frag & 0xfff8 != 0 {
-                    return Parsed::Ip(Packet { src, l4: None });
+                    return Parsed::Ip(Packet {
+                        src,
+                        proto: next,
+                        l4: None,
+                    });
                 }
                 8
             }
@@ -160,7 +171,11 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
         };
     }
     // Longer chain than we walk: judge by the source address alone.
-    Parsed::Ip(Packet { src, l4: None })
+    Parsed::Ip(Packet {
+        src,
+        proto: 0,
+        l4: None,
+    })
 }
 
 #[inline(always)]
@@ -199,7 +214,17 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
                 tcp_flags: 0,
             }
         }
-        _ => return Parsed::Ip(Packet { src, l4: None }),
+        _ => {
+            return Parsed::Ip(Packet {
+                src,
+                proto,
+                l4: None,
+            });
+        }
     };
-    Parsed::Ip(Packet { src, l4: Some(l4) })
+    Parsed::Ip(Packet {
+        src,
+        proto,
+        l4: Some(l4),
+    })
 }

@@ -1,20 +1,28 @@
 //! The loaded XDP program and its maps: loading (adopting pinned maps), writing the list
 //! tables and the runtime config, reading the counters.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, io::Read, sync::Arc};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, MapError, MapInfo, PerCpuArray},
     programs::{ProgramError, Xdp},
 };
 use guard_common::{
     PROGRAM_NAME, RuntimeConfig, V6Key,
     lists::{Bitmap512, MAX_V6_LENS, V6Len},
     map_names,
+    rules::{MAX_RULES, PORT_ELEMS_PER_RULE, RuleSpec, rule_stat_limited, rule_stat_passed},
 };
+use tracing::warn;
 
-use crate::{model::Counters, pins::PinLayout, tables::Tables};
+use crate::{
+    buckets::{Buckets, Heartbeat},
+    model::Counters,
+    pins::PinLayout,
+    rules::RuleSet,
+    tables::Tables,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -32,6 +40,14 @@ pub enum DatapathError {
     Program(#[source] ProgramError),
     #[error("the XDP object has no program {PROGRAM_NAME}")]
     MissingProgram,
+    #[error("cannot map {name} into memory: {source}")]
+    Mmap {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read a random key from /dev/urandom: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 /// The program and typed handles on its maps.
@@ -43,17 +59,44 @@ pub struct Datapath {
     v4_tbl8: HashMap<MapData, u32, Bitmap512>,
     v6_top24: Array<MapData, Bitmap512>,
     v6_prefix: HashMap<MapData, V6Key, u32>,
+    rules: Array<MapData, RuleSpec>,
+    rule_ports: Array<MapData, Bitmap512>,
+    rule_stats: PerCpuArray<MapData, u64>,
+    buckets: Arc<Buckets>,
+    heartbeat: Arc<Heartbeat>,
+    /// True when `BUCKETS` was created by this load (its buckets start empty).
+    pub fresh_buckets: bool,
     runtime: RuntimeConfig,
     /// What was last written to the list maps, to write only what changed.
     written: Option<Tables>,
 }
 
 impl Datapath {
-    /// Loads `object` (see `crate::objects`) and its `guard` program. With `pins`, the maps are
-    /// pinned there, or adopted with their contents when a previous daemon pinned them.
-    pub fn load(object: &[u8], pins: Option<&PinLayout>) -> Result<Datapath, DatapathError> {
+    /// Loads `object` (see `crate::objects`) and its `guard` program with `buckets` rate-rule
+    /// buckets in all. With `pins`, the maps are pinned there, or adopted with their contents
+    /// when a previous daemon pinned them (a `BUCKETS` of another size is replaced).
+    pub fn load(
+        object: &[u8],
+        pins: Option<&PinLayout>,
+        buckets: u32,
+    ) -> Result<Datapath, DatapathError> {
         let mut loader = EbpfLoader::new();
+        loader.map_max_entries(map_names::BUCKETS, buckets);
+        let mut fresh_buckets = true;
         if let Some(pins) = pins {
+            let path = pins.map(map_names::BUCKETS);
+            if let Ok(info) = MapInfo::from_pin(&path) {
+                if info.max_entries() == buckets {
+                    fresh_buckets = false;
+                } else {
+                    warn!(
+                        old = info.max_entries(),
+                        new = buckets,
+                        "the rules' bucket layout changed: buckets start anew"
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
             for name in map_names::ALL {
                 loader.map_pin_path(name, pins.map(name));
             }
@@ -65,8 +108,8 @@ impl Datapath {
             .try_into()
             .map_err(DatapathError::Program)?;
         prog.load().map_err(DatapathError::Program)?;
-        let config = typed(&mut ebpf, map_names::CONFIG)?;
-        let runtime = match Array::get(&config, &0, 0) {
+        let config: Array<MapData, RuntimeConfig> = typed(&mut ebpf, map_names::CONFIG)?;
+        let mut runtime = match Array::get(&config, &0, 0) {
             Ok(rc) => rc,
             Err(source) => {
                 return Err(DatapathError::Map {
@@ -75,7 +118,23 @@ impl Datapath {
                 });
             }
         };
-        Ok(Datapath {
+        if runtime.key == [0, 0] {
+            // First start on these pins: a new secret key. An adopted CONFIG keeps its key,
+            // so sources keep their buckets across restarts.
+            runtime.key = random_key()?;
+        }
+        let mmap_err = |name| move |source| DatapathError::Mmap { name, source };
+        let buckets = Buckets::new(untyped(&mut ebpf, map_names::BUCKETS)?, buckets)
+            .map_err(mmap_err(map_names::BUCKETS))?;
+        let heartbeat = Heartbeat::new(untyped(&mut ebpf, map_names::HEARTBEAT)?)
+            .map_err(mmap_err(map_names::HEARTBEAT))?;
+        let mut dp = Datapath {
+            rules: typed(&mut ebpf, map_names::RULES)?,
+            rule_ports: typed(&mut ebpf, map_names::RULE_PORTS)?,
+            rule_stats: typed(&mut ebpf, map_names::RULE_STATS)?,
+            buckets: Arc::new(buckets),
+            heartbeat: Arc::new(heartbeat),
+            fresh_buckets,
             config,
             stats: typed(&mut ebpf, map_names::STATS)?,
             v4_dir24: typed(&mut ebpf, map_names::V4_DIR24)?,
@@ -85,7 +144,76 @@ impl Datapath {
             ebpf,
             runtime,
             written: None,
-        })
+        };
+        dp.write_runtime()?;
+        Ok(dp)
+    }
+
+    pub fn buckets(&self) -> Arc<Buckets> {
+        self.buckets.clone()
+    }
+
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heartbeat.clone()
+    }
+
+    /// The bucket-index key. Never log or export it: it would let a sender aim at buckets.
+    pub fn key(&self) -> [u64; 2] {
+        self.runtime.key
+    }
+
+    /// How long the refill heartbeat may be silent before the rate rules fail open.
+    pub fn set_stale_after(&mut self, d: std::time::Duration) -> Result<(), DatapathError> {
+        self.runtime.stale_after_ns = d.as_nanos() as u64;
+        self.write_runtime()
+    }
+
+    /// Writes the rules; the count goes last so the kernel never sees a half-written rule.
+    pub fn set_rules(&mut self, set: &RuleSet) -> Result<(), DatapathError> {
+        let n = set.rules.len().min(MAX_RULES);
+        if (n as u32) < self.runtime.rule_count {
+            self.runtime.rule_count = n as u32;
+            self.write_runtime()?;
+        }
+        for (i, r) in set.rules.iter().take(MAX_RULES).enumerate() {
+            let i = i as u32;
+            for (j, b) in r.ports.iter().enumerate() {
+                self.rule_ports
+                    .set(i * PORT_ELEMS_PER_RULE + j as u32, b, 0)
+                    .map_err(|source| DatapathError::Map {
+                        name: map_names::RULE_PORTS,
+                        source,
+                    })?;
+            }
+            self.rules
+                .set(i, r.spec, 0)
+                .map_err(|source| DatapathError::Map {
+                    name: map_names::RULES,
+                    source,
+                })?;
+        }
+        self.runtime.rule_count = n as u32;
+        self.write_runtime()
+    }
+
+    /// Per rule: packets passed and limited, summed over CPUs.
+    pub fn rule_counters(&self, rules: usize) -> Result<Vec<(u64, u64)>, DatapathError> {
+        let err = |source| DatapathError::Map {
+            name: map_names::RULE_STATS,
+            source,
+        };
+        let sum = |slot: u32| -> Result<u64, DatapathError> {
+            Ok(self
+                .rule_stats
+                .get(&slot, 0)
+                .map_err(err)?
+                .iter()
+                .copied()
+                .fold(0u64, u64::wrapping_add))
+        };
+        (0..rules.min(MAX_RULES) as u32)
+            .map(|i| Ok((sum(rule_stat_passed(i))?, sum(rule_stat_limited(i))?)))
+            .collect()
     }
 
     pub fn program_mut(&mut self) -> &mut Xdp {
@@ -200,6 +328,29 @@ impl Datapath {
             source,
         })
     }
+}
+
+fn untyped(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, DatapathError> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => Ok(data),
+        Some(_) => Err(DatapathError::Map {
+            name,
+            source: MapError::InvalidName { name: name.into() },
+        }),
+        None => Err(DatapathError::MissingMap { name }),
+    }
+}
+
+fn random_key() -> Result<[u64; 2], DatapathError> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(DatapathError::Random)?;
+    let (lo, hi) = b.split_at(8);
+    Ok([
+        u64::from_ne_bytes(lo.try_into().expect("8 bytes")),
+        u64::from_ne_bytes(hi.try_into().expect("8 bytes")),
+    ])
 }
 
 fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>

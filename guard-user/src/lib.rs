@@ -1,5 +1,6 @@
 //! guard's userspace: the daemon `guardd`, the CLI `guardctl`, and what they share.
 pub mod attach;
+pub mod buckets;
 pub mod client;
 pub mod config;
 pub mod datapath;
@@ -8,6 +9,8 @@ pub mod model;
 pub mod netif;
 pub mod objects;
 pub mod pins;
+pub mod refill;
+pub mod rules;
 pub mod tables;
 
 /// An error and its sources on one line: `outer: inner: root cause`.

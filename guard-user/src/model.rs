@@ -47,11 +47,32 @@ impl Counters {
 }
 
 /// `GET /v1/stats`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub totals: Totals,
     pub packets: Vec<PacketCount>,
+    pub rules: Vec<RuleCount>,
     pub lists: ListCounts,
+    pub refill: Option<RefillSummary>,
+}
+
+/// Packets a rule charged (passed) and found its bucket empty for (limited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCount {
+    pub rule: String,
+    pub passed: u64,
+    pub limited: u64,
+}
+
+/// The refill's own cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefillSummary {
+    pub ticks: u64,
+    pub buckets_per_tick: f64,
+    pub last_tick_us: f64,
+    pub max_tick_us: f64,
+    /// Share of one CPU spent refilling since start.
+    pub cpu_share: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +83,12 @@ pub struct Totals {
 }
 
 impl Stats {
-    pub fn new(counters: Counters, lists: ListCounts) -> Stats {
+    pub fn new(
+        counters: Counters,
+        rules: Vec<RuleCount>,
+        lists: ListCounts,
+        refill: Option<RefillSummary>,
+    ) -> Stats {
         Stats {
             totals: Totals {
                 pass: counters.total(Verdict::Pass),
@@ -70,7 +96,9 @@ impl Stats {
                 monitor: counters.total(Verdict::Monitor),
             },
             packets: counters.packets,
+            rules,
             lists,
+            refill,
         }
     }
 }

@@ -18,7 +18,7 @@ impl Fixture {
         let parse = |v: &[&str]| -> Vec<IpNet> {
             lists::parse(&v.join("\n"), "fixture").expect("test list")
         };
-        let mut datapath = Datapath::load(objects::guard(), None)
+        let mut datapath = Datapath::load(objects::guard(), None, 1)
             .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
         let tables = Tables::build(&parse(allow), &parse(deny)).expect("test lists fit");
         datapath.write_tables(tables).expect("writing tables");

@@ -11,17 +11,20 @@ use anyhow::{Context, bail};
 use guard_common::{ListCode, lists::flags};
 use guard_user::{
     attach::{self, interface_exists},
+    buckets::monotonic_ns,
     config::Config,
     datapath::Datapath,
     lists, netif, objects,
     pins::PinLayout,
+    refill::{Refill, Refiller, refill_params, ticks_per_period},
+    rules::RuleSet,
     tables::Tables,
 };
 use tokio::{
     net::UnixListener,
     signal::unix::{SignalKind, signal},
 };
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::{
     Options, api,
@@ -99,8 +102,23 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     let tables = build_tables(&config)?;
     let pins = PinLayout::new(&config.pin_dir);
     pins.prepare()?;
-    let mut datapath = Datapath::load(objects::guard(), Some(&pins))?;
+    let rules = RuleSet::compile(&config.rules);
+    let mut datapath = Datapath::load(objects::guard(), Some(&pins), rules.total_buckets())?;
     datapath.set_flags(runtime_flags(&config))?;
+    datapath.set_stale_after(config.refill_stale_after)?;
+    // Rules go live with full buckets (new ones) or their adopted state, refilled from now on.
+    let ticks = ticks_per_period(config.refill_period, config.refill_batches_per_second);
+    let work = Refill::new(refill_params(&rules), ticks, monotonic_ns());
+    if datapath.fresh_buckets {
+        work.fill_all(&datapath.buckets());
+    }
+    let refiller = Refiller::start(
+        work,
+        datapath.buckets(),
+        datapath.heartbeat(),
+        config.refill_period,
+    )?;
+    datapath.set_rules(&rules)?;
     warn_about_own_addresses(&tables, &config.interfaces);
     let lists = tables.counts;
     // Lists are in the maps before the program sees its first packet.
@@ -114,16 +132,11 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
             &pins,
         )?);
     }
-    if !config.rules.is_empty() {
-        warn!(
-            rules = config.rules.len(),
-            "rate rules are validated but not enforced by this version of guardd"
-        );
-    }
     info!(
         interfaces = ?config.interfaces,
         allow = lists.allow,
         deny = lists.deny,
+        rules = rules.rules.len(),
         monitor = config.monitor,
         pin_dir = %config.pin_dir.display(),
         "guardd started"
@@ -137,6 +150,8 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         attachments,
         pins,
         lists,
+        rules,
+        refiller,
         started: Instant::now(),
     }));
     let rt = tokio::runtime::Builder::new_current_thread()

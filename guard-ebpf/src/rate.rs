@@ -1,0 +1,249 @@
+//! Step 4 of the pipeline: rate rules.
+//!
+//! Every rule whose match fits the packet is charged one token from the source's bucket
+//! (SipHash-1-3 of the masked source, in the rule's slice of `BUCKETS`). The kernel only
+//! adds to a bucket's `spent`; the daemon only raises its `credit` (guard_common::tokens).
+//! If an enforcing rule's bucket is empty the packet is a would-drop and the other rules'
+//! charges are refunded, unless the daemon's refill heartbeat is stale: then the rules
+//! fail open. The clock is read only on that would-drop path.
+
+use core::intrinsics::AtomicOrdering;
+
+use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
+    cty::c_void,
+    helpers::{bpf_ktime_get_ns, bpf_loop},
+    macros::map,
+    maps::{Array, PerCpuArray},
+};
+use guard_common::{
+    RuntimeConfig,
+    lists::Bitmap512,
+    rules::{
+        MAX_RULES, PORT_ELEMS_PER_RULE, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, RULE_STATS_LEN,
+        RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_passed,
+    },
+    siphash,
+    tokens::{Bucket, TOKEN_SCALE, has_token},
+};
+use guard_ebpf::parse::{Packet, Source, TCP_FLAG_ACK, TCP_FLAG_SYN};
+
+#[map(name = "RULES")]
+static RULES: Array<RuleSpec> = Array::with_max_entries(MAX_RULES as u32, 0);
+
+#[map(name = "RULE_PORTS")]
+static RULE_PORTS: Array<Bitmap512> =
+    Array::with_max_entries(MAX_RULES as u32 * PORT_ELEMS_PER_RULE, 0);
+
+#[map(name = "RULE_STATS")]
+static RULE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RULE_STATS_LEN, 0);
+
+/// Sized by the daemon at load time (the sum of the rules' bucket counts).
+#[map(name = "BUCKETS")]
+static BUCKETS: Array<Bucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// CLOCK_MONOTONIC ns of the daemon's last refill tick, written through an mmap.
+#[map(name = "HEARTBEAT")]
+static HEARTBEAT: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+pub enum Outcome {
+    /// No rule limited the packet.
+    Pass,
+    /// An enforcing rule's bucket is empty.
+    Limited,
+    /// Only monitoring rules (or global monitor mode) would have dropped it.
+    Monitored,
+    /// A rule would drop it, but the refill heartbeat is stale: fail open.
+    Stale,
+}
+
+/// What the per-rule callback needs from the packet, and what it reports back. It lives on
+/// the program's stack; `bpf_loop` hands the callback a pointer to it.
+#[repr(C)]
+struct Walk {
+    key: [u64; 2],
+    src_v6: [u32; 4],
+    src_v4: u32,
+    is_v6: u32,
+    dport: u32,
+    proto: u8,
+    has_l4: u8,
+    tcp_flags: u8,
+    global_monitor: u8,
+    /// Bit i: rule i charged a token for this packet.
+    charged: u32,
+    limited: u32,
+    monitored: u32,
+}
+
+#[inline(always)]
+pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome {
+    let n = cfg.rule_count;
+    if n == 0 {
+        return Outcome::Pass;
+    }
+    let (src_v4, src_v6, is_v6) = match pkt.src {
+        Source::V4(a) => (a, [0; 4], 0),
+        Source::V6(w) => (0, w, 1),
+    };
+    let mut walk = Walk {
+        key: cfg.key,
+        src_v6,
+        src_v4,
+        is_v6,
+        dport: pkt.l4.map_or(0, |l| l.dport as u32),
+        proto: pkt.proto,
+        has_l4: pkt.l4.is_some() as u8,
+        tcp_flags: pkt.l4.map_or(0, |l| l.tcp_flags),
+        global_monitor: global_monitor as u8,
+        charged: 0,
+        limited: 0,
+        monitored: 0,
+    };
+    // bpf_loop: the verifier checks the callback once instead of every unrolled path.
+    let ctx = (&raw mut walk).cast();
+    unsafe { bpf_loop(n.min(MAX_RULES as u32), charge_rule as *mut c_void, ctx, 0) };
+    if walk.limited != 0 {
+        if heartbeat_stale(cfg) {
+            return Outcome::Stale;
+        }
+        if walk.charged != 0 {
+            unsafe { bpf_loop(n.min(MAX_RULES as u32), refund_rule as *mut c_void, ctx, 0) };
+        }
+        return Outcome::Limited;
+    }
+    if walk.monitored != 0 {
+        Outcome::Monitored
+    } else {
+        Outcome::Pass
+    }
+}
+
+/// Rule `index`: if it matches, take a token from the source's bucket or note it empty.
+extern "C" fn charge_rule(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Walk` on `apply`'s stack.
+    let walk = unsafe { &mut *ctx.cast::<Walk>() };
+    let i = index as u32;
+    let Some(rule) = RULES.get(i) else { return 1 };
+    if !matches(rule, i, walk) {
+        return 0;
+    }
+    let Some(b) = BUCKETS.get_ptr_mut(bucket_index(rule, walk)) else {
+        return 0;
+    };
+    let (spent, credit) = unsafe { (&raw mut (*b).spent, &raw mut (*b).credit) };
+    if has_token(load(credit), load(spent)) {
+        add(spent, TOKEN_SCALE);
+        walk.charged |= 1 << (i & 31);
+        bump(rule_stat_passed(i), 1);
+    } else {
+        bump(rule_stat_limited(i), 1);
+        if walk.global_monitor != 0 || rule.flags & rule_flags::MONITOR != 0 {
+            walk.monitored = 1;
+        } else {
+            walk.limited = 1;
+        }
+    }
+    0
+}
+
+/// Rule `index`: give back the token taken for a packet another rule drops.
+extern "C" fn refund_rule(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: as in `charge_rule`.
+    let walk = unsafe { &mut *ctx.cast::<Walk>() };
+    let i = index as u32;
+    if walk.charged & (1 << (i & 31)) == 0 {
+        return 0;
+    }
+    let Some(rule) = RULES.get(i) else { return 1 };
+    if let Some(b) = BUCKETS.get_ptr_mut(bucket_index(rule, walk)) {
+        // Adding the two's complement keeps `spent` add-only.
+        add(unsafe { &raw mut (*b).spent }, TOKEN_SCALE.wrapping_neg());
+    }
+    bump(rule_stat_passed(i), u64::MAX);
+    0
+}
+
+#[inline(always)]
+fn matches(rule: &RuleSpec, index: u32, walk: &Walk) -> bool {
+    match rule.proto {
+        PROTO_ANY => {}
+        PROTO_ICMP => {
+            if walk.proto != PROTO_ICMP && walk.proto != PROTO_ICMPV6 {
+                return false;
+            }
+        }
+        p => {
+            if walk.proto != p {
+                return false;
+            }
+        }
+    }
+    if rule.flags & (rule_flags::PORTS | rule_flags::SYN_ONLY) == 0 {
+        return true;
+    }
+    // Port and flag matches need the transport header (not in non-first fragments).
+    if walk.has_l4 == 0 {
+        return false;
+    }
+    if rule.flags & rule_flags::SYN_ONLY != 0
+        && walk.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN
+    {
+        return false;
+    }
+    if rule.flags & rule_flags::PORTS != 0 {
+        let (elem, bit) = port_slot(index, walk.dport as u16);
+        return RULE_PORTS.get(elem).is_some_and(|ports| ports.bit(bit));
+    }
+    true
+}
+
+#[inline(always)]
+fn bucket_index(rule: &RuleSpec, walk: &Walk) -> u32 {
+    let hash = if walk.is_v6 != 0 {
+        let m = &rule.v6_mask;
+        let s = &walk.src_v6;
+        siphash::hash_v6_masked(
+            &walk.key,
+            &[s[0] & m[0], s[1] & m[1], s[2] & m[2], s[3] & m[3]],
+        )
+    } else {
+        siphash::hash_v4_masked(&walk.key, walk.src_v4 & rule.v4_mask)
+    };
+    rule.bucket_base
+        .wrapping_add(hash as u32 & rule.bucket_mask)
+}
+
+#[inline(always)]
+fn heartbeat_stale(cfg: &RuntimeConfig) -> bool {
+    let Some(beat) = HEARTBEAT.get_ptr_mut(0) else {
+        return true;
+    };
+    let beat = load(beat);
+    let now = unsafe { bpf_ktime_get_ns() };
+    beat == 0 || now.wrapping_sub(beat) > cfg.stale_after_ns
+}
+
+/// A load of a word another CPU (or the daemon, through an mmap) writes: an aligned 8-byte
+/// BPF load is single-copy atomic, and LLVM has no BPF lowering for atomic loads at the
+/// generic CPU level, so a volatile read.
+#[inline(always)]
+fn load(p: *mut u64) -> u64 {
+    // SAFETY: `p` points into a map value, 8-byte aligned.
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+/// An atomic add (BPF_ATOMIC_ADD): the BPF target has no `fetch_add`, so the intrinsic.
+#[inline(always)]
+fn add(p: *mut u64, n: u64) {
+    // SAFETY: `p` points into a map value; every writer of this word adds atomically.
+    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, n) };
+}
+
+/// Adds `n` (wrapping: u64::MAX takes one back) to a per-rule counter of this CPU.
+#[inline(always)]
+fn bump(slot: u32, n: u64) {
+    if let Some(c) = RULE_STATS.get_ptr_mut(slot) {
+        unsafe { *c = (*c).wrapping_add(n) };
+    }
+}

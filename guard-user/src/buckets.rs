@@ -1,0 +1,101 @@
+//! The `BUCKETS` and `HEARTBEAT` maps mapped into the daemon's memory (BPF_F_MMAPABLE).
+//!
+//! The refill writes `credit` words with plain atomic stores: no syscall per bucket, and
+//! never a write to the `spent` words the kernel adds to.
+
+use std::{
+    fs::File,
+    os::fd::AsFd,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use aya::maps::MapData;
+use guard_common::tokens::Bucket;
+use memmap2::{MmapMut, MmapOptions};
+
+/// A mmapped array of u64 words.
+pub struct MappedWords {
+    // Field order: the mapping goes before the map it maps.
+    map: MmapMut,
+    _data: MapData,
+    words: usize,
+}
+
+impl MappedWords {
+    /// Maps `words` u64 words of an mmapable array map.
+    pub fn new(data: MapData, words: usize) -> std::io::Result<MappedWords> {
+        let fd = data.fd().as_fd().try_clone_to_owned()?;
+        // SAFETY: the kernel keeps the map alive while mapped; every access below goes
+        // through atomics, as the kernel side does.
+        let map = unsafe { MmapOptions::new().len(words * 8).map_mut(&File::from(fd))? };
+        Ok(MappedWords {
+            map,
+            _data: data,
+            words,
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping is `words * 8` bytes, page-aligned, and lives as long as self.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.words) }
+    }
+}
+
+/// `BUCKETS`: (credit, spent) pairs.
+pub struct Buckets(MappedWords);
+
+impl Buckets {
+    pub fn new(data: MapData, buckets: u32) -> std::io::Result<Buckets> {
+        Ok(Buckets(MappedWords::new(data, buckets as usize * 2)?))
+    }
+
+    pub fn len(&self) -> u32 {
+        (self.0.words / 2) as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, i: u32) -> Bucket {
+        let w = self.0.words();
+        Bucket {
+            credit: w[2 * i as usize].load(Ordering::Relaxed),
+            spent: w[2 * i as usize + 1].load(Ordering::Relaxed),
+        }
+    }
+
+    /// Only the daemon writes `credit`.
+    pub fn set_credit(&self, i: u32, credit: u64) {
+        self.0.words()[2 * i as usize].store(credit, Ordering::Relaxed);
+    }
+
+    /// Adds to `spent`, as the kernel does (penalties and tests).
+    pub fn add_spent(&self, i: u32, units: u64) {
+        self.0.words()[2 * i as usize + 1].fetch_add(units, Ordering::Relaxed);
+    }
+}
+
+/// `HEARTBEAT`: CLOCK_MONOTONIC ns of the last refill tick.
+pub struct Heartbeat(MappedWords);
+
+impl Heartbeat {
+    pub fn new(data: MapData) -> std::io::Result<Heartbeat> {
+        Ok(Heartbeat(MappedWords::new(data, 1)?))
+    }
+
+    pub fn beat(&self, now_ns: u64) {
+        self.0.words()[0].store(now_ns, Ordering::Relaxed);
+    }
+
+    pub fn last(&self) -> u64 {
+        self.0.words()[0].load(Ordering::Relaxed)
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the kernel's `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let ts =
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}

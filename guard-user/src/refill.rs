@@ -1,0 +1,199 @@
+//! The batched refill: every bucket is topped up once per `refill_period`, the work spread
+//! over `refill_batches_per_second` ticks, as a hashed timer wheel would (tick k of a
+//! period refills slice k of every rule). Each tick also stamps the heartbeat the kernel
+//! checks before failing open.
+//!
+//! Increments are computed from the time since the slice's last refill, as differences of
+//! cumulative earnings (`tokens::earned_between`), so late ticks lose nothing and rates
+//! below one token per period stay exact.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use guard_common::tokens::{earned_between, refilled};
+
+use crate::{
+    buckets::{Buckets, Heartbeat, monotonic_ns},
+    rules::RuleSet,
+};
+
+/// What the refill needs of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRefill {
+    pub base: u32,
+    pub count: u32,
+    pub rate_units: u64,
+    pub burst_units: u64,
+}
+
+pub fn refill_params(rules: &RuleSet) -> Vec<RuleRefill> {
+    rules
+        .rules
+        .iter()
+        .map(|r| RuleRefill {
+            base: r.spec.bucket_base,
+            count: r.buckets(),
+            rate_units: r.rate_units,
+            burst_units: r.burst_units,
+        })
+        .collect()
+}
+
+/// Ticks per refill period: at least one.
+pub fn ticks_per_period(period: Duration, batches_per_second: u32) -> u32 {
+    ((period.as_secs_f64() * batches_per_second as f64).round() as u32).max(1)
+}
+
+/// The refill work itself, separate from its timer so it can be tested and measured.
+pub struct Refill {
+    rules: Vec<RuleRefill>,
+    ticks: u32,
+    /// Per slice: ns since `origin` of its last refill.
+    last: Vec<u64>,
+    origin: u64,
+    next_slice: u32,
+}
+
+impl Refill {
+    pub fn new(rules: Vec<RuleRefill>, ticks: u32, now_ns: u64) -> Refill {
+        Refill {
+            rules,
+            ticks,
+            last: vec![0; ticks as usize],
+            origin: now_ns,
+            next_slice: 0,
+        }
+    }
+
+    pub fn set_rules(&mut self, rules: Vec<RuleRefill>) {
+        self.rules = rules;
+    }
+
+    /// Fills every bucket to its burst (a new bucket array starts full).
+    pub fn fill_all(&self, buckets: &Buckets) {
+        for r in &self.rules {
+            for i in r.base..r.base + r.count {
+                let b = buckets.get(i);
+                if let Some(c) = refilled(b.credit, b.spent, r.burst_units, r.burst_units) {
+                    buckets.set_credit(i, c);
+                }
+            }
+        }
+    }
+
+    /// Refills the next slice; returns how many buckets it touched.
+    pub fn tick(&mut self, buckets: &Buckets, now_ns: u64) -> u64 {
+        let slice = self.next_slice;
+        self.next_slice = (slice + 1) % self.ticks;
+        let now = now_ns.saturating_sub(self.origin);
+        let from = std::mem::replace(&mut self.last[slice as usize], now);
+        let mut touched = 0u64;
+        for r in &self.rules {
+            let inc = earned_between(r.rate_units, from, now);
+            let lo = r.base + (r.count as u64 * slice as u64 / self.ticks as u64) as u32;
+            let hi = r.base + (r.count as u64 * (slice as u64 + 1) / self.ticks as u64) as u32;
+            for i in lo..hi {
+                let b = buckets.get(i);
+                if let Some(c) = refilled(b.credit, b.spent, inc, r.burst_units) {
+                    buckets.set_credit(i, c);
+                }
+            }
+            touched += (hi - lo) as u64;
+        }
+        touched
+    }
+}
+
+/// Counters the API and metrics read.
+#[derive(Debug, Default)]
+pub struct RefillStats {
+    pub ticks: AtomicU64,
+    pub last_duration_ns: AtomicU64,
+    pub max_duration_ns: AtomicU64,
+    pub busy_ns: AtomicU64,
+    pub buckets_touched: AtomicU64,
+}
+
+/// The refill thread: stops (and stops the heartbeat) when the handle is dropped.
+pub struct Refiller {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub stats: Arc<RefillStats>,
+    work: Arc<Mutex<Refill>>,
+}
+
+impl Refiller {
+    pub fn start(
+        work: Refill,
+        buckets: Arc<Buckets>,
+        heartbeat: Arc<Heartbeat>,
+        period: Duration,
+    ) -> std::io::Result<Refiller> {
+        let interval = period / work.ticks;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(RefillStats::default());
+        let work = Arc::new(Mutex::new(work));
+        let (s, st, w) = (stop.clone(), stats.clone(), work.clone());
+        let thread = std::thread::Builder::new()
+            .name("guard-refill".into())
+            .spawn(move || {
+                let mut next = std::time::Instant::now();
+                while !s.load(Ordering::Relaxed) {
+                    let start = monotonic_ns();
+                    let touched = w.lock().expect("refill lock").tick(&buckets, start);
+                    heartbeat.beat(start);
+                    let took = monotonic_ns() - start;
+                    st.ticks.fetch_add(1, Ordering::Relaxed);
+                    st.last_duration_ns.store(took, Ordering::Relaxed);
+                    st.max_duration_ns.fetch_max(took, Ordering::Relaxed);
+                    st.busy_ns.fetch_add(took, Ordering::Relaxed);
+                    st.buckets_touched.fetch_add(touched, Ordering::Relaxed);
+                    next += interval;
+                    let now = std::time::Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now; // fell behind: do not burst to catch up, increments do
+                    }
+                }
+            })?;
+        Ok(Refiller {
+            stop,
+            thread: Some(thread),
+            stats,
+            work,
+        })
+    }
+
+    /// New rates and bursts (same layout) from a reload.
+    pub fn set_rules(&self, rules: Vec<RuleRefill>) {
+        self.work.lock().expect("refill lock").set_rules(rules);
+    }
+}
+
+impl Drop for Refiller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_counts() {
+        assert_eq!(ticks_per_period(Duration::from_secs(1), 32), 32);
+        assert_eq!(ticks_per_period(Duration::from_millis(100), 32), 3);
+        assert_eq!(ticks_per_period(Duration::from_millis(100), 1), 1);
+        assert_eq!(ticks_per_period(Duration::from_secs(10), 32), 320);
+    }
+}

@@ -1,0 +1,185 @@
+//! Config rules compiled for the kernel: `RULES` entries, port bitmaps, bucket layout and
+//! the refill parameters the daemon needs.
+
+use guard_common::{
+    V6Len,
+    lists::Bitmap512,
+    rules::{self, PORT_ELEMS_PER_RULE, RuleSpec, rule_flags},
+    siphash,
+    tokens::{TOKEN_SCALE, rate_units},
+};
+
+use crate::config::{Protocol, Rule};
+
+/// One rule as the kernel and the refiller see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledRule {
+    pub name: String,
+    pub spec: RuleSpec,
+    /// The rule's 128-element slice of `RULE_PORTS` (all zero without ports).
+    pub ports: Vec<Bitmap512>,
+    /// Refill: units per second and the bucket size in units.
+    pub rate_units: u64,
+    pub burst_units: u64,
+}
+
+impl CompiledRule {
+    pub fn buckets(&self) -> u32 {
+        self.spec.bucket_mask + 1
+    }
+}
+
+/// All rules, laid out back to back in `BUCKETS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSet {
+    pub rules: Vec<CompiledRule>,
+}
+
+impl RuleSet {
+    pub fn compile(rules: &[Rule]) -> RuleSet {
+        let mut base = 0u32;
+        let rules = rules
+            .iter()
+            .map(|r| {
+                let buckets = r.buckets.get();
+                let mut flags = 0;
+                let mut ports = vec![Bitmap512::ZERO; PORT_ELEMS_PER_RULE as usize];
+                if !r.ports.is_empty() {
+                    flags |= rule_flags::PORTS;
+                    for &p in &r.ports {
+                        rules::set_port(&mut ports, p);
+                    }
+                }
+                if r.tcp_syn_only {
+                    flags |= rule_flags::SYN_ONLY;
+                }
+                if r.monitor {
+                    flags |= rule_flags::MONITOR;
+                }
+                let spec = RuleSpec {
+                    proto: match r.protocol {
+                        Protocol::Any => rules::PROTO_ANY,
+                        Protocol::Tcp => rules::PROTO_TCP,
+                        Protocol::Udp => rules::PROTO_UDP,
+                        Protocol::Icmp => rules::PROTO_ICMP,
+                    },
+                    flags,
+                    ipv4_prefix: r.ipv4_prefix,
+                    ipv6_prefix: r.ipv6_prefix,
+                    bucket_mask: buckets - 1,
+                    bucket_base: base,
+                    v4_mask: siphash::mask_v4(u32::MAX, r.ipv4_prefix),
+                    v6_mask: V6Len::new(r.ipv6_prefix as u32).mask,
+                };
+                base += buckets;
+                CompiledRule {
+                    name: r.name.as_str().to_string(),
+                    spec,
+                    ports,
+                    rate_units: rate_units(r.rate),
+                    burst_units: r.burst as u64 * TOKEN_SCALE,
+                }
+            })
+            .collect();
+        RuleSet { rules }
+    }
+
+    /// Buckets in all rules: the size of `BUCKETS` (at least 1, the kernel's minimum).
+    pub fn total_buckets(&self) -> u32 {
+        self.rules
+            .iter()
+            .map(CompiledRule::buckets)
+            .sum::<u32>()
+            .max(1)
+    }
+
+    /// Whether `other` keeps every rule's bucket slice where it is (so state carries over).
+    pub fn same_layout(&self, other: &RuleSet) -> bool {
+        self.rules.len() == other.rules.len()
+            && self.rules.iter().zip(&other.rules).all(|(a, b)| {
+                a.spec.bucket_base == b.spec.bucket_base && a.spec.bucket_mask == b.spec.bucket_mask
+            })
+    }
+
+    /// The bucket a source has in rule `index`, as the kernel computes it.
+    pub fn bucket_of(&self, index: usize, key: &[u64; 2], addr: std::net::IpAddr) -> Option<u32> {
+        let spec = &self.rules.get(index)?.spec;
+        let hash = match addr {
+            std::net::IpAddr::V4(a) => siphash::hash_v4(key, u32::from(a), spec.ipv4_prefix),
+            std::net::IpAddr::V6(a) => {
+                siphash::hash_v6(key, &crate::tables::v6_words(&a), spec.ipv6_prefix)
+            }
+        };
+        Some(spec.bucket_base + (hash as u32 & spec.bucket_mask))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn set(toml: &str) -> RuleSet {
+        RuleSet::compile(&Config::parse(toml, "t").unwrap().rules)
+    }
+
+    #[test]
+    fn layout_is_back_to_back() {
+        let s = set(
+            "[[rules]]\nname = \"a\"\nrate = 1.0\nburst = 1\nbuckets = 16\n\
+             [[rules]]\nname = \"b\"\nrate = 1.0\nburst = 1\nbuckets = 64\n",
+        );
+        assert_eq!((s.rules[0].spec.bucket_base, s.rules[0].buckets()), (0, 16));
+        assert_eq!(
+            (s.rules[1].spec.bucket_base, s.rules[1].buckets()),
+            (16, 64)
+        );
+        assert_eq!(s.total_buckets(), 80);
+        assert_eq!(RuleSet::compile(&[]).total_buckets(), 1);
+    }
+
+    #[test]
+    fn flags_ports_and_units() {
+        let s = set(
+            "[[rules]]\nname = \"syn\"\nprotocol = \"tcp\"\nports = [443, 80]\ntcp_syn_only = true\n\
+             ipv4_prefix = 24\nipv6_prefix = 48\nrate = 0.5\nburst = 3\nmonitor = true\n",
+        );
+        let r = &s.rules[0];
+        assert_eq!(r.spec.proto, rules::PROTO_TCP);
+        assert_eq!(
+            r.spec.flags,
+            rule_flags::PORTS | rule_flags::SYN_ONLY | rule_flags::MONITOR
+        );
+        assert_eq!(r.spec.v4_mask, 0xffff_ff00);
+        assert_eq!(r.spec.v6_mask, V6Len::new(48).mask);
+        assert_eq!(
+            (r.rate_units, r.burst_units),
+            (TOKEN_SCALE / 2, 3 * TOKEN_SCALE)
+        );
+        for (port, set) in [(443u16, true), (80, true), (8080, false), (0, false)] {
+            let (e, b) = rules::port_slot(0, port);
+            assert_eq!(r.ports[e as usize].bit(b), set, "port {port}");
+        }
+    }
+
+    #[test]
+    fn same_layout_ignores_rates_but_not_sizes() {
+        let a = set("[[rules]]\nname = \"a\"\nrate = 1.0\nburst = 1\nbuckets = 16\n");
+        let b = set("[[rules]]\nname = \"a\"\nrate = 9.0\nburst = 5\nbuckets = 16\n");
+        let c = set("[[rules]]\nname = \"a\"\nrate = 1.0\nburst = 1\nbuckets = 32\n");
+        assert!(a.same_layout(&b));
+        assert!(!a.same_layout(&c));
+    }
+
+    #[test]
+    fn aggregated_sources_share_a_bucket() {
+        let s = set(
+            "[[rules]]\nname = \"net\"\nipv4_prefix = 24\nipv6_prefix = 64\nrate = 1.0\nburst = 1\n",
+        );
+        let key = [7, 9];
+        let b = |a: &str| s.bucket_of(0, &key, a.parse().unwrap()).unwrap();
+        assert_eq!(b("198.18.7.1"), b("198.18.7.200"));
+        assert_eq!(b("2001:db8:1:2::1"), b("2001:db8:1:2:ffff::9"));
+        assert!(b("198.18.7.1") < s.total_buckets());
+    }
+}
