@@ -11,7 +11,7 @@
 #![no_main]
 // Atomic add on BPF: the target has no atomic read-modify-write methods.
 #![allow(internal_features)]
-#![feature(core_intrinsics, adt_const_params)]
+#![feature(core_intrinsics)]
 
 mod lists;
 mod rate;

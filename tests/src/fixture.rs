@@ -2,7 +2,19 @@
 
 use aya::programs::{TestRun, TestRunOptions};
 use guard_common::{Reason, Verdict, lists::flags};
-use guard_user::{datapath::Datapath, lists, model::Counters, objects, tables::Tables};
+use std::time::Duration;
+
+use guard_user::{
+    buckets::monotonic_ns,
+    config::Config,
+    datapath::Datapath,
+    lists,
+    model::Counters,
+    objects,
+    refill::{Refill, refill_params},
+    rules::RuleSet,
+    tables::Tables,
+};
 use ipnet::IpNet;
 
 pub const XDP_DROP: u32 = 1;
@@ -10,19 +22,57 @@ pub const XDP_PASS: u32 = 2;
 
 pub struct Fixture {
     pub datapath: Datapath,
+    pub rules: RuleSet,
 }
 
 impl Fixture {
     /// The program loaded with the given lists; panics with the verifier log on failure.
     pub fn new(allow: &[&str], deny: &[&str]) -> Fixture {
+        Fixture::with_rules(allow, deny, "")
+    }
+
+    /// With rate rules (`[[rules]]` TOML): buckets full, heartbeat fresh, stale after 5 s.
+    pub fn with_rules(allow: &[&str], deny: &[&str], rules_toml: &str) -> Fixture {
         let parse = |v: &[&str]| -> Vec<IpNet> {
             lists::parse(&v.join("\n"), "fixture").expect("test list")
         };
-        let mut datapath = Datapath::load(objects::guard(), None, 1)
+        let rules = RuleSet::compile(
+            &Config::parse(rules_toml, "fixture rules")
+                .expect("test rules")
+                .rules,
+        );
+        let mut datapath = Datapath::load(objects::guard(), None, rules.total_buckets())
             .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
         let tables = Tables::build(&parse(allow), &parse(deny)).expect("test lists fit");
         datapath.write_tables(tables).expect("writing tables");
-        Fixture { datapath }
+        datapath
+            .set_stale_after(Duration::from_secs(5))
+            .expect("runtime config");
+        datapath.set_rules(&rules).expect("writing rules");
+        Refill::new(refill_params(&rules), 1, monotonic_ns()).fill_all(&datapath.buckets());
+        datapath.heartbeat().beat(monotonic_ns());
+        Fixture { datapath, rules }
+    }
+
+    /// The bucket `addr` has in rule `rule`, computed in userspace.
+    pub fn bucket_of(&self, rule: usize, addr: std::net::IpAddr) -> u32 {
+        self.rules
+            .bucket_of(rule, &self.datapath.key(), addr)
+            .expect("rule exists")
+    }
+
+    /// Spends every token of a bucket.
+    pub fn empty_bucket(&self, index: u32) {
+        let b = self.datapath.buckets();
+        let now = b.get(index);
+        b.add_spent(index, now.credit.wrapping_sub(now.spent));
+    }
+
+    /// Per rule (passed, limited) packet counters.
+    pub fn rule_counters(&self) -> Vec<(u64, u64)> {
+        self.datapath
+            .rule_counters(self.rules.rules.len())
+            .expect("reading RULE_STATS")
     }
 
     pub fn set_flags(&mut self, f: u32) {
