@@ -161,6 +161,43 @@ impl Guardd {
         }
     }
 
+    /// SIGKILL, as a crash would: no cleanup runs, the pins stay.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("guardd running");
+        child.kill().expect("SIGKILL guardd");
+        let _ = child.wait();
+    }
+
+    /// The bucket-index key from the pinned CONFIG map (root reads it; guardd never exports it).
+    pub fn pinned_key(&self) -> [u64; 2] {
+        use aya::maps::{Array, Map, MapData};
+        let path = self
+            .pin_dir
+            .join(format!("v{}/maps/CONFIG", guard_common::SCHEMA_VERSION));
+        let data = MapData::from_pin(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let map = Map::from_map_data(data).expect("CONFIG map");
+        let config: Array<MapData, guard_common::RuntimeConfig> =
+            Array::try_from(map).expect("CONFIG array");
+        config.get(&0, 0).expect("CONFIG[0]").key
+    }
+
+    /// Per rule (name, passed, limited) from `guardctl stats --json`.
+    pub fn rule_counts(&self) -> Vec<(String, u64, u64)> {
+        let stats = self.ctl_json(&["stats"]);
+        stats["rules"]
+            .as_array()
+            .expect("rules array")
+            .iter()
+            .map(|r| {
+                (
+                    r["rule"].as_str().unwrap().to_string(),
+                    r["passed"].as_u64().unwrap(),
+                    r["limited"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
     /// Runs guardctl against this daemon (socket and pin dir set).
     pub fn ctl(&self, args: &[&str]) -> Output {
         Command::new(bin("guardctl"))

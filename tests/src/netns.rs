@@ -89,6 +89,13 @@ impl Netns {
         sh("ip", &all);
     }
 
+    /// Writes a sysctl of this namespace (`/proc/sys/net/...` follows the writer's netns).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let value = value.to_string();
+        self.run(move || std::fs::write(&path, value).unwrap_or_else(|e| panic!("{path}: {e}")));
+    }
+
     /// Runs `f` on a thread that entered this namespace; sockets it creates stay in it.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let path = self.path();
@@ -173,6 +180,15 @@ impl Testbed {
             bed.client
                 .ip(&["addr", "add", &a6, "dev", &bed.client_if, "nodad"]);
         }
+        // Forged sources from the rest of 198.18.0.0/15 must reach the server's sockets.
+        for key in [
+            "net.ipv4.conf.all.rp_filter",
+            "net.ipv4.conf.default.rp_filter",
+        ] {
+            bed.server.sysctl(key, "0");
+        }
+        bed.server
+            .sysctl(&format!("net.ipv4.conf.{}.rp_filter", bed.server_if), "0");
         for (ns, dev, peer_mac, peers) in [
             (
                 &bed.client,

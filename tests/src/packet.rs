@@ -13,9 +13,13 @@ pub const UDP: u8 = 17;
 pub const ICMP: u8 = 1;
 pub const ICMPV6: u8 = 58;
 
+/// The testbed's MAC addresses (`netns::Testbed`): frames go client -> server.
+pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
 /// Ethernet header with optional VLAN tags (outermost first) and the inner ethertype.
 pub fn eth(tags: &[u16], ethertype: u16) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    let mut f = [SERVER_MAC, CLIENT_MAC].concat();
     for (i, &vid) in tags.iter().enumerate() {
         let tpid = if i == 0 && tags.len() == 2 {
             ETH_P_8021AD
@@ -122,9 +126,18 @@ pub fn icmp_echo() -> Vec<u8> {
     vec![8, 0, 0, 0, 0, 1, 0, 1]
 }
 
-/// A complete UDP/IPv4 frame.
+/// A complete UDP/IPv4 frame to the testbed server, with a valid checksum.
 pub fn udp4(src: Ipv4Addr, dport: u16) -> Vec<u8> {
-    let l4 = udp(dport, 18);
+    let mut l4 = udp(dport, 18);
+    let pseudo = [
+        &src.octets()[..],
+        &DST4.octets(),
+        &[0, UDP],
+        &(l4.len() as u16).to_be_bytes(),
+    ]
+    .concat();
+    let sum = checksum(&[pseudo, l4.clone()].concat());
+    l4[6..8].copy_from_slice(&sum.to_be_bytes());
     [
         eth(&[], ETH_P_IP),
         ipv4(src, DST4, UDP, &[], 0, l4.len()),
@@ -133,15 +146,27 @@ pub fn udp4(src: Ipv4Addr, dport: u16) -> Vec<u8> {
     .concat()
 }
 
-/// A complete UDP/IPv6 frame.
+/// A complete UDP/IPv6 frame to the testbed server, with the checksum IPv6 requires.
 pub fn udp6(src: Ipv6Addr, dport: u16) -> Vec<u8> {
-    let l4 = udp(dport, 18);
+    let mut l4 = udp(dport, 18);
+    let len = (l4.len() as u32).to_be_bytes();
+    let pseudo = [&src.octets()[..], &DST6.octets(), &len, &[0, 0, 0, UDP]].concat();
+    let sum = checksum(&[pseudo, l4.clone()].concat());
+    l4[6..8].copy_from_slice(&sum.to_be_bytes());
     [
         eth(&[], ETH_P_IPV6),
         ipv6(src, DST6, &[], UDP, l4.len()),
         l4,
     ]
     .concat()
+}
+
+/// A UDP frame from `src` of either family.
+pub fn udp_from(src: std::net::IpAddr, dport: u16) -> Vec<u8> {
+    match src {
+        std::net::IpAddr::V4(a) => udp4(a, dport),
+        std::net::IpAddr::V6(a) => udp6(a, dport),
+    }
 }
 
 pub const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

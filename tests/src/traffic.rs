@@ -63,3 +63,76 @@ pub fn send_udp(client: &Netns, src: IpAddr, dst: SocketAddr, count: usize) {
         }
     });
 }
+
+/// Sends prepared Ethernet frames through an AF_PACKET socket in a namespace: sources can be
+/// anything (forged floods), and the rate is paced.
+pub struct RawSender {
+    fd: std::os::fd::OwnedFd,
+    ifindex: i32,
+}
+
+impl RawSender {
+    pub fn open(ns: &Netns, iface: &str) -> RawSender {
+        let iface = iface.to_string();
+        ns.run(move || {
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            assert!(
+                raw >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+            let ifindex = nix::net::if_::if_nametoindex(iface.as_str()).expect("ifindex") as i32;
+            RawSender { fd, ifindex }
+        })
+    }
+
+    /// Sends one frame; false when the kernel refused it (full queue).
+    pub fn send(&self, frame: &[u8]) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a zeroed sockaddr_ll is valid; the fields set are the ones sendto reads.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = self.ifindex;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        n == frame.len() as isize
+    }
+
+    /// Sends `frames` round-robin at `pps` for `duration`; returns (frames sent per index,
+    /// elapsed). Bounded by `duration` and by `pps * duration` frames.
+    pub fn flood(
+        &self,
+        frames: &[Vec<u8>],
+        pps: u32,
+        duration: Duration,
+    ) -> (Vec<usize>, Duration) {
+        let mut sent = vec![0usize; frames.len()];
+        let total = (pps as f64 * duration.as_secs_f64()) as usize;
+        let start = Instant::now();
+        let mut n = 0usize;
+        while n < total && start.elapsed() < duration + Duration::from_millis(500) {
+            let due = ((start.elapsed().as_secs_f64() * pps as f64) as usize).min(total);
+            while n < due {
+                let i = n % frames.len();
+                if self.send(&frames[i]) {
+                    sent[i] += 1;
+                }
+                n += 1;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        (sent, start.elapsed())
+    }
+}
