@@ -1,34 +1,53 @@
 //! `cargo xtask demo`: guard in a network-namespace testbed.
 //!
-//! guardd runs on the server's veth with the embedded default config plus a demo deny list.
-//! A legitimate client sends a steady stream while denied sources flood; every second the
-//! table shows what each source sent, what reached the server's socket, and guard's own
-//! counters. Everything is removed at the end, also on failure.
+//! guardd runs on the server's veth with the embedded default config (one rule: 1000
+//! packets/s, burst 2000, per /32 and /64) plus a demo deny list and a per-network rule
+//! (per /24 and /64). From the client namespace, AF_PACKET frames: a legitimate client at a
+//! steady rate, one source flooding (held by the per-source rule), a forged flood spread
+//! over a whole /24 (held by the per-network rule: 2000/s), a flood from addresses
+//! rotating through one IPv6 /64 (held by the default rule, which counts IPv6 per /64),
+//! and a denied source. Every second the table
+//! shows what each sent, what reached the server's socket, and guard's own counters.
+//! Everything is removed at the end, also on failure.
 
 use std::{
     collections::HashMap,
     io::{IsTerminal, Write},
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
 use guard_tests::{
     daemon::Guardd,
-    netns::{SERVER4, SERVER6, Testbed, client4, client6},
-    traffic::{Receiver, send_udp},
+    netns::Testbed,
+    packet::udp_from,
+    traffic::{RawSender, Receiver},
 };
 use guard_user::config::EMBEDDED_DEFAULT;
 
-struct Source {
-    addr: IpAddr,
+const PER_NET_RULE: &str = r#"
+[[rules]]
+name = "per-network"
+ipv4_prefix = 24
+ipv6_prefix = 64
+rate = 2000.0
+burst = 2000
+buckets = 65536
+"#;
+
+struct Flow {
+    label: &'static str,
     role: &'static str,
-    per_second: usize,
+    sources: Vec<IpAddr>,
+    pps: u32,
     sent: usize,
     received: usize,
+    /// What guard should let through per second, for the table.
+    expect: &'static str,
 }
 
 fn main() -> anyhow::Result<()> {
-    let seconds: u64 = std::env::args()
+    let seconds: u32 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(8)
@@ -37,87 +56,142 @@ fn main() -> anyhow::Result<()> {
     let bed = Testbed::new();
     let dir = tempfile::tempdir()?;
     let deny = dir.path().join("deny.txt");
-    std::fs::write(&deny, "# demo deny list\n198.18.0.3\n2001:db8::3\n")?;
-    let config = format!("{EMBEDDED_DEFAULT}\n[lists]\ndeny = [{deny:?}]\n");
+    std::fs::write(&deny, "# demo deny list\n198.18.0.3\n")?;
+    let config = format!("{EMBEDDED_DEFAULT}\n{PER_NET_RULE}\n[lists]\ndeny = [{deny:?}]\n");
     let guardd = Guardd::start(&bed.server, &bed.server_if, &config);
     let status = guardd.ctl_json(&["status"]);
     println!(
-        "guardd is running on {} in {} mode (program id {}), deny list: 198.18.0.3, 2001:db8::3\n",
+        "guardd is running on {} in {} mode (program id {})\n",
         bed.server_if, status["interfaces"][0]["xdp_mode"], status["interfaces"][0]["program_id"]
     );
     let rx = Receiver::bind(&bed.server);
-    let mut sources = vec![
-        Source {
-            addr: client4(2),
+    let tx = RawSender::open(&bed.client, &bed.client_if);
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    let mut flows = vec![
+        Flow {
+            label: "198.18.0.2",
             role: "legitimate client",
-            per_second: 50,
+            sources: vec![v4(198, 18, 0, 2)],
+            pps: 50,
             sent: 0,
             received: 0,
+            expect: "all",
         },
-        Source {
-            addr: client6(2),
+        Flow {
+            label: "2001:db8::2",
             role: "legitimate client (v6)",
-            per_second: 50,
+            sources: vec!["2001:db8::2".parse()?],
+            pps: 50,
             sent: 0,
             received: 0,
+            expect: "all",
         },
-        Source {
-            addr: client4(3),
+        Flow {
+            label: "198.18.5.5",
+            role: "one source flooding",
+            sources: vec![v4(198, 18, 5, 5)],
+            pps: 5000,
+            sent: 0,
+            received: 0,
+            expect: "1000/s",
+        },
+        Flow {
+            label: "198.18.7.0/24",
+            role: "forged /24 flood",
+            sources: (0..=255).map(|h| v4(198, 18, 7, h)).collect(),
+            pps: 5000,
+            sent: 0,
+            received: 0,
+            expect: "2000/s",
+        },
+        Flow {
+            label: "2001:db8:1:2::/64",
+            role: "rotating IPv6 /64",
+            sources: (0..512u64)
+                .map(|i| {
+                    IpAddr::V6(Ipv6Addr::from(
+                        (0x2001_0db8_0001_0002u128 << 64)
+                            | i.wrapping_mul(0x9e37_79b9_7f4a_7c15) as u128,
+                    ))
+                })
+                .collect(),
+            pps: 5000,
+            sent: 0,
+            received: 0,
+            expect: "1000/s",
+        },
+        Flow {
+            label: "198.18.0.3",
             role: "denied, flooding",
-            per_second: 20_000,
+            sources: vec![v4(198, 18, 0, 3)],
+            pps: 5000,
             sent: 0,
             received: 0,
-        },
-        Source {
-            addr: client6(3),
-            role: "denied, flooding (v6)",
-            per_second: 20_000,
-            sent: 0,
-            received: 0,
+            expect: "none",
         },
     ];
+    let frames: Vec<Vec<Vec<u8>>> = flows
+        .iter()
+        .map(|f| f.sources.iter().map(|s| udp_from(*s, rx.port)).collect())
+        .collect();
+    let owner: HashMap<IpAddr, usize> = flows
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| f.sources.iter().map(move |s| (*s, i)))
+        .collect();
     let tty = std::io::stdout().is_terminal();
     let start = Instant::now();
     for second in 1..=seconds {
-        let tick = Instant::now();
-        for s in &mut sources {
-            let dst = match s.addr {
-                IpAddr::V4(_) => SocketAddr::new(SERVER4.into(), rx.port),
-                IpAddr::V6(_) => SocketAddr::new(SERVER6.into(), rx.port),
-            };
-            send_udp(&bed.client, s.addr, dst, s.per_second);
-            s.sent += s.per_second;
+        let sent: Vec<usize> = std::thread::scope(|s| {
+            let handles: Vec<_> = flows
+                .iter()
+                .zip(&frames)
+                .map(|(f, fr)| {
+                    let tx = &tx;
+                    s.spawn(move || {
+                        tx.flood(fr, f.pps, Duration::from_secs(1))
+                            .0
+                            .iter()
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("sender"))
+                .collect()
+        });
+        let got = rx.collect(Duration::from_millis(150), Duration::from_secs(2));
+        for (i, f) in flows.iter_mut().enumerate() {
+            f.sent += sent[i];
         }
-        let rest = Duration::from_secs(1).saturating_sub(tick.elapsed());
-        let got: HashMap<IpAddr, usize> = rx.collect(
-            rest.max(Duration::from_millis(100)),
-            rest.max(Duration::from_millis(100)),
-        );
-        for s in &mut sources {
-            s.received += got.get(&s.addr).copied().unwrap_or(0);
+        for (src, n) in got {
+            if let Some(&i) = owner.get(&src) {
+                flows[i].received += n;
+            }
         }
         if tty {
             print!("\x1b[2J\x1b[H");
         }
-        print_table(second, start.elapsed(), &sources, &guardd);
+        print_table(second, start.elapsed(), &flows, &guardd);
     }
-    let legit_ok = sources
+    let secs = start.elapsed().as_secs_f64();
+    let legit_ok = flows[..2].iter().all(|f| f.received == f.sent);
+    let denied_ok = flows[5].received == 0;
+    let limited_ok = flows[2..5]
         .iter()
-        .filter(|s| s.role.starts_with("legit"))
-        .all(|s| s.received == s.sent);
-    let denied_ok = sources
-        .iter()
-        .filter(|s| s.role.starts_with("denied"))
-        .all(|s| s.received == 0);
+        .all(|f| (f.received as f64) < f.sent as f64 * 0.5);
     println!(
-        "\nlegitimate traffic delivered in full: {}; denied floods dropped in XDP before the stack: {}",
+        "\nover {secs:.1}s: legitimate traffic delivered in full: {}; floods held to their rules: {}; \
+         denied source dropped: {}",
         yes(legit_ok),
+        yes(limited_ok),
         yes(denied_ok)
     );
     println!("cleaning up: stopping guardd, removing its pins and the namespaces.");
     drop(guardd);
     drop(bed);
-    if legit_ok && denied_ok {
+    if legit_ok && denied_ok && limited_ok {
         Ok(())
     } else {
         anyhow::bail!("the demo did not behave as expected")
@@ -128,23 +202,23 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
 }
 
-fn print_table(second: u64, elapsed: Duration, sources: &[Source], guardd: &Guardd) {
+fn print_table(second: u32, elapsed: Duration, flows: &[Flow], guardd: &Guardd) {
+    let secs = elapsed.as_secs_f64();
+    println!("guard demo, second {second} ({secs:.1}s)");
     println!(
-        "guard demo, second {second} ({:.1}s)",
-        elapsed.as_secs_f64()
+        "{:<19} {:<23} {:>9} {:>9} {:>9} {:>10} {:>8}",
+        "SOURCE", "ROLE", "SENT", "RECEIVED", "DROPPED", "RECEIVED/s", "LIMIT"
     );
-    println!(
-        "{:<16} {:<24} {:>10} {:>10} {:>10}",
-        "SOURCE", "ROLE", "SENT", "RECEIVED", "DROPPED"
-    );
-    for s in sources {
+    for f in flows {
         println!(
-            "{:<16} {:<24} {:>10} {:>10} {:>10}",
-            s.addr.to_string(),
-            s.role,
-            s.sent,
-            s.received,
-            s.sent.saturating_sub(s.received)
+            "{:<19} {:<23} {:>9} {:>9} {:>9} {:>10.0} {:>8}",
+            f.label,
+            f.role,
+            f.sent,
+            f.received,
+            f.sent.saturating_sub(f.received),
+            f.received as f64 / secs,
+            f.expect
         );
     }
     let stats = guardd.ctl_json(&["stats"]);
@@ -156,10 +230,18 @@ fn print_table(second: u64, elapsed: Duration, sources: &[Source], guardd: &Guar
         .filter(|p| p["packets"].as_u64() > Some(0))
     {
         println!(
-            "  {:<8} {:<13} {:>12}",
+            "  {:<8} {:<13} {:>10}",
             p["verdict"].as_str().unwrap_or("?"),
             p["reason"].as_str().unwrap_or("?"),
             p["packets"]
+        );
+    }
+    for r in stats["rules"].as_array().into_iter().flatten() {
+        println!(
+            "  rule {:<16} passed {:>8}  limited {:>8}",
+            r["rule"].as_str().unwrap_or("?"),
+            r["passed"],
+            r["limited"]
         );
     }
     let _ = std::io::stdout().flush();
