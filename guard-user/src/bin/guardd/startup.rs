@@ -99,6 +99,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         }
     }
     check_privileges()?;
+    check_kernel()?;
     let tables = build_tables(&config)?;
     let pins = PinLayout::new(&config.pin_dir);
     pins.prepare()?;
@@ -222,6 +223,29 @@ fn bind_socket(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     Ok(listener)
+}
+
+/// The oldest kernel with everything guard uses: bpf_loop (5.17), mmapable arrays (5.5),
+/// XDP bpf_links (5.9).
+const MIN_KERNEL: (u32, u32) = (5, 17);
+
+fn check_kernel() -> anyhow::Result<()> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading the kernel release")?;
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if version < MIN_KERNEL {
+        bail!(
+            "kernel {} is too old: guard needs Linux {}.{} or newer (the bpf_loop helper runs its rate rules)",
+            release.trim(),
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
+        );
+    }
+    Ok(())
 }
 
 /// Fails with the missing capability's name rather than an EPERM from deep inside a load.
