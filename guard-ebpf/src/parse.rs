@@ -15,10 +15,7 @@ const ETH_P_8021AD: u16 = 0x88a8;
 const MAX_VLAN_TAGS: usize = 2;
 const MAX_IPV6_EXT_HEADERS: usize = 6;
 
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_ICMPV6: u8 = 58;
+use guard_common::rules::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;
@@ -181,7 +178,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
 #[inline(always)]
 fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
     let l4 = match proto {
-        IPPROTO_TCP => {
+        PROTO_TCP => {
             let Some(h) = bytes_at(ctx, off, 20) else {
                 return Parsed::Malformed;
             };
@@ -194,7 +191,7 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
                 tcp_flags: unsafe { *h.add(13) },
             }
         }
-        IPPROTO_UDP => {
+        PROTO_UDP => {
             let Some(h) = bytes_at(ctx, off, 8) else {
                 return Parsed::Malformed;
             };
@@ -204,7 +201,7 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
                 tcp_flags: 0,
             }
         }
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+        PROTO_ICMP | PROTO_ICMPV6 => {
             if bytes_at(ctx, off, 8).is_none() {
                 return Parsed::Malformed;
             }
