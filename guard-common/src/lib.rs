@@ -4,6 +4,7 @@
 //! on the byte layout of every map key and value. The `user` feature adds `aya::Pod`.
 #![no_std]
 
+pub mod dynamic;
 pub mod lists;
 pub mod rules;
 pub mod siphash;
@@ -30,10 +31,14 @@ pub mod map_names {
     pub const RULE_STATS: &str = "RULE_STATS";
     pub const BUCKETS: &str = "BUCKETS";
     pub const HEARTBEAT: &str = "HEARTBEAT";
+    pub const DYN_V4: &str = "DYN_V4";
+    pub const DYN_V6: &str = "DYN_V6";
+    pub const DYN_META: &str = "DYN_META";
+    pub const BAN_HIST: &str = "BAN_HIST";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 15] = [
         CONFIG, STATS, V4_DIR24, V4_TBL8, V6_TOP24, V6_PREFIX, RULES, RULE_PORTS, RULE_STATS,
-        BUCKETS, HEARTBEAT,
+        BUCKETS, HEARTBEAT, DYN_V4, DYN_V6, DYN_META, BAN_HIST,
     ];
 }
 
@@ -49,6 +54,11 @@ mod pod {
     unsafe impl aya::Pod for crate::lists::Bitmap512 {}
     unsafe impl aya::Pod for crate::rules::RuleSpec {}
     unsafe impl aya::Pod for crate::tokens::Bucket {}
+    unsafe impl aya::Pod for crate::dynamic::DynKeyV4 {}
+    unsafe impl aya::Pod for crate::dynamic::DynEntry {}
+    unsafe impl aya::Pod for crate::dynamic::DynMeta {}
+    unsafe impl aya::Pod for crate::dynamic::DynMetaKey {}
+    unsafe impl aya::Pod for crate::dynamic::BanHistory {}
 }
 
 #[cfg(test)]
@@ -63,7 +73,11 @@ mod tests {
         assert_eq!(size_of::<V6Len>(), 4 + 16);
         assert_eq!(
             size_of::<RuntimeConfig>(),
-            4 * 4 + 8 + 16 + lists::MAX_V6_LENS * size_of::<V6Len>()
+            4 * 4
+                + 8
+                + 16
+                + lists::MAX_V6_LENS * size_of::<V6Len>()
+                + size_of::<dynamic::DynLens>()
         );
         assert_eq!(size_of::<lists::Bitmap512>(), 64);
     }

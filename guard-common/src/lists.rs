@@ -185,6 +185,8 @@ pub struct RuntimeConfig {
     pub key: [u64; 2],
     /// IPv6 prefix lengths present in `V6_PREFIX`, longest first.
     pub v6_lens: [V6Len; MAX_V6_LENS],
+    /// Prefix lengths of the bans and temporary allows, longest first.
+    pub dyn_lens: crate::dynamic::DynLens,
 }
 
 impl RuntimeConfig {
@@ -196,6 +198,7 @@ impl RuntimeConfig {
         stale_after_ns: 0,
         key: [0; 2],
         v6_lens: [V6Len::EMPTY; MAX_V6_LENS],
+        dyn_lens: crate::dynamic::DynLens::EMPTY,
     };
 }
 

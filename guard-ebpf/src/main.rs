@@ -1,9 +1,8 @@
 //! guard's XDP program: the verdict pipeline.
 //!
 //! 1. malformed or truncated headers: counted, passed (dropped when configured);
-//! 2. allow list: pass, bypassing everything below;
-//! 3. deny list: drop;
-//! 3b. (bans: a later step);
+//! 2. allow list, then temporary allows: pass, bypassing everything below;
+//! 3. deny list, then active bans (TTL checked here): drop;
 //! 4. rate rules: every matching rule charges the source's bucket; an empty one drops;
 //! 5. otherwise pass.
 //! Monitor mode turns every drop into a counted pass.
@@ -13,6 +12,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod dynamic;
 mod lists;
 mod rate;
 
@@ -55,12 +55,25 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
         Parsed::Malformed => return count(Verdict::Pass, Reason::Malformed),
         Parsed::Ip(pkt) => pkt,
     };
-    match lists::code(&pkt.src, cfg) {
-        ListCode::Allow => return count(Verdict::Pass, Reason::Allow),
-        ListCode::Deny => return drop(cfg, Reason::Deny),
-        ListCode::None | ListCode::Split => {}
+    let listed = lists::code(&pkt.src, cfg);
+    if listed == ListCode::Allow {
+        return count(Verdict::Pass, Reason::Allow);
     }
-    // Step 3b (bans) goes here.
+    let lens = &cfg.dyn_lens;
+    let dynamic = if lens.v4_count | lens.v6_count == 0 {
+        dynamic::Dynamic::None
+    } else {
+        dynamic::lookup(&pkt.src, cfg)
+    };
+    if dynamic == dynamic::Dynamic::Allow {
+        return count(Verdict::Pass, Reason::Allow);
+    }
+    if listed == ListCode::Deny {
+        return drop(cfg, Reason::Deny);
+    }
+    if dynamic == dynamic::Dynamic::Ban {
+        return drop(cfg, Reason::Ban);
+    }
     match rate::apply(&pkt, cfg, cfg.flags & flags::MONITOR != 0) {
         rate::Outcome::Pass => count(Verdict::Pass, Reason::None),
         rate::Outcome::Limited => count(Verdict::Drop, Reason::Rate),

@@ -18,6 +18,7 @@ use tracing::warn;
 
 use crate::{
     buckets::{Buckets, Heartbeat},
+    dynamic::DynamicMaps,
     model::Counters,
     pins::PinLayout,
     rules::RuleSet,
@@ -66,6 +67,7 @@ pub struct Datapath {
     heartbeat: Arc<Heartbeat>,
     /// True when `BUCKETS` was created by this load (its buckets start empty).
     pub fresh_buckets: bool,
+    dynamic: Option<DynamicMaps>,
     runtime: RuntimeConfig,
     /// What was last written to the list maps, to write only what changed.
     written: Option<Tables>,
@@ -135,6 +137,12 @@ impl Datapath {
             buckets: Arc::new(buckets),
             heartbeat: Arc::new(heartbeat),
             fresh_buckets,
+            dynamic: Some(DynamicMaps {
+                v4: typed(&mut ebpf, map_names::DYN_V4)?,
+                v6: typed(&mut ebpf, map_names::DYN_V6)?,
+                meta: typed(&mut ebpf, map_names::DYN_META)?,
+                hist: typed(&mut ebpf, map_names::BAN_HIST)?,
+            }),
             config,
             stats: typed(&mut ebpf, map_names::STATS)?,
             v4_dir24: typed(&mut ebpf, map_names::V4_DIR24)?,
@@ -147,6 +155,20 @@ impl Datapath {
         };
         dp.write_runtime()?;
         Ok(dp)
+    }
+
+    /// The bans-and-allows maps, for a `DynamicTable` (once).
+    pub fn take_dynamic(&mut self) -> Option<DynamicMaps> {
+        self.dynamic.take()
+    }
+
+    /// The prefix lengths of bans and allows the kernel probes.
+    pub fn set_dyn_lens(
+        &mut self,
+        lens: &guard_common::dynamic::DynLens,
+    ) -> Result<(), DatapathError> {
+        self.runtime.dyn_lens = *lens;
+        self.write_runtime()
     }
 
     pub fn buckets(&self) -> Arc<Buckets> {

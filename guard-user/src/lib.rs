@@ -4,6 +4,7 @@ pub mod buckets;
 pub mod client;
 pub mod config;
 pub mod datapath;
+pub mod dynamic;
 pub mod lists;
 pub mod model;
 pub mod netif;

@@ -60,7 +60,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<IpNet>, ListError> {
         if entry.is_empty() {
             continue;
         }
-        match parse_entry(entry) {
+        match parse_net(entry) {
             Ok(net) => nets.push(net),
             Err(reason) if bad.len() < MAX_REPORTED => bad.push(BadLine {
                 origin: origin.to_string(),
@@ -113,7 +113,8 @@ fn read(path: &Path) -> Result<String, ListError> {
     })
 }
 
-fn parse_entry(s: &str) -> Result<IpNet, String> {
+/// One address or CIDR as lists and the API accept it: host bits clear, not /0.
+pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let net = if s.contains('/') {
         let net: IpNet = s
             .parse()

@@ -1,0 +1,165 @@
+//! Bans and temporary allows: entries the daemon adds at run time, each with a TTL the
+//! kernel checks itself (so a ban expires on time while the daemon is down).
+//!
+//! One hash per family keyed by (prefix length, masked address); the kernel probes the
+//! lengths in use, listed in [`crate::RuntimeConfig`], longest first. An allow anywhere wins
+//! over a ban, as the static lists do.
+
+use crate::V6Len;
+
+/// Prefix lengths in use per family, at most.
+pub const MAX_DYN_LENS: usize = 8;
+/// Capacity of each dynamic map. The maps do not preallocate, so unused capacity costs
+/// nothing; the daemon enforces the configured `[bans] max_entries` below it.
+pub const DYN_CAPACITY: u32 = 1 << 24;
+
+pub const KIND_ALLOW: u32 = 1;
+pub const KIND_BAN: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DynKeyV4 {
+    pub prefix_len: u32,
+    /// Host order, masked to `prefix_len`.
+    pub addr: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynEntry {
+    /// CLOCK_MONOTONIC ns after which the entry no longer applies; 0 = never.
+    pub expires_ns: u64,
+    pub kind: u32,
+    pub _reserved: u32,
+}
+
+impl DynEntry {
+    #[inline(always)]
+    pub const fn live(&self, now_ns: u64) -> bool {
+        self.expires_ns == 0 || self.expires_ns > now_ns
+    }
+}
+
+/// An IPv4 prefix length and its host-order mask.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V4Len {
+    pub prefix_len: u32,
+    pub mask: u32,
+}
+
+impl V4Len {
+    pub const EMPTY: V4Len = V4Len {
+        prefix_len: 0,
+        mask: 0,
+    };
+
+    pub const fn new(prefix_len: u32) -> V4Len {
+        V4Len {
+            prefix_len,
+            mask: crate::siphash::mask_v4(u32::MAX, prefix_len as u8),
+        }
+    }
+
+    #[inline(always)]
+    pub const fn key(&self, addr: u32) -> DynKeyV4 {
+        DynKeyV4 {
+            prefix_len: self.prefix_len,
+            addr: addr & self.mask,
+        }
+    }
+}
+
+/// The prefix lengths the kernel probes, written into [`crate::RuntimeConfig`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynLens {
+    pub v4_count: u32,
+    pub v6_count: u32,
+    pub v4: [V4Len; MAX_DYN_LENS],
+    pub v6: [V6Len; MAX_DYN_LENS],
+}
+
+impl DynLens {
+    pub const EMPTY: DynLens = DynLens {
+        v4_count: 0,
+        v6_count: 0,
+        v4: [V4Len::EMPTY; MAX_DYN_LENS],
+        v6: [V6Len::EMPTY; MAX_DYN_LENS],
+    };
+}
+
+/// Daemon-only metadata of an entry (`DYN_META`, keyed like [`DynMetaKey`]): never read by
+/// the kernel, pinned so reasons survive restarts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DynMeta {
+    pub created_unix_ns: u64,
+    pub reason_len: u32,
+    pub kind: u32,
+    pub reason: [u8; REASON_MAX],
+}
+
+pub const REASON_MAX: usize = 120;
+
+/// Key of `DYN_META` and `BAN_HIST`: family (4 or 6), prefix length, address bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DynMetaKey {
+    pub family: u32,
+    pub prefix_len: u32,
+    pub addr: [u8; 16],
+}
+
+/// Escalation history of a source (`BAN_HIST`): bans counted while they follow each other
+/// within 24 h.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BanHistory {
+    pub last_unix_ns: u64,
+    pub count: u32,
+    pub _reserved: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_len_masks() {
+        let a = u32::from_be_bytes([198, 18, 7, 9]);
+        assert_eq!(
+            V4Len::new(24).key(a).addr,
+            u32::from_be_bytes([198, 18, 7, 0])
+        );
+        assert_eq!(V4Len::new(32).key(a).addr, a);
+        assert_eq!(
+            V4Len::new(8).key(a),
+            DynKeyV4 {
+                prefix_len: 8,
+                addr: 198 << 24
+            }
+        );
+    }
+
+    #[test]
+    fn entries_expire() {
+        let e = DynEntry {
+            expires_ns: 100,
+            kind: KIND_BAN,
+            _reserved: 0,
+        };
+        assert!(e.live(99));
+        assert!(!e.live(100));
+        assert!(DynEntry { expires_ns: 0, ..e }.live(u64::MAX));
+    }
+
+    #[test]
+    fn layouts() {
+        assert_eq!(core::mem::size_of::<DynKeyV4>(), 8);
+        assert_eq!(core::mem::size_of::<DynEntry>(), 16);
+        assert_eq!(core::mem::size_of::<DynMeta>(), 16 + REASON_MAX);
+        assert_eq!(core::mem::size_of::<DynMetaKey>(), 24);
+        assert_eq!(core::mem::size_of::<DynLens>(), 8 + 8 * 8 + 8 * 20);
+    }
+}

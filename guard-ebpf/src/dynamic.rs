@@ -1,0 +1,90 @@
+//! Steps 2b/3b of the pipeline: temporary allows and bans (layout in
+//! `guard_common::dynamic`). The TTL is checked here, against CLOCK_MONOTONIC, so entries
+//! expire on time whether or not the daemon runs.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC, helpers::bpf_ktime_get_ns, macros::map, maps::HashMap,
+};
+use guard_common::{
+    RuntimeConfig, V6Key,
+    dynamic::{
+        BanHistory, DYN_CAPACITY, DynEntry, DynKeyV4, DynMeta, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS,
+    },
+};
+use guard_ebpf::parse::Source;
+
+#[map(name = "DYN_V4")]
+static DYN_V4: HashMap<DynKeyV4, DynEntry> =
+    HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
+
+#[map(name = "DYN_V6")]
+static DYN_V6: HashMap<V6Key, DynEntry> =
+    HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Reasons and creation times: the daemon's, never read here; declared in the object so
+/// they are created and pinned with the rest.
+#[map(name = "DYN_META")]
+static DYN_META: HashMap<DynMetaKey, DynMeta> =
+    HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Escalation history: the daemon's, like `DYN_META`.
+#[map(name = "BAN_HIST")]
+static BAN_HIST: HashMap<DynMetaKey, BanHistory> =
+    HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Dynamic {
+    None,
+    Allow,
+    Ban,
+}
+
+#[inline(always)]
+pub fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
+    let lens = &cfg.dyn_lens;
+    let mut banned = false;
+    match src {
+        Source::V4(addr) => {
+            for i in 0..MAX_DYN_LENS {
+                if i as u32 >= lens.v4_count {
+                    break;
+                }
+                // SAFETY: read-only use of the value.
+                if let Some(e) = unsafe { DYN_V4.get(&lens.v4[i].key(*addr)) } {
+                    match judge(e) {
+                        Dynamic::Allow => return Dynamic::Allow,
+                        Dynamic::Ban => banned = true,
+                        Dynamic::None => {}
+                    }
+                }
+            }
+        }
+        Source::V6(words) => {
+            for i in 0..MAX_DYN_LENS {
+                if i as u32 >= lens.v6_count {
+                    break;
+                }
+                if let Some(e) = unsafe { DYN_V6.get(&lens.v6[i].key(words)) } {
+                    match judge(e) {
+                        Dynamic::Allow => return Dynamic::Allow,
+                        Dynamic::Ban => banned = true,
+                        Dynamic::None => {}
+                    }
+                }
+            }
+        }
+    }
+    if banned { Dynamic::Ban } else { Dynamic::None }
+}
+
+/// What a found entry says now: nothing once its TTL has passed.
+#[inline(always)]
+fn judge(e: &DynEntry) -> Dynamic {
+    if !e.live(unsafe { bpf_ktime_get_ns() }) {
+        Dynamic::None
+    } else if e.kind == KIND_ALLOW {
+        Dynamic::Allow
+    } else {
+        Dynamic::Ban
+    }
+}
