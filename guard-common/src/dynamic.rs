@@ -9,9 +9,9 @@ use crate::V6Len;
 
 /// Prefix lengths in use per family, at most.
 pub const MAX_DYN_LENS: usize = 8;
-/// Capacity of each dynamic map. The maps do not preallocate, so unused capacity costs
-/// nothing; the daemon enforces the configured `[bans] max_entries` below it.
-pub const DYN_CAPACITY: u32 = 1 << 24;
+/// Capacity of each dynamic map in the object; the daemon sizes them at load from
+/// `[bans] max_entries` (a hash map's bucket array is allocated for its whole capacity).
+pub const DYN_CAPACITY: u32 = 1024;
 
 pub const KIND_ALLOW: u32 = 1;
 pub const KIND_BAN: u32 = 2;

@@ -51,6 +51,32 @@ pub enum DatapathError {
     Random(#[source] std::io::Error),
 }
 
+/// Map sizes fixed at load.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Rate-rule buckets in all rules.
+    pub buckets: u32,
+    /// Entries in each bans-and-allows map.
+    pub dynamic: u32,
+}
+
+impl Sizes {
+    /// For tests and tools: `buckets` buckets and small ban maps.
+    pub fn small(buckets: u32) -> Sizes {
+        Sizes {
+            buckets,
+            dynamic: 4096,
+        }
+    }
+}
+
+const DYN_MAPS: [&str; 4] = [
+    map_names::DYN_V4,
+    map_names::DYN_V6,
+    map_names::DYN_META,
+    map_names::BAN_HIST,
+];
+
 /// The program and typed handles on its maps.
 pub struct Datapath {
     ebpf: Ebpf,
@@ -68,6 +94,7 @@ pub struct Datapath {
     /// True when `BUCKETS` was created by this load (its buckets start empty).
     pub fresh_buckets: bool,
     dynamic: Option<DynamicMaps>,
+    dyn_capacity: u32,
     runtime: RuntimeConfig,
     /// What was last written to the list maps, to write only what changed.
     written: Option<Tables>,
@@ -80,10 +107,14 @@ impl Datapath {
     pub fn load(
         object: &[u8],
         pins: Option<&PinLayout>,
-        buckets: u32,
+        sizes: Sizes,
     ) -> Result<Datapath, DatapathError> {
+        let buckets = sizes.buckets;
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(map_names::BUCKETS, buckets);
+        for name in DYN_MAPS {
+            loader.map_max_entries(name, sizes.dynamic);
+        }
         let mut fresh_buckets = true;
         if let Some(pins) = pins {
             let path = pins.map(map_names::BUCKETS);
@@ -101,6 +132,16 @@ impl Datapath {
             }
             for name in map_names::ALL {
                 loader.map_pin_path(name, pins.map(name));
+            }
+            // Bans are never dropped to resize: a pinned map keeps its capacity.
+            if let Ok(info) = MapInfo::from_pin(pins.map(map_names::DYN_V4))
+                && info.max_entries() != sizes.dynamic
+            {
+                warn!(
+                    pinned = info.max_entries(),
+                    wanted = sizes.dynamic,
+                    "the ban maps keep their pinned capacity; a new [bans] max_entries takes full effect after `guardctl detach`"
+                );
             }
         }
         let mut ebpf = loader.load(object).map_err(DatapathError::Load)?;
@@ -130,7 +171,12 @@ impl Datapath {
             .map_err(mmap_err(map_names::BUCKETS))?;
         let heartbeat = Heartbeat::new(untyped(&mut ebpf, map_names::HEARTBEAT)?)
             .map_err(mmap_err(map_names::HEARTBEAT))?;
+        let dyn_capacity = match ebpf.map(map_names::DYN_V4) {
+            Some(Map::HashMap(d)) => d.info().map_or(0, |i| i.max_entries()),
+            _ => 0,
+        };
         let mut dp = Datapath {
+            dyn_capacity,
             rules: typed(&mut ebpf, map_names::RULES)?,
             rule_ports: typed(&mut ebpf, map_names::RULE_PORTS)?,
             rule_stats: typed(&mut ebpf, map_names::RULE_STATS)?,
@@ -155,6 +201,11 @@ impl Datapath {
         };
         dp.write_runtime()?;
         Ok(dp)
+    }
+
+    /// Entries each bans-and-allows map holds (its pinned capacity when adopted).
+    pub fn dyn_capacity(&self) -> u32 {
+        self.dyn_capacity
     }
 
     /// The bans-and-allows maps, for a `DynamicTable` (once).

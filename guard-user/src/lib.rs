@@ -11,6 +11,7 @@ pub mod netif;
 pub mod objects;
 pub mod pins;
 pub mod refill;
+pub mod requests;
 pub mod rules;
 pub mod tables;
 

@@ -53,6 +53,10 @@ pub struct Stats {
     pub packets: Vec<PacketCount>,
     pub rules: Vec<RuleCount>,
     pub lists: ListCounts,
+    pub bans_active: usize,
+    pub allows_active: usize,
+    /// Ban or allow requests refused because the table was full.
+    pub bans_refused_full: u64,
     pub refill: Option<RefillSummary>,
 }
 
@@ -98,6 +102,9 @@ impl Stats {
             packets: counters.packets,
             rules,
             lists,
+            bans_active: 0,
+            allows_active: 0,
+            bans_refused_full: 0,
             refill,
         }
     }
@@ -129,4 +136,76 @@ pub struct InterfaceStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// One entry of `POST /v1/bans` or `POST /v1/allows`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRequest {
+    pub cidr: String,
+    /// Bans: omitted = escalation; allows: omitted = until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A ban or allow as listed and as applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryView {
+    pub cidr: String,
+    /// RFC 3339, or null for an allow without TTL.
+    pub expires_at: Option<String>,
+    pub ttl_remaining_secs: Option<u64>,
+    pub reason: String,
+    pub created_at: Option<String>,
+    /// Bans: the how-many-th ban of this source within 24 h (what escalation used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ban_number: Option<u32>,
+}
+
+/// Answer of `POST /v1/bans` and `POST /v1/allows`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub applied: Vec<EntryView>,
+}
+
+/// Answer of `GET /v1/bans` and `GET /v1/allows`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryList {
+    pub entries: Vec<EntryView>,
+}
+
+/// `POST /v1/penalties`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PenaltyRequest {
+    pub ip: String,
+    pub tokens: u64,
+    /// Omitted: every rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PenaltyResult {
+    pub ip: String,
+    pub rules: Vec<RulePenalty>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulePenalty {
+    pub rule: String,
+    /// Tokens taken (less than asked when the debt bound of 60 s of refill was reached).
+    pub tokens_charged: f64,
+    /// Tokens left in the bucket afterwards; negative is debt.
+    pub tokens_available: f64,
+}
+
+/// Answer of `POST /v1/reload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    pub reloaded: bool,
+    pub lists: ListCounts,
+    pub rules: usize,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use guard_user::{
     buckets::monotonic_ns,
     config::Config,
-    datapath::Datapath,
+    datapath::{Datapath, Sizes},
     lists,
     model::Counters,
     objects,
@@ -41,8 +41,9 @@ impl Fixture {
                 .expect("test rules")
                 .rules,
         );
-        let mut datapath = Datapath::load(objects::guard(), None, rules.total_buckets())
-            .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
+        let mut datapath =
+            Datapath::load(objects::guard(), None, Sizes::small(rules.total_buckets()))
+                .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
         let tables = Tables::build(&parse(allow), &parse(deny)).expect("test lists fit");
         datapath.write_tables(tables).expect("writing tables");
         datapath

@@ -208,6 +208,8 @@ pub mod limits {
     pub const MIN_RATE: f64 = 0.001;
     pub const MAX_BURST: u32 = 100_000_000;
     pub const MAX_PORTS: usize = 64;
+    /// Below the kernel maps' fixed capacity (2^24), leaving room for temporary allows.
+    pub const MAX_BANS: u32 = 16_000_000;
 }
 
 impl Config {
@@ -321,8 +323,11 @@ impl Config {
                 return err(key("tcp_syn_only"), "needs protocol \"tcp\"".into());
             }
         }
-        if self.bans.max_entries == 0 {
-            return err("bans.max_entries".into(), "must be at least 1".into());
+        if !(1..=limits::MAX_BANS).contains(&self.bans.max_entries) {
+            return err(
+                "bans.max_entries".into(),
+                format!("must be between 1 and {}", limits::MAX_BANS),
+            );
         }
         if self.bans.escalation.is_empty() {
             return err("bans.escalation".into(), "needs at least one TTL".into());

@@ -13,13 +13,15 @@ use guard_user::{
     attach::{self, interface_exists},
     buckets::monotonic_ns,
     config::Config,
-    datapath::Datapath,
+    datapath::{Datapath, Sizes},
+    dynamic::DynamicTable,
     lists, netif, objects,
     pins::PinLayout,
     refill::{Refill, Refiller, refill_params, ticks_per_period},
     rules::RuleSet,
     tables::Tables,
 };
+use ipnet::IpNet;
 use tokio::{
     net::UnixListener,
     signal::unix::{SignalKind, signal},
@@ -31,6 +33,9 @@ use crate::{
     daemonize::Ready,
     state::{Daemon, Shared},
 };
+
+/// Temporary allows at most (bans are bounded by `[bans] max_entries`).
+pub const MAX_ALLOWS: usize = 65_536;
 
 /// The config file (or the embedded default) with the command-line flags applied.
 pub fn effective_config(opts: &Options) -> anyhow::Result<Config> {
@@ -57,10 +62,11 @@ pub fn effective_config(opts: &Options) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-pub fn build_tables(config: &Config) -> anyhow::Result<Tables> {
+/// The kernel tables of the lists, and the allow entries (a ban inside one is refused).
+pub fn build_tables(config: &Config) -> anyhow::Result<(Tables, Vec<IpNet>)> {
     let allow = lists::load(&config.lists.allow).context("allow list")?;
     let deny = lists::load(&config.lists.deny).context("deny list")?;
-    Ok(Tables::build(&allow, &deny)?)
+    Ok((Tables::build(&allow, &deny)?, allow))
 }
 
 pub fn runtime_flags(config: &Config) -> u32 {
@@ -100,11 +106,15 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     }
     check_privileges()?;
     check_kernel()?;
-    let tables = build_tables(&config)?;
+    let (tables, allow_nets) = build_tables(&config)?;
     let pins = PinLayout::new(&config.pin_dir);
     pins.prepare()?;
     let rules = RuleSet::compile(&config.rules);
-    let mut datapath = Datapath::load(objects::guard(), Some(&pins), rules.total_buckets())?;
+    let sizes = Sizes {
+        buckets: rules.total_buckets(),
+        dynamic: config.bans.max_entries + MAX_ALLOWS as u32,
+    };
+    let mut datapath = Datapath::load(objects::guard(), Some(&pins), sizes)?;
     datapath.set_flags(runtime_flags(&config))?;
     datapath.set_stale_after(config.refill_stale_after)?;
     // Rules go live with full buckets (new ones) or their adopted state, refilled from now on.
@@ -120,6 +130,12 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         config.refill_period,
     )?;
     datapath.set_rules(&rules)?;
+    // Bans and allows pinned by an earlier guardd are adopted (expired ones dropped).
+    let maps = datapath.take_dynamic().expect("fresh datapath");
+    let max_bans = (config.bans.max_entries as usize)
+        .min(datapath.dyn_capacity() as usize - MAX_ALLOWS.min(datapath.dyn_capacity() as usize));
+    let dynamic = DynamicTable::new(maps, max_bans, MAX_ALLOWS, monotonic_ns())?;
+    datapath.set_dyn_lens(&dynamic.lens()?)?;
     warn_about_own_addresses(&tables, &config.interfaces);
     let lists = tables.counts;
     // Lists are in the maps before the program sees its first packet.
@@ -138,6 +154,8 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         allow = lists.allow,
         deny = lists.deny,
         rules = rules.rules.len(),
+        bans = dynamic.bans_active(),
+        allows = dynamic.allows_active(),
         monitor = config.monitor,
         pin_dir = %config.pin_dir.display(),
         "guardd started"
@@ -153,6 +171,8 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         lists,
         rules,
         refiller,
+        dynamic,
+        allow_nets,
         started: Instant::now(),
     }));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -174,20 +194,32 @@ async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(daemon.clone());
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<api::Peer>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     info!(socket = %socket.display(), "control API listening");
     if let Some(ready) = ready {
         ready.done();
     }
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = sweep.tick() => {
+                let d = daemon.clone();
+                match tokio::task::spawn_blocking(move || d.lock().expect("state lock").sweep()).await? {
+                    Ok(0) => {}
+                    Ok(n) => info!(expired = n, "removed expired bans and allows"),
+                    Err(e) => error!("expiry sweep: {}", e.1),
+                }
+            }
             _ = hup.recv() => {
                 let d = daemon.clone();
                 let res = tokio::task::spawn_blocking(move || d.lock().expect("state lock").reload()).await?;

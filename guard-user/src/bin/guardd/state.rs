@@ -1,9 +1,21 @@
 //! The running daemon's state, shared by the API handlers and the signal loop.
 
 use std::{
+    net::IpAddr,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
+
+use axum::http::StatusCode;
+use guard_common::{
+    dynamic::DynLens,
+    tokens::{TOKEN_SCALE, available},
+};
+use guard_user::{
+    dynamic::{DynError, DynamicTable, Entry, Kind, Request},
+    model::{PenaltyResult, RulePenalty},
+};
+use ipnet::IpNet;
 
 use anyhow::Context;
 use guard_user::{
@@ -32,7 +44,27 @@ pub struct Daemon {
     pub lists: ListCounts,
     pub rules: RuleSet,
     pub refiller: Refiller,
+    pub dynamic: DynamicTable,
+    /// The allow list's entries: a ban inside one is refused.
+    pub allow_nets: Vec<IpNet>,
     pub started: Instant,
+}
+
+/// A refused or failed request: what the API answers.
+pub struct Refusal(pub StatusCode, pub String);
+
+impl From<DynError> for Refusal {
+    fn from(e: DynError) -> Refusal {
+        let code = match e {
+            DynError::CoveredByAllow { .. } => StatusCode::CONFLICT,
+            DynError::BansFull { .. }
+            | DynError::AllowsFull { .. }
+            | DynError::TooManyLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            DynError::NotFound { .. } => StatusCode::NOT_FOUND,
+            DynError::Map { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Refusal(code, guard_user::error_chain(&e))
+    }
 }
 
 impl Daemon {
@@ -63,6 +95,107 @@ impl Daemon {
         let beat = self.datapath.heartbeat().last();
         (!self.rules.rules.is_empty() && beat != 0)
             .then(|| monotonic_ns().saturating_sub(beat) as f64 / 1e9)
+    }
+
+    /// Adds bans or allows, all or none; the kernel probes any new prefix length before the
+    /// first entry of that length is written.
+    pub fn add_entries(&mut self, kind: Kind, reqs: &[Request]) -> Result<Vec<Entry>, Refusal> {
+        let Daemon {
+            dynamic,
+            datapath,
+            allow_nets,
+            config,
+            ..
+        } = self;
+        let escalation: Vec<Duration> = config.bans.escalation.iter().map(|d| d.0).collect();
+        let set_lens = |lens: &DynLens| {
+            datapath.set_dyn_lens(lens).map_err(|e| DynError::Map {
+                name: "CONFIG",
+                source: map_error(e),
+            })
+        };
+        Ok(dynamic.add(
+            kind,
+            reqs,
+            allow_nets,
+            &escalation,
+            monotonic_ns(),
+            set_lens,
+        )?)
+    }
+
+    pub fn remove_entry(&mut self, net: &IpNet, kind: Kind) -> Result<Entry, Refusal> {
+        let e = self.dynamic.remove(net, kind)?;
+        self.shrink_lens()?;
+        Ok(e)
+    }
+
+    /// Removes expired bans and allows; returns how many.
+    pub fn sweep(&mut self) -> Result<usize, Refusal> {
+        let gone = self.dynamic.sweep(monotonic_ns())?;
+        if !gone.is_empty() {
+            self.shrink_lens()?;
+        }
+        Ok(gone.len())
+    }
+
+    /// After removals: the kernel stops probing lengths no entry uses.
+    fn shrink_lens(&mut self) -> Result<(), Refusal> {
+        let lens = self.dynamic.lens()?;
+        self.datapath
+            .set_dyn_lens(&lens)
+            .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")))
+    }
+
+    /// Charges `tokens` to the source's bucket in one rule or all, never taking it deeper in
+    /// debt than 60 s of the rule's refill.
+    pub fn penalize(
+        &self,
+        ip: IpAddr,
+        tokens: u64,
+        rule: Option<&str>,
+    ) -> Result<PenaltyResult, Refusal> {
+        let indices: Vec<usize> = match rule {
+            Some(name) => match self.rules.rules.iter().position(|r| r.name == name) {
+                Some(i) => vec![i],
+                None => {
+                    return Err(Refusal(
+                        StatusCode::NOT_FOUND,
+                        format!("no rule named {name:?}"),
+                    ));
+                }
+            },
+            None => (0..self.rules.rules.len()).collect(),
+        };
+        if indices.is_empty() {
+            return Err(Refusal(
+                StatusCode::CONFLICT,
+                "no rate rule is configured".into(),
+            ));
+        }
+        let key = self.datapath.key();
+        let buckets = self.datapath.buckets();
+        let mut out = Vec::new();
+        for i in indices {
+            let r = &self.rules.rules[i];
+            let idx = self.rules.bucket_of(i, &key, ip).expect("index in range");
+            let b = buckets.get(idx);
+            let floor =
+                -((r.rate_units as i128 * MAX_DEBT_SECS as i128).min(i64::MAX as i128) as i64);
+            let room = (available(b.credit, b.spent) as i128 - floor as i128).max(0) as u64;
+            let charge = (tokens.saturating_mul(TOKEN_SCALE)).min(room);
+            buckets.add_spent(idx, charge);
+            let after = buckets.get(idx);
+            out.push(RulePenalty {
+                rule: r.name.clone(),
+                tokens_charged: charge as f64 / TOKEN_SCALE as f64,
+                tokens_available: available(after.credit, after.spent) as f64 / TOKEN_SCALE as f64,
+            });
+        }
+        Ok(PenaltyResult {
+            ip: ip.to_string(),
+            rules: out,
+        })
     }
 
     pub fn stats(&self) -> anyhow::Result<Stats> {
@@ -107,7 +240,7 @@ impl Daemon {
     /// configuration stays as it was and the error is returned.
     pub fn reload(&mut self) -> anyhow::Result<()> {
         let config = startup::effective_config(&self.opts).context("reload refused")?;
-        let tables = startup::build_tables(&config).context("reload refused")?;
+        let (tables, allow_nets) = startup::build_tables(&config).context("reload refused")?;
         let rules = RuleSet::compile(&config.rules);
         if !rules.same_layout(&self.rules) {
             anyhow::bail!(
@@ -142,6 +275,9 @@ impl Daemon {
         self.refiller.set_rules(refill_params(&rules));
         self.rules = rules;
         self.lists = counts;
+        self.allow_nets = allow_nets;
+        let room = (self.datapath.dyn_capacity() as usize).saturating_sub(startup::MAX_ALLOWS);
+        self.dynamic.max_bans = (config.bans.max_entries as usize).min(room);
         info!(
             allow = counts.allow,
             deny = counts.deny,
@@ -150,5 +286,18 @@ impl Daemon {
         );
         self.config = config;
         Ok(())
+    }
+}
+
+/// How deep in debt a penalty may take a bucket: this many seconds of its refill.
+const MAX_DEBT_SECS: u64 = 60;
+
+fn map_error(e: guard_user::datapath::DatapathError) -> aya::maps::MapError {
+    match e {
+        guard_user::datapath::DatapathError::Map { source, .. } => source,
+        other => aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call: "write CONFIG",
+            io_error: std::io::Error::other(other.to_string()),
+        }),
     }
 }

@@ -1,0 +1,120 @@
+//! `/v1/bans` and `/v1/allows`: list, add (one or a bulk array, all or nothing), remove.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{ConnectInfo, Path, State},
+};
+use guard_user::{
+    buckets::monotonic_ns,
+    dynamic::{Entry, Kind},
+    lists::parse_net,
+    model::{Applied, EntryList, EntryRequest, EntryView},
+    requests,
+};
+use tracing::info;
+
+use super::{ApiError, Peer, bad_request, read_body, with_daemon};
+use crate::state::Shared;
+
+pub async fn list_bans(State(d): State<Shared>) -> Json<EntryList> {
+    list(d, Kind::Ban)
+}
+
+pub async fn list_allows(State(d): State<Shared>) -> Json<EntryList> {
+    list(d, Kind::Allow)
+}
+
+fn list(d: Shared, kind: Kind) -> Json<EntryList> {
+    let entries = d.lock().expect("state lock").dynamic.list(kind);
+    Json(EntryList {
+        entries: entries.iter().map(view).collect(),
+    })
+}
+
+pub async fn add_bans(
+    s: State<Shared>,
+    p: ConnectInfo<Peer>,
+    body: Body,
+) -> Result<Json<Applied>, ApiError> {
+    add(s, p, body, Kind::Ban).await
+}
+
+pub async fn add_allows(
+    s: State<Shared>,
+    p: ConnectInfo<Peer>,
+    body: Body,
+) -> Result<Json<Applied>, ApiError> {
+    add(s, p, body, Kind::Allow).await
+}
+
+async fn add(
+    State(d): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    body: Body,
+    kind: Kind,
+) -> Result<Json<Applied>, ApiError> {
+    let body = read_body(body).await?;
+    let reqs = requests::one_or_many::<EntryRequest>(&body).map_err(bad_request)?;
+    let reqs = requests::entries(&reqs).map_err(bad_request)?;
+    let applied = with_daemon(d, move |d| Ok(d.add_entries(kind, &reqs)?)).await?;
+    match applied.as_slice() {
+        [one] => {
+            info!(%peer, kind = kind.as_str(), cidr = %one.net, ttl = ?ttl_of(one), reason = %one.reason, "added")
+        }
+        many => info!(%peer, kind = kind.as_str(), count = many.len(), "added in bulk"),
+    }
+    Ok(Json(Applied {
+        applied: applied.iter().map(view).collect(),
+    }))
+}
+
+pub async fn remove_ban(
+    s: State<Shared>,
+    p: ConnectInfo<Peer>,
+    c: Path<String>,
+) -> Result<Json<EntryView>, ApiError> {
+    remove(s, p, c, Kind::Ban).await
+}
+
+pub async fn remove_allow(
+    s: State<Shared>,
+    p: ConnectInfo<Peer>,
+    c: Path<String>,
+) -> Result<Json<EntryView>, ApiError> {
+    remove(s, p, c, Kind::Allow).await
+}
+
+async fn remove(
+    State(d): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Path(cidr): Path<String>,
+    kind: Kind,
+) -> Result<Json<EntryView>, ApiError> {
+    let net = parse_net(&cidr).map_err(|e| bad_request(format!("cidr {cidr:?}: {e}")))?;
+    let gone = with_daemon(d, move |d| Ok(d.remove_entry(&net, kind)?)).await?;
+    info!(%peer, kind = kind.as_str(), cidr = %net, "removed");
+    Ok(Json(view(&gone)))
+}
+
+fn ttl_of(e: &Entry) -> Option<Duration> {
+    (e.expires_mono_ns != 0)
+        .then(|| Duration::from_nanos(e.expires_mono_ns.saturating_sub(monotonic_ns())))
+}
+
+/// An entry for JSON: monotonic expiry turned into wall-clock time.
+pub fn view(e: &Entry) -> EntryView {
+    let remaining = ttl_of(e);
+    let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    EntryView {
+        cidr: e.net.to_string(),
+        expires_at: remaining.map(|r| rfc3339(SystemTime::now() + r)),
+        ttl_remaining_secs: remaining.map(|r| r.as_secs()),
+        reason: e.reason.clone(),
+        created_at: (e.created_unix_ns != 0)
+            .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(e.created_unix_ns))),
+        ban_number: (e.kind == Kind::Ban && e.ban_number > 0).then_some(e.ban_number),
+    }
+}

@@ -1,0 +1,59 @@
+//! Status, stats, penalties and reload.
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{ConnectInfo, State},
+    http::StatusCode,
+};
+use guard_user::{
+    model::{PenaltyRequest, PenaltyResult, Reloaded, Stats, Status},
+    requests,
+};
+use tracing::info;
+
+use super::{ApiError, Peer, bad_request, read_body, with_daemon};
+use crate::state::Shared;
+
+pub async fn status(State(d): State<Shared>) -> Json<Status> {
+    Json(d.lock().expect("state lock").status())
+}
+
+pub async fn stats(State(d): State<Shared>) -> Result<Json<Stats>, ApiError> {
+    let stats = d.lock().expect("state lock").stats();
+    stats
+        .map(Json)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+}
+
+pub async fn penalize(
+    State(d): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    body: Body,
+) -> Result<Json<PenaltyResult>, ApiError> {
+    let body = read_body(body).await?;
+    let req: PenaltyRequest = requests::one(&body).map_err(bad_request)?;
+    let (ip, tokens) = requests::penalty(&req.ip, req.tokens).map_err(bad_request)?;
+    let rule = req.rule.clone();
+    let result = with_daemon(d, move |d| Ok(d.penalize(ip, tokens, rule.as_deref())?)).await?;
+    info!(%peer, %ip, tokens, rule = req.rule.as_deref().unwrap_or("*"), "penalty");
+    Ok(Json(result))
+}
+
+pub async fn reload(
+    State(d): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> Result<Json<Reloaded>, ApiError> {
+    let answer = with_daemon(d, |d| {
+        d.reload()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+        Ok(Reloaded {
+            reloaded: true,
+            lists: d.lists,
+            rules: d.rules.rules.len(),
+        })
+    })
+    .await?;
+    info!(%peer, "reload requested through the API");
+    Ok(Json(answer))
+}

@@ -1,0 +1,119 @@
+//! The control API: HTTP/1.1 + JSON on the Unix socket. Every error is a status code and
+//! `{"error": "..."}`; changes are logged with the peer's uid and pid.
+
+mod entries;
+mod misc;
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::connect_info::Connected,
+    http::{Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+    serve::IncomingStream,
+};
+use guard_user::{model::ErrorBody, requests::MAX_BODY};
+use tokio::net::UnixListener;
+
+use crate::state::{Refusal, Shared};
+
+pub fn router(daemon: Shared) -> Router {
+    Router::new()
+        .route("/v1/status", get(misc::status))
+        .route("/v1/stats", get(misc::stats))
+        .route("/v1/bans", get(entries::list_bans).post(entries::add_bans))
+        .route("/v1/bans/{cidr}", delete(entries::remove_ban))
+        .route(
+            "/v1/allows",
+            get(entries::list_allows).post(entries::add_allows),
+        )
+        .route("/v1/allows/{cidr}", delete(entries::remove_allow))
+        .route("/v1/penalties", post(misc::penalize))
+        .route("/v1/reload", post(misc::reload))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(daemon)
+}
+
+/// Who is on the other end of the socket (SO_PEERCRED).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Peer {
+        let cred = stream.io().peer_cred().ok();
+        Peer {
+            uid: cred.map(|c| c.uid()),
+            pid: cred.and_then(|c| c.pid()),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        write!(
+            f,
+            "uid={} pid={}",
+            show(self.uid.map(|u| u.to_string())),
+            show(self.pid.map(|p| p.to_string()))
+        )
+    }
+}
+
+/// Every error answer.
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        ApiError(r.0, r.1)
+    }
+}
+
+pub fn bad_request(msg: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg)
+}
+
+/// Reads a body of at most `MAX_BODY` bytes.
+pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY} bytes"),
+        )
+    })
+}
+
+/// Runs `f` on the daemon state off the async thread (big batches take a while).
+pub async fn with_daemon<T: Send + 'static>(
+    d: Shared,
+    f: impl FnOnce(&mut crate::state::Daemon) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || f(&mut d.lock().expect("state lock")))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no route {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,189 @@
+//! Validation of control-API requests: every bound the API promises, as pure functions.
+
+use std::{net::IpAddr, time::Duration};
+
+use guard_common::dynamic::REASON_MAX;
+use serde::de::DeserializeOwned;
+
+use crate::{dynamic::Request, lists::parse_net, model::EntryRequest};
+
+/// The largest request body the API reads.
+pub const MAX_BODY: usize = 16 << 20;
+/// Entries in one `POST /v1/bans` or `/v1/allows`.
+pub const MAX_BULK: usize = 100_000;
+pub const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
+pub const MAX_PENALTY_TOKENS: u64 = 1_000_000_000;
+
+/// One object or an array of them, each decoded with its index in errors.
+pub fn one_or_many<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let decode = |v: serde_json::Value, at: Option<usize>| {
+        serde_json::from_value::<T>(v).map_err(|e| match at {
+            Some(i) => format!("entry {i}: {e}"),
+            None => e.to_string(),
+        })
+    };
+    match value {
+        serde_json::Value::Array(items) => {
+            if items.is_empty() {
+                return Err("empty array: nothing to apply".into());
+            }
+            if items.len() > MAX_BULK {
+                return Err(format!(
+                    "{} entries: at most {MAX_BULK} per request",
+                    items.len()
+                ));
+            }
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| decode(v, Some(i)))
+                .collect()
+        }
+        v @ serde_json::Value::Object(_) => Ok(vec![decode(v, None)?]),
+        _ => Err("expected a JSON object or an array of objects".into()),
+    }
+}
+
+/// A single JSON object.
+pub fn one<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+pub fn ttl(secs: u64) -> Result<Duration, String> {
+    if (1..=MAX_TTL_SECS).contains(&secs) {
+        Ok(Duration::from_secs(secs))
+    } else {
+        Err(format!(
+            "ttl_secs {secs}: must be between 1 and {MAX_TTL_SECS} (30 days)"
+        ))
+    }
+}
+
+pub fn reason(r: Option<&str>) -> Result<String, String> {
+    let r = r.unwrap_or("");
+    if r.len() > REASON_MAX {
+        return Err(format!("reason is {} bytes: at most {REASON_MAX}", r.len()));
+    }
+    if r.chars().any(char::is_control) {
+        return Err("reason has control characters".into());
+    }
+    Ok(r.to_string())
+}
+
+/// Validates entries (all of them, before anything is applied); errors name the entry.
+pub fn entries(reqs: &[EntryRequest]) -> Result<Vec<Request>, String> {
+    let many = reqs.len() > 1;
+    reqs.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = |e: String| if many { format!("entry {i}: {e}") } else { e };
+            let net = parse_net(&r.cidr).map_err(|e| at(format!("cidr {:?}: {e}", r.cidr)))?;
+            let ttl = r.ttl_secs.map(ttl).transpose().map_err(at)?;
+            let reason = reason(r.reason.as_deref()).map_err(at)?;
+            Ok(Request { net, ttl, reason })
+        })
+        .collect()
+}
+
+/// The address of a penalty (a single address, not a prefix) and its token count.
+pub fn penalty(ip: &str, tokens: u64) -> Result<(IpAddr, u64), String> {
+    let addr: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("ip {ip:?}: not an IP address"))?;
+    if !(1..=MAX_PENALTY_TOKENS).contains(&tokens) {
+        return Err(format!(
+            "tokens {tokens}: must be between 1 and {MAX_PENALTY_TOKENS}"
+        ));
+    }
+    Ok((addr, tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqs(json: &str) -> Result<Vec<Request>, String> {
+        entries(&one_or_many::<EntryRequest>(json.as_bytes())?)
+    }
+
+    #[test]
+    fn single_and_bulk_shapes() {
+        let one = reqs(r#"{"cidr":"198.18.0.7","ttl_secs":600,"reason":"junk payload"}"#).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].net.to_string(), "198.18.0.7/32");
+        assert_eq!(one[0].ttl, Some(Duration::from_secs(600)));
+        assert_eq!(one[0].reason, "junk payload");
+        let many =
+            reqs(r#"[{"cidr":"198.18.0.0/24"},{"cidr":"2001:db8::/64","ttl_secs":1}]"#).unwrap();
+        assert_eq!(many.len(), 2);
+        assert_eq!(many[0].ttl, None);
+    }
+
+    #[test]
+    fn every_bad_input_is_refused_with_a_reason() {
+        let cases = [
+            ("{", "invalid JSON"),
+            ("[]", "empty array"),
+            ("42", "expected a JSON object"),
+            (r#"{"cidr": 7}"#, "invalid type"),
+            (r#"{"cidr":"198.18.0.7","ttl":5}"#, "unknown field `ttl`"),
+            (r#"{"ttl_secs":5}"#, "missing field `cidr`"),
+            (r#"{"cidr":"198.18.0.300"}"#, "not an IP address or CIDR"),
+            (r#"{"cidr":"0.0.0.0/0"}"#, "/0 prefix"),
+            (r#"{"cidr":"::/0"}"#, "/0 prefix"),
+            (r#"{"cidr":"198.18.0.0/33"}"#, "not an IP address or CIDR"),
+            (r#"{"cidr":"2001:db8::/129"}"#, "not an IP address or CIDR"),
+            (r#"{"cidr":"198.18.0.1/24"}"#, "host bits are set"),
+            (
+                r#"{"cidr":"198.18.0.7","ttl_secs":0}"#,
+                "between 1 and 2592000",
+            ),
+            (
+                r#"{"cidr":"198.18.0.7","ttl_secs":2592001}"#,
+                "between 1 and 2592000",
+            ),
+            (r#"{"cidr":"198.18.0.7","ttl_secs":-1}"#, "invalid value"),
+            (
+                r#"{"cidr":"198.18.0.7","reason":"a\nb"}"#,
+                "control characters",
+            ),
+            (r#"[{"cidr":"198.18.0.7"},{"cidr":"x"}]"#, "entry 1: cidr"),
+            (
+                r#"[{"cidr":"198.18.0.7"},{"cidr":"198.18.0.8","x":1}]"#,
+                "entry 1: unknown field",
+            ),
+        ];
+        for (json, want) in cases {
+            let e = reqs(json).expect_err(json);
+            assert!(e.contains(want), "{json}: {e} (wanted {want:?})");
+        }
+        let long = format!(
+            r#"{{"cidr":"198.18.0.7","reason":"{}"}}"#,
+            "x".repeat(REASON_MAX + 1)
+        );
+        assert!(reqs(&long).unwrap_err().contains("at most"));
+        let too_many = format!(
+            "[{}]",
+            vec![r#"{"cidr":"198.18.0.7"}"#; MAX_BULK + 1].join(",")
+        );
+        assert!(reqs(&too_many).unwrap_err().contains("at most 100000"));
+    }
+
+    #[test]
+    fn penalties() {
+        assert_eq!(penalty("198.18.0.7", 50).unwrap().1, 50);
+        assert!(
+            penalty("198.18.0.0/24", 5)
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+        assert!(penalty("198.18.0.7", 0).unwrap_err().contains("between 1"));
+        assert!(
+            penalty("198.18.0.7", MAX_PENALTY_TOKENS + 1)
+                .unwrap_err()
+                .contains("between 1")
+        );
+    }
+}
