@@ -1,12 +1,15 @@
-//! A small client for the control API on the Unix socket (used by guardctl).
+//! A small client for the control API on the Unix socket (used by guardctl and the tests;
+//! the README shows the same calls with curl).
 
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::{Request, StatusCode, body::Bytes};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, body::Bytes};
 use hyper_util::rt::TokioIo;
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 use tokio::net::UnixStream;
+
+pub use hyper::{Method, StatusCode};
 
 use crate::model::ErrorBody;
 
@@ -22,6 +25,10 @@ pub enum ClientError {
     Refused { status: StatusCode, message: String },
     #[error("talking to guardd: {0}")]
     Protocol(String),
+}
+
+fn protocol(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Protocol(e.to_string())
 }
 
 pub struct Client {
@@ -40,6 +47,29 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(protocol)?;
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Any request; the status and body as they came (tests of error answers use it).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
@@ -47,29 +77,46 @@ impl Client {
                     socket: self.socket.clone(),
                     source,
                 })?;
-        let protocol = |e: &dyn std::fmt::Display| ClientError::Protocol(e.to_string());
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| protocol(&e))?;
+            .map_err(protocol)?;
         tokio::spawn(conn);
-        let req = Request::get(path)
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", "guardd")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| protocol(&e))?;
-        let resp = sender.send_request(req).await.map_err(|e| protocol(&e))?;
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(protocol)?;
+        let resp = sender.send_request(req).await.map_err(protocol)?;
         let status = resp.status();
         let body = resp
             .into_body()
             .collect()
             .await
-            .map_err(|e| protocol(&e))?
+            .map_err(protocol)?
             .to_bytes();
+        Ok((status, body))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let (status, body) = self.raw(method, path, body).await?;
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|e| e.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
             return Err(ClientError::Refused { status, message });
         }
-        serde_json::from_slice(&body).map_err(|e| protocol(&e))
+        serde_json::from_slice(&body).map_err(protocol)
     }
+}
+
+/// A CIDR as a path segment: `/` percent-encoded.
+pub fn path_cidr(cidr: &str) -> String {
+    cidr.replace('/', "%2F")
 }

@@ -73,6 +73,33 @@ pub struct Entry {
     pub ban_number: u32,
 }
 
+impl Entry {
+    /// Time left, or None for an allow without TTL.
+    pub fn remaining(&self) -> Option<Duration> {
+        (self.expires_mono_ns != 0).then(|| {
+            Duration::from_nanos(
+                self.expires_mono_ns
+                    .saturating_sub(crate::buckets::monotonic_ns()),
+            )
+        })
+    }
+
+    /// The entry as the API shows it: monotonic expiry turned into wall-clock time.
+    pub fn view(&self) -> crate::model::EntryView {
+        let remaining = self.remaining();
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        crate::model::EntryView {
+            cidr: self.net.to_string(),
+            expires_at: remaining.map(|r| rfc3339(SystemTime::now() + r)),
+            ttl_remaining_secs: remaining.map(|r| r.as_secs()),
+            reason: self.reason.clone(),
+            created_at: (self.created_unix_ns != 0)
+                .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(self.created_unix_ns))),
+            ban_number: (self.kind == Kind::Ban && self.ban_number > 0).then_some(self.ban_number),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DynError {
     #[error(
@@ -179,50 +206,12 @@ impl DynamicTable {
             max_allows,
             refused_full: 0,
         };
-        let mut found: Vec<(IpNet, DynEntry)> = Vec::new();
-        for k in t.maps.v4.keys().filter_map(Result::ok) {
-            if let Ok(e) = t.maps.v4.get(&k, 0) {
-                if let Ok(net) = IpNet::new(IpAddr::from(k.addr.to_be_bytes()), k.prefix_len as u8)
-                {
-                    found.push((net, e));
-                }
-            }
-        }
-        for k in t.maps.v6.keys().filter_map(Result::ok) {
-            if let Ok(e) = t.maps.v6.get(&k, 0) {
-                let bytes: Vec<u8> = k.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
-                let octets: [u8; 16] = bytes.try_into().expect("16 bytes");
-                if let Ok(net) = IpNet::new(IpAddr::from(octets), k.prefix_len as u8) {
-                    found.push((net, e));
-                }
-            }
-        }
-        for (net, e) in found {
-            let kind = if e.kind == KIND_ALLOW {
-                Kind::Allow
+        for (entry, live) in scan(&t.maps, now_mono) {
+            if live {
+                t.index(entry);
             } else {
-                Kind::Ban
-            };
-            if !e.live(now_mono) {
-                t.delete_kernel(&net)?;
-                continue;
+                t.delete_kernel(&entry.net)?;
             }
-            let meta = t.maps.meta.get(&meta_key(&net), 0).ok();
-            let reason = meta
-                .map(|m| {
-                    String::from_utf8_lossy(&m.reason[..(m.reason_len as usize).min(REASON_MAX)])
-                        .into_owned()
-                })
-                .unwrap_or_default();
-            let ban_number = t.maps.hist.get(&meta_key(&net), 0).map_or(0, |h| h.count);
-            t.index(Entry {
-                net,
-                kind,
-                expires_mono_ns: e.expires_ns,
-                created_unix_ns: meta.map_or(0, |m| m.created_unix_ns),
-                reason,
-                ban_number,
-            });
         }
         Ok(t)
     }
@@ -481,6 +470,85 @@ impl DynamicTable {
         self.expiry.remove(&(e.expires_mono_ns, e.net));
         Some(e)
     }
+}
+
+/// Every entry in the maps with its metadata, and whether it is still live. Reads only.
+fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
+    let mut found: Vec<(IpNet, DynEntry)> = Vec::new();
+    for k in maps.v4.keys().filter_map(Result::ok) {
+        if let (Ok(e), Ok(net)) = (
+            maps.v4.get(&k, 0),
+            IpNet::new(IpAddr::from(k.addr.to_be_bytes()), k.prefix_len as u8),
+        ) {
+            found.push((net, e));
+        }
+    }
+    for k in maps.v6.keys().filter_map(Result::ok) {
+        let bytes: Vec<u8> = k.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let octets: [u8; 16] = bytes.try_into().expect("16 bytes");
+        if let (Ok(e), Ok(net)) = (
+            maps.v6.get(&k, 0),
+            IpNet::new(IpAddr::from(octets), k.prefix_len as u8),
+        ) {
+            found.push((net, e));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(net, e)| {
+            let meta = maps.meta.get(&meta_key(&net), 0).ok();
+            let entry = Entry {
+                net,
+                kind: if e.kind == KIND_ALLOW {
+                    Kind::Allow
+                } else {
+                    Kind::Ban
+                },
+                expires_mono_ns: e.expires_ns,
+                created_unix_ns: meta.map_or(0, |m| m.created_unix_ns),
+                reason: meta
+                    .map(|m| {
+                        String::from_utf8_lossy(
+                            &m.reason[..(m.reason_len as usize).min(REASON_MAX)],
+                        )
+                        .into_owned()
+                    })
+                    .unwrap_or_default(),
+                ban_number: maps.hist.get(&meta_key(&net), 0).map_or(0, |h| h.count),
+            };
+            (entry, e.live(now_mono))
+        })
+        .collect()
+}
+
+/// The live entries of `kind` in the pinned maps, for when guardd is not running.
+pub fn pinned_entries(
+    pins: &crate::pins::PinLayout,
+    kind: Kind,
+    now_mono: u64,
+) -> Result<Vec<Entry>, DynError> {
+    use aya::maps::Map;
+    use guard_common::map_names;
+    fn open<T: TryFrom<Map, Error = MapError>>(
+        pins: &crate::pins::PinLayout,
+        name: &'static str,
+    ) -> Result<T, DynError> {
+        let data = MapData::from_pin(pins.map(name)).map_err(map_err(name))?;
+        T::try_from(Map::HashMap(data)).map_err(map_err(name))
+    }
+    let maps = DynamicMaps {
+        v4: open(pins, map_names::DYN_V4)?,
+        v6: open(pins, map_names::DYN_V6)?,
+        meta: open(pins, map_names::DYN_META)?,
+        hist: open(pins, map_names::BAN_HIST)?,
+    };
+    let mut out: Vec<Entry> = scan(&maps, now_mono)
+        .into_iter()
+        .filter(|(e, live)| *live && e.kind == kind)
+        .map(|(e, _)| e)
+        .collect();
+    out.sort_by(|a, b| a.net.cmp(&b.net));
+    Ok(out)
 }
 
 /// The distinct prefix lengths of `nets` per family, longest first, as the kernel wants them.

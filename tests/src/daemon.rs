@@ -198,6 +198,27 @@ impl Guardd {
             .collect()
     }
 
+    /// One API request: (HTTP status, JSON body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        use guard_user::client::{Client, Method};
+        let client = Client::new(&self.socket);
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (status, bytes) = rt
+            .block_on(client.raw(method, path, body.map(|b| b.as_bytes().to_vec())))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status.as_u16(), json)
+    }
+
     /// Runs guardctl against this daemon (socket and pin dir set).
     pub fn ctl(&self, args: &[&str]) -> Output {
         Command::new(bin("guardctl"))

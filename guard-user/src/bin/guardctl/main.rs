@@ -10,9 +10,13 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use guard_user::{
-    client::{Client, ClientError},
+    client::{Client, ClientError, path_cidr},
     config::Config,
-    model::{Stats, Status},
+    dynamic::Kind,
+    model::{
+        Applied, EntryList, EntryRequest, EntryView, PenaltyRequest, PenaltyResult, Reloaded,
+        Stats, Status,
+    },
     pins::PinLayout,
 };
 
@@ -56,6 +60,40 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Ban an address or CIDR (TTL omitted: escalation from [bans]).
+    Ban {
+        cidr: String,
+        /// e.g. 10m, 1h, 2d (at most 30 days).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a ban.
+    Unban { cidr: String },
+    /// Active bans with expiry and reason (from the pins when guardd is down).
+    Bans,
+    /// Allow an address or CIDR past every rule (TTL omitted: until removed).
+    Allow {
+        cidr: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Remove a temporary allow.
+    Unallow { cidr: String },
+    /// Temporary allows (from the pins when guardd is down).
+    Allows,
+    /// Charge TOKENS from the source's bucket in one rule or all.
+    Penalize {
+        ip: String,
+        tokens: u64,
+        #[arg(long)]
+        rule: Option<String>,
+    },
+    /// Re-read the config and lists (as SIGHUP); prints why when refused.
+    Reload,
     /// Validate a config file and the lists it names, without touching the kernel.
     CheckConfig { file: PathBuf },
     /// Remove guard from the kernel: links (detaching XDP), maps and pins.
@@ -98,9 +136,71 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             println!();
         },
+        Command::Ban { cidr, ttl, reason } => {
+            add(&client, "/v1/bans", cidr, ttl, reason, cli.json).await
+        }
+        Command::Allow { cidr, ttl, reason } => {
+            add(&client, "/v1/allows", cidr, ttl, reason, cli.json).await
+        }
+        Command::Unban { cidr } => remove(&client, "/v1/bans", &cidr, cli.json).await,
+        Command::Unallow { cidr } => remove(&client, "/v1/allows", &cidr, cli.json).await,
+        Command::Bans => list(&client, &pins, Kind::Ban, cli.json).await,
+        Command::Allows => list(&client, &pins, Kind::Allow, cli.json).await,
+        Command::Penalize { ip, tokens, rule } => {
+            let r: PenaltyResult = client
+                .post("/v1/penalties", &PenaltyRequest { ip, tokens, rule })
+                .await?;
+            render::print(cli.json, &r, render::penalty)
+        }
+        Command::Reload => {
+            let r: Reloaded = client.post("/v1/reload", &serde_json::json!({})).await?;
+            render::print(cli.json, &r, |r| {
+                format!(
+                    "reloaded: {} allow entries, {} deny entries, {} rules\n",
+                    r.lists.allow, r.lists.deny, r.rules
+                )
+            })
+        }
         Command::CheckConfig { file } => check_config(&file, cli.json),
         Command::Detach => detach(&client, &pins).await,
     }
+}
+
+async fn add(
+    client: &Client,
+    route: &str,
+    cidr: String,
+    ttl: Option<Duration>,
+    reason: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let req = EntryRequest {
+        cidr,
+        ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+        reason,
+    };
+    let applied: Applied = client.post(route, &req).await?;
+    render::print(json, &applied, |a| render::entries(&a.applied))
+}
+
+async fn remove(client: &Client, route: &str, cidr: &str, json: bool) -> anyhow::Result<()> {
+    let gone: EntryView = client
+        .delete(&format!("{route}/{}", path_cidr(cidr)))
+        .await?;
+    render::print(json, &gone, |e| format!("removed {}\n", e.cidr))
+}
+
+async fn list(client: &Client, pins: &PinLayout, kind: Kind, json: bool) -> anyhow::Result<()> {
+    let route = match kind {
+        Kind::Ban => "/v1/bans",
+        Kind::Allow => "/v1/allows",
+    };
+    let list = match client.get::<EntryList>(route).await {
+        Ok(l) => l,
+        Err(e @ ClientError::Unreachable { .. }) => offline::entries(pins, kind, &e, json)?,
+        Err(e) => return Err(e.into()),
+    };
+    render::print(json, &list, |l| render::entries(&l.entries))
 }
 
 fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {

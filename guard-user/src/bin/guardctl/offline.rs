@@ -1,7 +1,11 @@
 //! Answers from the pinned maps when guardd is not running: enforcement outlives it.
 
 use guard_user::{
-    client::ClientError, datapath::read_pinned_counters, model::Counters, pins::PinLayout,
+    client::ClientError,
+    datapath::read_pinned_counters,
+    dynamic::Kind,
+    model::{Counters, EntryList},
+    pins::PinLayout,
 };
 use serde::Serialize;
 
@@ -76,4 +80,26 @@ pub fn stats(pins: &PinLayout, why: &ClientError, json: bool) -> anyhow::Result<
         },
         |s| render::counters(&s.counters),
     )
+}
+
+/// Bans or allows read from the pinned maps.
+pub fn entries(
+    pins: &PinLayout,
+    kind: Kind,
+    why: &ClientError,
+    json: bool,
+) -> anyhow::Result<EntryList> {
+    if !pins.exists() {
+        anyhow::bail!("{why}, and no pinned state under {}", pins.root().display());
+    }
+    let entries =
+        guard_user::dynamic::pinned_entries(pins, kind, guard_user::buckets::monotonic_ns())?;
+    if !json {
+        eprintln!(
+            "guardd is not running ({why}); entries from the pinned maps (the kernel still enforces them):"
+        );
+    }
+    Ok(EntryList {
+        entries: entries.iter().map(|e| e.view()).collect(),
+    })
 }

@@ -1,6 +1,6 @@
 //! Human tables and JSON output.
 
-use guard_user::model::{Counters, Stats, Status};
+use guard_user::model::{Counters, EntryView, PenaltyResult, Stats, Status};
 use serde::Serialize;
 
 pub fn print<T: Serialize>(
@@ -56,6 +56,42 @@ pub fn counters(c: &Counters) -> String {
     let mut out = format!("{:<8} {:<13} {:>14}\n", "VERDICT", "REASON", "PACKETS");
     for p in c.packets.iter().filter(|p| p.packets > 0) {
         out += &format!("{:<8} {:<13} {:>14}\n", p.verdict, p.reason, p.packets);
+    }
+    out
+}
+
+pub fn entries(list: &[EntryView]) -> String {
+    if list.is_empty() {
+        return "none\n".into();
+    }
+    let mut out = format!(
+        "{:<44} {:<22} {:>5}  {}\n",
+        "CIDR", "EXPIRES", "BAN#", "REASON"
+    );
+    for e in list {
+        let expires = match (&e.expires_at, e.ttl_remaining_secs) {
+            (Some(_), Some(s)) => format!(
+                "in {}",
+                humantime::format_duration(std::time::Duration::from_secs(s))
+            ),
+            _ => "never".into(),
+        };
+        let n = e.ban_number.map_or("-".into(), |n| n.to_string());
+        out += &format!("{:<44} {:<22} {:>5}  {}\n", e.cidr, expires, n, e.reason);
+    }
+    out
+}
+
+pub fn penalty(r: &PenaltyResult) -> String {
+    let mut out = format!(
+        "{:<32} {:>14} {:>16}\n",
+        "RULE", "CHARGED", "AVAILABLE AFTER"
+    );
+    for p in &r.rules {
+        out += &format!(
+            "{:<32} {:>14.1} {:>16.1}\n",
+            p.rule, p.tokens_charged, p.tokens_available
+        );
     }
     out
 }

@@ -211,12 +211,16 @@ impl Daemon {
                 limited,
             })
             .collect();
-        Ok(Stats::new(
+        let mut stats = Stats::new(
             self.datapath.counters()?,
             rules,
             self.lists,
             self.refill_summary(),
-        ))
+        );
+        stats.bans_active = self.dynamic.bans_active();
+        stats.allows_active = self.dynamic.allows_active();
+        stats.bans_refused_full = self.dynamic.refused_full;
+        Ok(stats)
     }
 
     fn refill_summary(&self) -> Option<RefillSummary> {

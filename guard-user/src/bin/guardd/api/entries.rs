@@ -1,14 +1,11 @@
 //! `/v1/bans` and `/v1/allows`: list, add (one or a bulk array, all or nothing), remove.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use axum::{
     Json,
     body::Body,
     extract::{ConnectInfo, Path, State},
 };
 use guard_user::{
-    buckets::monotonic_ns,
     dynamic::{Entry, Kind},
     lists::parse_net,
     model::{Applied, EntryList, EntryRequest, EntryView},
@@ -30,7 +27,7 @@ pub async fn list_allows(State(d): State<Shared>) -> Json<EntryList> {
 fn list(d: Shared, kind: Kind) -> Json<EntryList> {
     let entries = d.lock().expect("state lock").dynamic.list(kind);
     Json(EntryList {
-        entries: entries.iter().map(view).collect(),
+        entries: entries.iter().map(Entry::view).collect(),
     })
 }
 
@@ -62,12 +59,12 @@ async fn add(
     let applied = with_daemon(d, move |d| Ok(d.add_entries(kind, &reqs)?)).await?;
     match applied.as_slice() {
         [one] => {
-            info!(%peer, kind = kind.as_str(), cidr = %one.net, ttl = ?ttl_of(one), reason = %one.reason, "added")
+            info!(%peer, kind = kind.as_str(), cidr = %one.net, ttl = ?one.remaining(), reason = %one.reason, "added")
         }
         many => info!(%peer, kind = kind.as_str(), count = many.len(), "added in bulk"),
     }
     Ok(Json(Applied {
-        applied: applied.iter().map(view).collect(),
+        applied: applied.iter().map(Entry::view).collect(),
     }))
 }
 
@@ -96,25 +93,5 @@ async fn remove(
     let net = parse_net(&cidr).map_err(|e| bad_request(format!("cidr {cidr:?}: {e}")))?;
     let gone = with_daemon(d, move |d| Ok(d.remove_entry(&net, kind)?)).await?;
     info!(%peer, kind = kind.as_str(), cidr = %net, "removed");
-    Ok(Json(view(&gone)))
-}
-
-fn ttl_of(e: &Entry) -> Option<Duration> {
-    (e.expires_mono_ns != 0)
-        .then(|| Duration::from_nanos(e.expires_mono_ns.saturating_sub(monotonic_ns())))
-}
-
-/// An entry for JSON: monotonic expiry turned into wall-clock time.
-pub fn view(e: &Entry) -> EntryView {
-    let remaining = ttl_of(e);
-    let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    EntryView {
-        cidr: e.net.to_string(),
-        expires_at: remaining.map(|r| rfc3339(SystemTime::now() + r)),
-        ttl_remaining_secs: remaining.map(|r| r.as_secs()),
-        reason: e.reason.clone(),
-        created_at: (e.created_unix_ns != 0)
-            .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(e.created_unix_ns))),
-        ban_number: (e.kind == Kind::Ban && e.ban_number > 0).then_some(e.ban_number),
-    }
+    Ok(Json(gone.view()))
 }
