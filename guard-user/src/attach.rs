@@ -51,7 +51,7 @@ impl AttachMode {
 pub enum AttachError {
     #[error("unknown interface {iface}")]
     UnknownInterface { iface: String },
-    #[error("cannot attach XDP to {iface} in {mode} mode: {source}")]
+    #[error("cannot attach XDP to {iface} in {mode} mode")]
     Attach {
         iface: String,
         mode: &'static str,

@@ -15,7 +15,7 @@ use crate::model::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach guardd at {socket}: {source}")]
+    #[error("cannot reach guardd at {socket}")]
     Unreachable {
         socket: PathBuf,
         #[source]

@@ -31,7 +31,7 @@ pub enum DatapathError {
     Load(#[source] EbpfError),
     #[error("the XDP object has no map {name}")]
     MissingMap { name: &'static str },
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         name: &'static str,
         #[source]
@@ -41,7 +41,7 @@ pub enum DatapathError {
     Program(#[source] ProgramError),
     #[error("the XDP object has no program {PROGRAM_NAME}")]
     MissingProgram,
-    #[error("cannot map {name} into memory: {source}")]
+    #[error("cannot map {name} into memory")]
     Mmap {
         name: &'static str,
         #[source]

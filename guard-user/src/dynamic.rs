@@ -126,7 +126,7 @@ pub enum DynError {
     TooManyLengths { family: &'static str, count: usize },
     #[error("no {} for {net}", .kind.as_str())]
     NotFound { net: IpNet, kind: Kind },
-    #[error("kernel map {name}: {source}")]
+    #[error("kernel map {name}")]
     Map {
         name: &'static str,
         #[source]

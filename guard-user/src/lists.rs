@@ -15,7 +15,7 @@ const MAX_REPORTED: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
-    #[error("cannot read list {path}: {source}")]
+    #[error("cannot read list {path}")]
     Read {
         path: PathBuf,
         #[source]

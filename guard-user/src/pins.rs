@@ -34,7 +34,7 @@ pub enum PinError {
          detach it with the guardctl of that version (or remove the directory) first"
     )]
     OtherSchema { path: PathBuf, found: String },
-    #[error("cannot use pin directory {path}: {source}")]
+    #[error("cannot use pin directory {path}")]
     Io {
         path: PathBuf,
         #[source]

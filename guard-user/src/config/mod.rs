@@ -19,7 +19,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         #[source]

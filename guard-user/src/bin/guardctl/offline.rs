@@ -29,7 +29,7 @@ struct OfflineInterface {
 pub fn status(pins: &PinLayout, why: &ClientError, json: bool) -> anyhow::Result<()> {
     let s = OfflineStatus {
         daemon: "down",
-        reason: why.to_string(),
+        reason: guard_user::error_chain(why),
         pin_dir: pins.root().display().to_string(),
         interfaces: pins
             .linked_interfaces()
@@ -65,6 +65,7 @@ struct OfflineStats {
 }
 
 pub fn stats(pins: &PinLayout, why: &ClientError, json: bool) -> anyhow::Result<()> {
+    let why = guard_user::error_chain(why);
     if !pins.exists() {
         anyhow::bail!("{why}, and no pinned state under {}", pins.root().display());
     }
@@ -89,6 +90,7 @@ pub fn entries(
     why: &ClientError,
     json: bool,
 ) -> anyhow::Result<EntryList> {
+    let why = guard_user::error_chain(why);
     if !pins.exists() {
         anyhow::bail!("{why}, and no pinned state under {}", pins.root().display());
     }

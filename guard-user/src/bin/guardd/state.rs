@@ -142,9 +142,12 @@ impl Daemon {
     /// After removals: the kernel stops probing lengths no entry uses.
     fn shrink_lens(&mut self) -> Result<(), Refusal> {
         let lens = self.dynamic.lens()?;
-        self.datapath
-            .set_dyn_lens(&lens)
-            .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")))
+        self.datapath.set_dyn_lens(&lens).map_err(|e| {
+            Refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                guard_user::error_chain(&e),
+            )
+        })
     }
 
     /// Charges `tokens` to the source's bucket in one rule or all, never taking it deeper in

@@ -1,0 +1,321 @@
+//! The application verdict loop end to end: API calls on guardd's socket, enforcement seen
+//! by real frames from another namespace (AF_PACKET), counted at a UDP socket.
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use guard_tests::{
+    daemon::Guardd,
+    netns::{Testbed, client4, client6},
+    packet::udp_from,
+    traffic::{RawSender, Receiver},
+};
+
+struct Bed {
+    bed: Testbed,
+    g: Guardd,
+    rx: Receiver,
+    tx: RawSender,
+    dir: tempfile::TempDir,
+}
+
+fn start(config: &str) -> Bed {
+    let bed = Testbed::new();
+    let dir = tempfile::tempdir().unwrap();
+    // Lists named in a config start empty; tests write them and reload.
+    std::fs::write(dir.path().join("deny.txt"), "").unwrap();
+    let config = config.replace("{dir}", dir.path().to_str().unwrap());
+    let g = Guardd::start(&bed.server, &bed.server_if, &config);
+    let rx = Receiver::bind(&bed.server);
+    let tx = RawSender::open(&bed.client, &bed.client_if);
+    Bed {
+        bed,
+        g,
+        rx,
+        tx,
+        dir,
+    }
+}
+
+impl Bed {
+    /// Sends `n` frames from `src` (paced, bounded) and returns how many arrived.
+    fn deliver(&self, src: IpAddr, n: usize) -> usize {
+        let pps = 2000;
+        let (sent, _) = self.tx.flood(
+            &[udp_from(src, self.rx.port)],
+            pps,
+            Duration::from_secs_f64(n as f64 / pps as f64),
+        );
+        let got = self
+            .rx
+            .collect(Duration::from_millis(250), Duration::from_secs(5));
+        assert_eq!(sent[0], n, "sent");
+        got.get(&src).copied().unwrap_or(0)
+    }
+
+    fn ok(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+        let (code, json) = self.g.api(method, path, Some(body));
+        assert_eq!(code, 200, "{method} {path} {body}: {json}");
+        json
+    }
+}
+
+#[test]
+fn ban_drops_and_unban_restores_for_ipv4_and_ipv6_prefixes() {
+    let b = start("");
+    let (v4, v6) = (client4(2), client6(2));
+    assert_eq!(b.deliver(v4, 50), 50);
+    b.ok("POST", "/v1/bans", r#"[{"cidr":"198.18.0.2","ttl_secs":600,"reason":"junk"},{"cidr":"2001:db8::/64","ttl_secs":600}]"#);
+    assert_eq!(b.deliver(v4, 50), 0, "banned /32");
+    assert_eq!(b.deliver(v6, 50), 0, "inside the banned /64");
+    assert_eq!(b.deliver(client4(5), 50), 50, "others pass");
+    assert_eq!(b.g.packets("drop", "ban"), 100);
+    b.ok("DELETE", "/v1/bans/198.18.0.2%2F32", "");
+    assert_eq!(b.deliver(v4, 50), 50, "unbanned");
+    let out = b.g.ctl(&["unban", "2001:db8::/64"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.deliver(v6, 50), 50);
+    // guardctl: refused requests exit 1 with the reason.
+    let out = b.g.ctl(&["unban", "2001:db8::/64"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ban for 2001:db8::/64"));
+}
+
+#[test]
+fn bans_expire_in_the_kernel_while_the_daemon_is_dead() {
+    let mut b = start("");
+    let src = client4(3);
+    b.ok("POST", "/v1/bans", r#"{"cidr":"198.18.0.3","ttl_secs":2}"#);
+    let banned_at = Instant::now();
+    b.g.kill();
+    assert_eq!(b.deliver(src, 40), 0, "banned, daemon dead");
+    std::thread::sleep(Duration::from_millis(2300).saturating_sub(banned_at.elapsed()));
+    assert_eq!(
+        b.deliver(src, 40),
+        40,
+        "the TTL passed: the kernel lets it through"
+    );
+}
+
+#[test]
+fn repeated_bans_escalate() {
+    let b = start("[bans]\nescalation = [\"2s\", \"5s\", \"9s\"]\n");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let a = b.ok(
+            "POST",
+            "/v1/bans",
+            r#"{"cidr":"198.18.0.4","reason":"repeat"}"#,
+        );
+        let e = &a["applied"][0];
+        seen.push((
+            e["ban_number"].as_u64().unwrap(),
+            e["ttl_remaining_secs"].as_u64().unwrap(),
+        ));
+        b.ok("DELETE", "/v1/bans/198.18.0.4", "");
+    }
+    // ttl_remaining rounds down: 2 s shows as 1 or 2.
+    let want = [(1, 2), (2, 5), (3, 9), (4, 9)];
+    for ((n, ttl), (wn, wttl)) in seen.iter().zip(want) {
+        assert_eq!(*n, wn, "{seen:?}");
+        assert!(
+            *ttl == wttl || *ttl + 1 == wttl,
+            "ban {n}: ttl {ttl}, wanted {wttl}: {seen:?}"
+        );
+    }
+    // An explicit TTL wins over escalation but still counts.
+    let a = b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.4","ttl_secs":100}"#,
+    );
+    assert_eq!(a["applied"][0]["ban_number"], 5);
+    assert!(a["applied"][0]["ttl_remaining_secs"].as_u64().unwrap() >= 99);
+}
+
+#[test]
+fn allow_bypasses_a_dropping_rule_and_the_deny_list() {
+    let b = start(
+        "[lists]\ndeny = [\"{dir}/deny.txt\"]\n[[rules]]\nname = \"tight\"\nrate = 1.0\nburst = 1\nbuckets = 1024\n",
+    );
+    std::fs::write(b.dir.path().join("deny.txt"), "198.18.0.6\n").unwrap();
+    b.ok("POST", "/v1/reload", "");
+    let (limited, denied) = (client4(2), client4(6));
+    assert!(b.deliver(limited, 100) <= 3, "the rule limits");
+    assert_eq!(b.deliver(denied, 20), 0, "the deny list drops");
+    b.ok(
+        "POST",
+        "/v1/allows",
+        r#"[{"cidr":"198.18.0.2","ttl_secs":60,"reason":"proved itself"},{"cidr":"198.18.0.6"}]"#,
+    );
+    assert_eq!(b.deliver(limited, 100), 100, "allowed past the rule");
+    assert_eq!(b.deliver(denied, 20), 20, "allowed past the deny list");
+    let allows = b.g.ctl_json(&["allows"]);
+    assert_eq!(allows["entries"].as_array().unwrap().len(), 2);
+    b.ok("DELETE", "/v1/allows/198.18.0.2", "");
+    assert!(b.deliver(limited, 100) <= 3, "limited again");
+}
+
+#[test]
+fn a_penalty_makes_the_next_packets_drop() {
+    let b = start("[[rules]]\nname = \"api\"\nrate = 10.0\nburst = 100\nbuckets = 1024\n");
+    let src = client4(2);
+    assert_eq!(b.deliver(src, 20), 20);
+    let out = b.g.ctl_json(&["penalize", "198.18.0.2", "5000"]);
+    let p = &out["rules"][0];
+    // 80 left + at most 60 s x 10/s of debt: 680 charged, 600 owed.
+    assert_eq!(
+        p["tokens_charged"].as_f64().map(f64::round),
+        Some(680.0),
+        "{out}"
+    );
+    assert!(p["tokens_available"].as_f64().unwrap() <= -599.0, "{out}");
+    assert_eq!(b.deliver(src, 50), 0, "in debt: limited");
+    assert!(b.g.packets("drop", "rate") >= 50);
+    assert_eq!(
+        b.deliver(client4(3), 20),
+        20,
+        "another source is not affected"
+    );
+}
+
+#[test]
+fn bulk_100000_bans_apply_in_one_call_and_are_enforced() {
+    let b = start("");
+    let base = u32::from(Ipv4Addr::new(198, 18, 16, 0));
+    let body: Vec<String> = (0..100_000u32)
+        .map(|i| {
+            format!(
+                r#"{{"cidr":"{}","ttl_secs":600}}"#,
+                Ipv4Addr::from(base + i)
+            )
+        })
+        .collect();
+    let body = format!("[{}]", body.join(","));
+    let t = Instant::now();
+    let (code, json) = b.g.api("POST", "/v1/bans", Some(&body));
+    let took = t.elapsed();
+    assert_eq!(
+        code,
+        200,
+        "{}",
+        &json.to_string()[..200.min(json.to_string().len())]
+    );
+    assert_eq!(json["applied"].as_array().unwrap().len(), 100_000);
+    eprintln!(
+        "100,000 bans applied in one call in {:.3}s",
+        took.as_secs_f64()
+    );
+    assert_eq!(b.g.api("GET", "/v1/stats", None).1["bans_active"], 100_000);
+    // Every 100th banned source, and the last, is dropped; the first outside passes.
+    let sample: Vec<IpAddr> = (0..100_000u32)
+        .step_by(100)
+        .chain([99_999])
+        .map(|i| IpAddr::V4(Ipv4Addr::from(base + i)))
+        .collect();
+    let frames: Vec<Vec<u8>> = sample.iter().map(|s| udp_from(*s, b.rx.port)).collect();
+    let (sent, _) = b.tx.flood(&frames, 5000, Duration::from_millis(600));
+    let got =
+        b.rx.collect(Duration::from_millis(250), Duration::from_secs(5));
+    assert!(
+        sent.iter().sum::<usize>() >= sample.len(),
+        "each sampled source sent"
+    );
+    let leaked: usize = sample
+        .iter()
+        .map(|s| got.get(s).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(leaked, 0, "no banned source got through");
+    assert_eq!(
+        b.deliver(IpAddr::V4(Ipv4Addr::from(base + 100_000)), 20),
+        20
+    );
+}
+
+#[test]
+fn reload_swaps_deny_lists_without_a_gap() {
+    let b = start("[lists]\ndeny = [\"{dir}/deny.txt\"]\n");
+    let deny = b.dir.path().join("deny.txt");
+    // Both lists deny .3; they differ elsewhere, so every reload rewrites tables.
+    let lists = [
+        "198.18.0.3\n198.18.0.7\n203.0.113.0/24\n",
+        "198.18.0.0/29\n2001:db8::3\n198.51.100.9\n",
+    ];
+    std::fs::write(&deny, lists[0]).unwrap();
+    b.ok("POST", "/v1/reload", "");
+    let src = client4(3);
+    let frames = [udp_from(src, b.rx.port)];
+    let (sent, reloads) = std::thread::scope(|s| {
+        let flood = s.spawn(|| b.tx.flood(&frames, 3000, Duration::from_secs(3)));
+        let mut reloads = 0;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(2800) {
+            std::fs::write(&deny, lists[reloads % 2]).unwrap();
+            b.ok("POST", "/v1/reload", "");
+            reloads += 1;
+        }
+        (flood.join().unwrap().0, reloads)
+    });
+    let got =
+        b.rx.collect(Duration::from_millis(250), Duration::from_secs(5));
+    eprintln!(
+        "{} frames from a source in both lists during {reloads} reloads",
+        sent[0]
+    );
+    assert!(
+        reloads >= 10 && sent[0] >= 8000,
+        "reloads {reloads}, sent {}",
+        sent[0]
+    );
+    assert_eq!(
+        got.get(&src).copied().unwrap_or(0),
+        0,
+        "never let through during a reload"
+    );
+}
+
+#[test]
+fn bans_and_allows_survive_a_restart_with_their_reasons() {
+    let mut b = start("");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.5","ttl_secs":600,"reason":"spam signups"}"#,
+    );
+    b.ok(
+        "POST",
+        "/v1/allows",
+        r#"{"cidr":"198.18.0.8","reason":"monitoring"}"#,
+    );
+    assert!(b.g.stop().success());
+    // Offline: guardctl reads the pins.
+    let bans = b.g.ctl_json(&["bans"]);
+    assert_eq!(bans["entries"][0]["cidr"], "198.18.0.5/32");
+    assert_eq!(bans["entries"][0]["reason"], "spam signups");
+    let text = String::from_utf8(b.g.ctl(&["allows"]).stdout).unwrap();
+    assert!(
+        text.contains("198.18.0.8/32") && text.contains("monitoring") && text.contains("never"),
+        "{text}"
+    );
+    assert_eq!(
+        b.deliver(client4(5), 20),
+        0,
+        "the ban holds while guardd is down"
+    );
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    let bans = b.ok("GET", "/v1/bans", "");
+    assert_eq!(bans["entries"][0]["reason"], "spam signups");
+    assert!(bans["entries"][0]["ttl_remaining_secs"].as_u64().unwrap() > 590);
+    assert_eq!(
+        b.ok("GET", "/v1/allows", "")["entries"][0]["reason"],
+        "monitoring"
+    );
+    assert_eq!(b.deliver(client4(5), 20), 0);
+    assert_eq!(b.ok("GET", "/v1/stats", "")["bans_active"], 1);
+}
