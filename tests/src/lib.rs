@@ -3,6 +3,7 @@
 //! on drop.
 pub mod daemon;
 pub mod fixture;
+pub mod http;
 pub mod netns;
 pub mod packet;
 pub mod traffic;

@@ -78,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Demo { seconds } => {
             setup::build_tools()?;
             setup::runtime()?;
-            cargo(&["build", "-p", "guard-user"])?;
+            cargo(&["build", "-p", "guard-user", "-p", "guard-example-ingest"])?;
             cargo(&[
                 "run",
                 "-q",

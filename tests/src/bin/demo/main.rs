@@ -25,6 +25,8 @@ use guard_tests::{
 };
 use guard_user::config::EMBEDDED_DEFAULT;
 
+mod application;
+
 const PER_NET_RULE: &str = r#"
 [[rules]]
 name = "per-network"
@@ -188,10 +190,11 @@ fn main() -> anyhow::Result<()> {
         yes(limited_ok),
         yes(denied_ok)
     );
-    println!("cleaning up: stopping guardd, removing its pins and the namespaces.");
+    let app_ok = application::run(&bed, &guardd, seconds.max(4))?;
+    println!("cleaning up: stopping guardd and the app, removing pins and namespaces.");
     drop(guardd);
     drop(bed);
-    if legit_ok && denied_ok && limited_ok {
+    if legit_ok && denied_ok && limited_ok && app_ok {
         Ok(())
     } else {
         anyhow::bail!("the demo did not behave as expected")

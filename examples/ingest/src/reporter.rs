@@ -1,0 +1,63 @@
+//! Tells guard about junk senders: a penalty each time, a ban after repeats.
+
+use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Mutex};
+
+use guard_user::{
+    client::Client,
+    model::{Applied, EntryRequest, PenaltyRequest, PenaltyResult},
+};
+use tracing::{info, warn};
+
+pub struct Reporter {
+    client: Client,
+    penalty: u64,
+    ban_after: u32,
+    strikes: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl Reporter {
+    pub fn new(socket: PathBuf, penalty: u64, ban_after: u32) -> Reporter {
+        Reporter {
+            client: Client::new(socket),
+            penalty,
+            ban_after,
+            strikes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub async fn junk(&self, ip: IpAddr, why: &str) {
+        let strikes = {
+            let mut s = self.strikes.lock().expect("strikes");
+            let n = s.entry(ip).or_default();
+            *n += 1;
+            *n
+        };
+        if strikes >= self.ban_after {
+            let req = EntryRequest {
+                cidr: ip.to_string(),
+                ttl_secs: None,
+                reason: Some(format!("junk events: {why}")),
+            };
+            match self.client.post::<_, Applied>("/v1/bans", &req).await {
+                Ok(a) => {
+                    info!(%ip, strikes, expires = ?a.applied[0].expires_at, "banned");
+                    self.strikes.lock().expect("strikes").remove(&ip);
+                }
+                Err(e) => warn!(%ip, error = %e, "ban refused"),
+            }
+        } else {
+            let req = PenaltyRequest {
+                ip: ip.to_string(),
+                tokens: self.penalty,
+                rule: None,
+            };
+            if let Err(e) = self
+                .client
+                .post::<_, PenaltyResult>("/v1/penalties", &req)
+                .await
+            {
+                warn!(%ip, error = %e, "penalty refused");
+            }
+        }
+    }
+}
