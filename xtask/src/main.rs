@@ -93,10 +93,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench { quick } => {
             setup::build_tools()?;
             setup::runtime()?;
-            let (repeat, rounds) = if quick {
-                ("1000000", "3")
+            let (repeat, rounds, bans) = if quick {
+                ("1000000", "3", "100")
             } else {
-                ("10000000", "5")
+                ("10000000", "5", "1000")
             };
             cargo(&[
                 "run",
@@ -109,7 +109,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "--",
                 repeat,
                 rounds,
-            ])
+            ])?;
+            // The control plane is measured on the release daemon.
+            cargo(&["build", "--release", "-p", "guard-user"])?;
+            let mut cmd = cargo_command(&[
+                "run",
+                "-q",
+                "--release",
+                "-p",
+                "guard-tests",
+                "--bin",
+                "guard-bench-verdicts",
+                "--",
+                bans,
+            ]);
+            cmd.env(
+                "GUARD_BIN_DIR",
+                setup::workspace_root().join("target/release"),
+            );
+            let status = cmd.status()?;
+            if !status.success() {
+                bail!("guard-bench-verdicts failed ({status})");
+            }
+            Ok(())
         }
     }
 }
