@@ -28,6 +28,20 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A `POST /v1/bans` body banning `count` consecutive IPv4 addresses from `first`.
+pub fn bulk_bans_body(first: std::net::Ipv4Addr, count: u32, ttl_secs: u64) -> String {
+    let base = u32::from(first);
+    let entries: Vec<String> = (0..count)
+        .map(|i| {
+            format!(
+                r#"{{"cidr":"{}","ttl_secs":{ttl_secs}}}"#,
+                std::net::Ipv4Addr::from(base + i)
+            )
+        })
+        .collect();
+    format!("[{}]", entries.join(","))
+}
+
 /// Runs `guardd` in `ns` with `args` and waits for it to exit (at most `limit`).
 pub fn run_guardd(ns: &Netns, args: &[&str], limit: Duration) -> Output {
     let mut child = Command::new("nsenter")

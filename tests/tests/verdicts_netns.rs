@@ -7,7 +7,7 @@ use std::{
 };
 
 use guard_tests::{
-    daemon::Guardd,
+    daemon::{Guardd, bulk_bans_body},
     netns::{Testbed, client4, client6},
     packet::udp_from,
     traffic::{RawSender, Receiver},
@@ -189,15 +189,7 @@ fn a_penalty_makes_the_next_packets_drop() {
 fn bulk_100000_bans_apply_in_one_call_and_are_enforced() {
     let b = start("");
     let base = u32::from(Ipv4Addr::new(198, 18, 16, 0));
-    let body: Vec<String> = (0..100_000u32)
-        .map(|i| {
-            format!(
-                r#"{{"cidr":"{}","ttl_secs":600}}"#,
-                Ipv4Addr::from(base + i)
-            )
-        })
-        .collect();
-    let body = format!("[{}]", body.join(","));
+    let body = bulk_bans_body(Ipv4Addr::from(base), 100_000, 600);
     let t = Instant::now();
     let (code, json) = b.g.api("POST", "/v1/bans", Some(&body));
     let took = t.elapsed();

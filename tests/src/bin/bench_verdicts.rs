@@ -17,7 +17,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{daemon::Guardd, netns::Testbed, packet::udp4, traffic::RawSender};
+use guard_tests::{
+    daemon::{Guardd, bulk_bans_body},
+    netns::Testbed,
+    packet::udp4,
+    traffic::RawSender,
+};
 
 fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args()
@@ -131,15 +136,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let base = u32::from(Ipv4Addr::new(198, 19, 0, 0)) - 50_000;
-    let body: Vec<String> = (0..100_000u32)
-        .map(|i| {
-            format!(
-                r#"{{"cidr":"{}","ttl_secs":600}}"#,
-                Ipv4Addr::from(base + i)
-            )
-        })
-        .collect();
-    let body = format!("[{}]", body.join(","));
+    let body = bulk_bans_body(Ipv4Addr::from(base), 100_000, 600);
     let t = Instant::now();
     let (code, _) = g.api("POST", "/v1/bans", Some(&body));
     anyhow::ensure!(code == 200, "bulk ban: HTTP {code}");

@@ -30,6 +30,9 @@ pub fn status(s: &Status) -> String {
             "off"
         },
     );
+    if let Some(age) = s.refill_heartbeat_age_secs {
+        out += &format!("refill:  heartbeat {age:.2}s ago\n");
+    }
     out += &format!("{:<16} {:<8} {}\n", "INTERFACE", "MODE", "PROGRAM");
     for i in &s.interfaces {
         let id = i.program_id.map_or("-".to_string(), |id| id.to_string());
@@ -39,17 +42,40 @@ pub fn status(s: &Status) -> String {
 }
 
 pub fn stats(s: &Stats) -> String {
-    format!(
-        "passed {}  dropped {}  monitored {}\nlists: {} allow entries, {} deny entries\n{}",
+    let mut out = format!(
+        "passed {}  dropped {}  monitored {}\nlists: {} allow entries, {} deny entries\nbans: {} active, allows: {} active",
         s.totals.pass,
         s.totals.drop,
         s.totals.monitor,
         s.lists.allow,
         s.lists.deny,
-        counters(&Counters {
-            packets: s.packets.clone()
-        })
-    )
+        s.bans_active,
+        s.allows_active
+    );
+    if s.bans_refused_full > 0 {
+        out += &format!(", {} requests refused (table full)", s.bans_refused_full);
+    }
+    out += "\n";
+    out += &counters(&Counters {
+        packets: s.packets.clone(),
+    });
+    if !s.rules.is_empty() {
+        out += &format!("\n{:<32} {:>14} {:>14}\n", "RULE", "PASSED", "LIMITED");
+        for r in &s.rules {
+            out += &format!("{:<32} {:>14} {:>14}\n", r.rule, r.passed, r.limited);
+        }
+    }
+    if let Some(r) = &s.refill {
+        out += &format!(
+            "\nrefill: {} ticks, {:.0} buckets/tick, last {:.0} us, max {:.0} us, {:.2}% of a CPU\n",
+            r.ticks,
+            r.buckets_per_tick,
+            r.last_tick_us,
+            r.max_tick_us,
+            r.cpu_share * 100.0
+        );
+    }
+    out
 }
 
 pub fn counters(c: &Counters) -> String {

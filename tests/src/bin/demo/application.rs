@@ -33,6 +33,20 @@ struct Client {
     no_answer: usize,
 }
 
+impl Client {
+    fn new(addr: IpAddr, role: &'static str, junk: bool) -> Client {
+        Client {
+            addr,
+            role,
+            junk,
+            posts: 0,
+            accepted: 0,
+            rejected: 0,
+            no_answer: 0,
+        }
+    }
+}
+
 fn event(junk: bool) -> String {
     let ts = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -82,33 +96,9 @@ pub fn run(bed: &Testbed, guardd: &Guardd, seconds: u32) -> anyhow::Result<bool>
     });
     anyhow::ensure!(ready, "the example app did not answer");
     let mut clients = vec![
-        Client {
-            addr: client4(2),
-            role: "good client",
-            junk: false,
-            posts: 0,
-            accepted: 0,
-            rejected: 0,
-            no_answer: 0,
-        },
-        Client {
-            addr: client6(2),
-            role: "good client (v6)",
-            junk: false,
-            posts: 0,
-            accepted: 0,
-            rejected: 0,
-            no_answer: 0,
-        },
-        Client {
-            addr: client4(4),
-            role: "junk poster",
-            junk: true,
-            posts: 0,
-            accepted: 0,
-            rejected: 0,
-            no_answer: 0,
-        },
+        Client::new(client4(2), "good client", false),
+        Client::new(client6(2), "good client (v6)", false),
+        Client::new(client4(4), "junk poster", true),
     ];
     for second in 1..=seconds {
         for c in &mut clients {
