@@ -169,13 +169,11 @@ fn a_penalty_makes_the_next_packets_drop() {
     assert_eq!(b.deliver(src, 20), 20);
     let out = b.g.ctl_json(&["penalize", "198.18.0.2", "5000"]);
     let p = &out["rules"][0];
-    // 80 left + at most 60 s x 10/s of debt: 680 charged, 600 owed.
-    assert_eq!(
-        p["tokens_charged"].as_f64().map(f64::round),
-        Some(680.0),
-        "{out}"
-    );
-    assert!(p["tokens_available"].as_f64().unwrap() <= -599.0, "{out}");
+    // About 80 tokens left (plus what refilled meanwhile), and at most 60 s x 10/s of debt:
+    // the charge stops exactly at 600 owed.
+    let charged = p["tokens_charged"].as_f64().unwrap();
+    assert!((680.0..=700.0).contains(&charged), "{out}");
+    assert_eq!(p["tokens_available"].as_f64(), Some(-600.0), "{out}");
     assert_eq!(b.deliver(src, 50), 0, "in debt: limited");
     assert!(b.g.packets("drop", "rate") >= 50);
     assert_eq!(
