@@ -16,6 +16,7 @@ use std::{
 };
 
 use guard_common::tokens::{earned_between, refilled};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::{
     buckets::{Buckets, Heartbeat, monotonic_ns},
@@ -110,13 +111,29 @@ impl Refill {
 }
 
 /// Counters the API and metrics read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RefillStats {
     pub ticks: AtomicU64,
     pub last_duration_ns: AtomicU64,
     pub max_duration_ns: AtomicU64,
     pub busy_ns: AtomicU64,
     pub buckets_touched: AtomicU64,
+    /// `guard_refill_duration_seconds`: one observation per tick.
+    pub duration: Histogram,
+}
+
+impl Default for RefillStats {
+    fn default() -> Self {
+        RefillStats {
+            ticks: AtomicU64::default(),
+            last_duration_ns: AtomicU64::default(),
+            max_duration_ns: AtomicU64::default(),
+            busy_ns: AtomicU64::default(),
+            buckets_touched: AtomicU64::default(),
+            // 10 us .. ~0.3 s
+            duration: Histogram::new(exponential_buckets(1e-5, 2.0, 16)),
+        }
+    }
 }
 
 /// The refill thread: stops (and stops the heartbeat) when the handle is dropped.
@@ -153,6 +170,7 @@ impl Refiller {
                     st.max_duration_ns.fetch_max(took, Ordering::Relaxed);
                     st.busy_ns.fetch_add(took, Ordering::Relaxed);
                     st.buckets_touched.fetch_add(touched, Ordering::Relaxed);
+                    st.duration.observe(took as f64 / 1e9);
                     next += interval;
                     let now = std::time::Instant::now();
                     if next > now {

@@ -3,6 +3,7 @@
 
 mod api;
 mod daemonize;
+mod metrics;
 mod startup;
 mod state;
 

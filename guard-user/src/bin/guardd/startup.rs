@@ -31,6 +31,7 @@ use tracing::{error, info};
 use crate::{
     Options, api,
     daemonize::Ready,
+    metrics,
     state::{Daemon, Shared},
 };
 
@@ -162,6 +163,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     );
     let socket = config.api.socket.clone();
     let mode = config.api.socket_mode.bits();
+    let metrics_listen = config.metrics.listen;
     let daemon: Shared = Arc::new(Mutex::new(Daemon {
         opts,
         config,
@@ -178,21 +180,27 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(daemon, &socket, mode, ready))
+    rt.block_on(serve(daemon, &socket, mode, metrics_listen, ready))
 }
 
 async fn serve(
     daemon: Shared,
     socket: &Path,
     mode: u32,
+    metrics_listen: std::net::SocketAddr,
     ready: Option<Ready>,
 ) -> anyhow::Result<()> {
     let listener = bind_socket(socket, mode)?;
+    let requests = metrics::ApiRequests::default();
+    let metrics_listener = metrics::bind(metrics_listen).await?;
+    let registry = metrics::registry(daemon.clone(), requests.clone());
+    tokio::spawn(metrics::serve(metrics_listener, registry));
+    info!(listen = %metrics_listen, "metrics listening");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(daemon.clone());
+    let app = api::router(daemon.clone(), requests);
     let server = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -207,6 +215,7 @@ async fn serve(
     if let Some(ready) = ready {
         ready.done();
     }
+    notify(&[sd_notify::NotifyState::Ready]);
     let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -221,11 +230,13 @@ async fn serve(
                 }
             }
             _ = hup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading]);
                 let d = daemon.clone();
                 let res = tokio::task::spawn_blocking(move || d.lock().expect("state lock").reload()).await?;
                 if let Err(e) = res {
                     error!("{e:#}");
                 }
+                notify(&[sd_notify::NotifyState::Ready]);
             }
         }
     }
@@ -236,6 +247,13 @@ async fn serve(
     server.await??;
     let _ = std::fs::remove_file(socket);
     Ok(())
+}
+
+/// Tells systemd (Type=notify) where we are; a no-op outside systemd.
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        error!("sd_notify: {e}");
+    }
 }
 
 /// Binds the API socket, replacing a stale socket file but never a live daemon's.

@@ -10,7 +10,7 @@ use std::{
 
 use guard_tests::{
     daemon::{Guardd, bin},
-    http::{Outcome, post},
+    http::{Outcome, Route, post},
     netns::{SERVER4, SERVER6, Testbed, client4, client6},
 };
 
@@ -80,15 +80,13 @@ pub fn run(bed: &Testbed, guardd: &Guardd, seconds: u32) -> anyhow::Result<bool>
         IpAddr::V6(_) => SocketAddr::new(SERVER6.into(), 8080),
     };
     let ready = (0..50).any(|_| {
-        let o = post(
-            &rt,
-            &bed.client,
-            client4(9),
-            to(client4(9)),
-            "/collect",
-            event(false),
-            Duration::from_millis(200),
-        );
+        let route = Route {
+            ns: &bed.client,
+            src: client4(9),
+            dst: to(client4(9)),
+            timeout: Duration::from_millis(200),
+        };
+        let o = post(&rt, route, "/collect", event(false));
         o == Outcome::Answered(202) || {
             std::thread::sleep(Duration::from_millis(100));
             false
@@ -104,15 +102,13 @@ pub fn run(bed: &Testbed, guardd: &Guardd, seconds: u32) -> anyhow::Result<bool>
         for c in &mut clients {
             for _ in 0..5 {
                 c.posts += 1;
-                match post(
-                    &rt,
-                    &bed.client,
-                    c.addr,
-                    to(c.addr),
-                    "/collect",
-                    event(c.junk),
-                    Duration::from_millis(250),
-                ) {
+                let route = Route {
+                    ns: &bed.client,
+                    src: c.addr,
+                    dst: to(c.addr),
+                    timeout: Duration::from_millis(250),
+                };
+                match post(&rt, route, "/collect", event(c.junk)) {
                     Outcome::Answered(202) => c.accepted += 1,
                     Outcome::Answered(_) => c.rejected += 1,
                     Outcome::NoAnswer => c.no_answer += 1,

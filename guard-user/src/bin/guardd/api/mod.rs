@@ -18,7 +18,7 @@ use tokio::net::UnixListener;
 
 use crate::state::{Refusal, Shared};
 
-pub fn router(daemon: Shared) -> Router {
+pub fn router(daemon: Shared, requests: crate::metrics::ApiRequests) -> Router {
     Router::new()
         .route("/v1/status", get(misc::status))
         .route("/v1/stats", get(misc::stats))
@@ -33,6 +33,10 @@ pub fn router(daemon: Shared) -> Router {
         .route("/v1/reload", post(misc::reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            requests,
+            crate::metrics::count_requests,
+        ))
         .with_state(daemon)
 }
 

@@ -1,0 +1,184 @@
+//! Prometheus metrics at `metrics.listen`: the kernel's per-CPU counters are read at scrape
+//! time (a `Collector`), refill durations and API requests are recorded as they happen.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric, text::encode},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+    },
+    registry::Registry,
+};
+
+use crate::state::Shared;
+
+/// `guard_api_requests_total{route,code}`.
+pub type ApiRequests = Family<Vec<(&'static str, String)>, Counter>;
+
+pub fn registry(daemon: Shared, api: ApiRequests) -> Arc<Registry> {
+    let mut r = Registry::default();
+    let duration = daemon
+        .lock()
+        .expect("state lock")
+        .refiller
+        .stats
+        .duration
+        .clone();
+    r.register(
+        "guard_refill_duration_seconds",
+        "Duration of one refill tick",
+        duration,
+    );
+    r.register(
+        "guard_api_requests",
+        "Control API requests by route and status code",
+        api,
+    );
+    r.register_collector(Box::new(Kernel { daemon }));
+    Arc::new(r)
+}
+
+/// Reads the datapath's counters on each scrape.
+struct Kernel {
+    daemon: Shared,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kernel")
+    }
+}
+
+impl Collector for Kernel {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let d = self.daemon.lock().expect("state lock");
+        let Ok(stats) = d.stats() else { return Ok(()) };
+        let mut packets = enc.encode_descriptor(
+            "guard_packets",
+            "Packets seen by the XDP program, by verdict and reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &stats.packets {
+            let labels = [
+                ("verdict", p.verdict.as_str()),
+                ("reason", p.reason.as_str()),
+            ];
+            ConstCounter::new(p.packets).encode(packets.encode_family(&labels)?)?;
+        }
+        let mut rules = enc.encode_descriptor(
+            "guard_rule_packets",
+            "Packets each rate rule passed or limited",
+            None,
+            MetricType::Counter,
+        )?;
+        for r in &stats.rules {
+            for (verdict, n) in [("pass", r.passed), ("limited", r.limited)] {
+                ConstCounter::new(n).encode(
+                    rules.encode_family(&[("rule", r.rule.as_str()), ("verdict", verdict)])?,
+                )?;
+            }
+        }
+        let gauges = [
+            (
+                "guard_bans_active",
+                "Bans in force",
+                stats.bans_active as i64,
+            ),
+            (
+                "guard_allows_active",
+                "Temporary and permanent allows in force",
+                stats.allows_active as i64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            ConstGauge::new(v).encode(enc.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        let bans_refused = enc.encode_descriptor(
+            "guard_bans_refused",
+            "Ban and allow requests refused because the table was full",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.bans_refused_full).encode(bans_refused)?;
+        if let Some(age) = d.heartbeat_age_secs() {
+            let e = enc.encode_descriptor(
+                "guard_refill_heartbeat_age_seconds",
+                "Seconds since the last refill; rate rules fail open past refill_stale_after",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(age).encode(e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Binds the metrics listener (at start, so a taken port is a start-up error).
+pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("metrics: cannot listen on {listen}"))
+}
+
+/// Serves `GET /metrics` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(registry);
+    axum::serve(listener, app).await
+}
+
+async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
+    let mut body = String::new();
+    match encode(&mut body, &registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding failed",
+        )
+            .into_response(),
+    }
+}
+
+/// Counts every API request by matched route and status code.
+pub async fn count_requests(State(api): State<ApiRequests>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let resp = next.run(req).await;
+    let code = resp.status().as_u16().to_string();
+    api.get_or_create(&vec![("route", route), ("code", code)])
+        .inc();
+    resp
+}
