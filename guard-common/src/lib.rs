@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod dynamic;
+pub mod events;
 pub mod lists;
 pub mod rules;
 pub mod siphash;
@@ -35,10 +36,27 @@ pub mod map_names {
     pub const DYN_V6: &str = "DYN_V6";
     pub const DYN_META: &str = "DYN_META";
     pub const BAN_HIST: &str = "BAN_HIST";
+    pub const DROP_EVENTS: &str = "DROP_EVENTS";
+    pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 15] = [
-        CONFIG, STATS, V4_DIR24, V4_TBL8, V6_TOP24, V6_PREFIX, RULES, RULE_PORTS, RULE_STATS,
-        BUCKETS, HEARTBEAT, DYN_V4, DYN_V6, DYN_META, BAN_HIST,
+    pub const ALL: [&str; 17] = [
+        CONFIG,
+        STATS,
+        V4_DIR24,
+        V4_TBL8,
+        V6_TOP24,
+        V6_PREFIX,
+        RULES,
+        RULE_PORTS,
+        RULE_STATS,
+        BUCKETS,
+        HEARTBEAT,
+        DYN_V4,
+        DYN_V6,
+        DYN_META,
+        BAN_HIST,
+        DROP_EVENTS,
+        EVENT_BUDGET,
     ];
 }
 
@@ -59,6 +77,7 @@ mod pod {
     unsafe impl aya::Pod for crate::dynamic::DynMeta {}
     unsafe impl aya::Pod for crate::dynamic::DynMetaKey {}
     unsafe impl aya::Pod for crate::dynamic::BanHistory {}
+    unsafe impl aya::Pod for crate::events::DropEvent {}
 }
 
 #[cfg(test)]

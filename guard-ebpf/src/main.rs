@@ -13,6 +13,7 @@
 #![feature(core_intrinsics)]
 
 mod dynamic;
+mod events;
 mod lists;
 mod rate;
 
@@ -69,14 +70,14 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
         return count(Verdict::Pass, Reason::Allow);
     }
     if listed == ListCode::Deny {
-        return drop(cfg, Reason::Deny);
+        return drop_from(cfg, Reason::Deny, &pkt.src);
     }
     if dynamic == dynamic::Dynamic::Ban {
-        return drop(cfg, Reason::Ban);
+        return drop_from(cfg, Reason::Ban, &pkt.src);
     }
     match rate::apply(&pkt, cfg, cfg.flags & flags::MONITOR != 0) {
         rate::Outcome::Pass => count(Verdict::Pass, Reason::None),
-        rate::Outcome::Limited => count(Verdict::Drop, Reason::Rate),
+        rate::Outcome::Limited => drop_from(cfg, Reason::Rate, &pkt.src),
         rate::Outcome::Monitored => count(Verdict::Monitor, Reason::Rate),
         rate::Outcome::Stale => count(Verdict::Pass, Reason::StaleRefill),
     }
@@ -90,6 +91,16 @@ fn drop(cfg: &RuntimeConfig, reason: Reason) -> u32 {
     } else {
         count(Verdict::Drop, reason)
     }
+}
+
+/// A would-drop with a known source: dropped ones are sampled for `/v1/top`.
+#[inline(always)]
+fn drop_from(cfg: &RuntimeConfig, reason: Reason, src: &guard_ebpf::parse::Source) -> u32 {
+    let action = drop(cfg, reason);
+    if action == xdp_action::XDP_DROP {
+        events::sample(src, reason);
+    }
+    action
 }
 
 #[inline(always)]

@@ -208,6 +208,12 @@ impl Datapath {
         self.dyn_capacity
     }
 
+    /// The sampled drop events ring buffer, for the reader task (once).
+    pub fn take_drop_events(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
+        let map = self.ebpf.take_map(map_names::DROP_EVENTS)?;
+        aya::maps::RingBuf::try_from(map).ok()
+    }
+
     /// The bans-and-allows maps, for a `DynamicTable` (once).
     pub fn take_dynamic(&mut self) -> Option<DynamicMaps> {
         self.dynamic.take()

@@ -14,6 +14,7 @@ pub mod refill;
 pub mod requests;
 pub mod rules;
 pub mod tables;
+pub mod top;
 
 /// An error and its sources on one line: `outer: inner: root cause`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

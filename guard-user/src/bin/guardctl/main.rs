@@ -18,6 +18,7 @@ use guard_user::{
         Stats, Status,
     },
     pins::PinLayout,
+    top::Top,
 };
 
 #[derive(Debug, Parser)]
@@ -92,6 +93,11 @@ enum Command {
         #[arg(long)]
         rule: Option<String>,
     },
+    /// Sources with the most (sampled) drops in the last minute.
+    Top {
+        #[arg(short, default_value_t = 20)]
+        n: usize,
+    },
     /// Re-read the config and lists (as SIGHUP); prints why when refused.
     Reload,
     /// Validate a config file and the lists it names, without touching the kernel.
@@ -151,6 +157,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .post("/v1/penalties", &PenaltyRequest { ip, tokens, rule })
                 .await?;
             render::print(cli.json, &r, render::penalty)
+        }
+        Command::Top { n } => {
+            let t: Top = client.get(&format!("/v1/top?n={n}")).await?;
+            render::print(cli.json, &t, render::top)
         }
         Command::Reload => {
             let r: Reloaded = client.post("/v1/reload", &serde_json::json!({})).await?;

@@ -121,3 +121,20 @@ pub fn penalty(r: &PenaltyResult) -> String {
     }
     out
 }
+
+pub fn top(t: &guard_user::top::Top) -> String {
+    let mut out = format!(
+        "sources with the most drops in the last {}s ({} sampled drops)\n{:<40} {:>10}  {}\n",
+        t.window_secs, t.sampled_drops, "SOURCE", "DROPPED", "REASONS"
+    );
+    for s in &t.sources {
+        let reasons = s
+            .reasons
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out += &format!("{:<40} {:>10}  {}\n", s.source, s.dropped, reasons);
+    }
+    out
+}

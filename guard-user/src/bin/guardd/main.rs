@@ -3,6 +3,7 @@
 
 mod api;
 mod daemonize;
+mod events;
 mod metrics;
 mod startup;
 mod state;

@@ -31,7 +31,7 @@ use tracing::{error, info};
 use crate::{
     Options, api,
     daemonize::Ready,
-    metrics,
+    events, metrics,
     state::{Daemon, Shared},
 };
 
@@ -175,6 +175,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         refiller,
         dynamic,
         allow_nets,
+        top: Arc::default(),
         started: Instant::now(),
     }));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -195,6 +196,15 @@ async fn serve(
     let metrics_listener = metrics::bind(metrics_listen).await?;
     let registry = metrics::registry(daemon.clone(), requests.clone());
     tokio::spawn(metrics::serve(metrics_listener, registry));
+    let (ring, top) = {
+        let mut d = daemon.lock().expect("state lock");
+        (d.datapath.take_drop_events(), d.top.clone())
+    };
+    match ring {
+        Some(ring) => drop(tokio::spawn(events::read(ring, top.clone()))),
+        None => error!("the object has no DROP_EVENTS ring buffer: /v1/top stays empty"),
+    }
+    tokio::spawn(events::summarize(daemon.clone(), top));
     info!(listen = %metrics_listen, "metrics listening");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

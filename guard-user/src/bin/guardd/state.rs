@@ -47,6 +47,8 @@ pub struct Daemon {
     pub dynamic: DynamicTable,
     /// The allow list's entries: a ban inside one is refused.
     pub allow_nets: Vec<IpNet>,
+    /// Sampled drops by source, fed by `events::read`.
+    pub top: Arc<Mutex<guard_user::top::TopTalkers>>,
     pub started: Instant,
 }
 

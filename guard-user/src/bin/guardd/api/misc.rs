@@ -57,3 +57,30 @@ pub async fn reload(
     info!(%peer, "reload requested through the API");
     Ok(Json(answer))
 }
+
+/// `GET /v1/top?n=20`: sources with the most sampled drops in the last minute.
+pub async fn top(
+    State(d): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<guard_user::top::Top>, ApiError> {
+    let n = match q.get("n") {
+        None => 20,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(bad_request(format!(
+                    "n={v}: must be a number between 1 and 1000"
+                )));
+            }
+        },
+    };
+    if let Some(k) = q.keys().find(|k| k.as_str() != "n") {
+        return Err(bad_request(format!("unknown query parameter {k:?}")));
+    }
+    let top = d.lock().expect("state lock").top.clone();
+    let answer = top
+        .lock()
+        .expect("top lock")
+        .top(n, std::time::Instant::now());
+    Ok(Json(answer))
+}

@@ -31,6 +31,7 @@ pub fn router(daemon: Shared, requests: crate::metrics::ApiRequests) -> Router {
         .route("/v1/allows/{cidr}", delete(entries::remove_allow))
         .route("/v1/penalties", post(misc::penalize))
         .route("/v1/reload", post(misc::reload))
+        .route("/v1/top", get(misc::top))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
