@@ -9,6 +9,13 @@
 /// Units per token: rates down to 0.001/s keep three significant digits per 100 ms refill.
 pub const TOKEN_SCALE: u64 = 1 << 20;
 
+/// Refill ticks per period at most (10 s x 1000 ticks/s, the config's bounds).
+pub const MAX_TICKS: u32 = 10_000;
+/// `HEARTBEAT` words: [0] the last tick (CLOCK_MONOTONIC ns, the only word the kernel
+/// reads), [1] ticks per period, [2 + k] when slice k was last refilled. The per-slice times
+/// let a restarted daemon resume the refill exactly where the previous one stopped.
+pub const HEARTBEAT_WORDS: u32 = 2 + MAX_TICKS;
+
 /// One bucket in the `BUCKETS` array.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use guard_common::{
         RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_passed,
     },
     siphash,
-    tokens::{Bucket, TOKEN_SCALE, has_token},
+    tokens::{Bucket, HEARTBEAT_WORDS, TOKEN_SCALE, has_token},
 };
 use guard_ebpf::parse::{Packet, Source, TCP_FLAG_ACK, TCP_FLAG_SYN};
 
@@ -44,7 +44,7 @@ static BUCKETS: Array<Bucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// CLOCK_MONOTONIC ns of the daemon's last refill tick, written through an mmap.
 #[map(name = "HEARTBEAT")]
-static HEARTBEAT: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+static HEARTBEAT: Array<u64> = Array::with_max_entries(HEARTBEAT_WORDS, BPF_F_MMAPABLE);
 
 pub enum Outcome {
     /// No rule limited the packet.

@@ -76,8 +76,18 @@ pub enum AttachError {
 pub struct Attachment {
     pub iface: String,
     pub mode: AttachMode,
-    /// True when an existing pinned link was adopted and its program replaced.
+    /// True when an existing pinned link was adopted.
     pub adopted: bool,
+    /// The program the interface runs (the kept one when it was already identical).
+    pub program_id: u32,
+}
+
+/// What adopting a pinned link did.
+enum Adopted {
+    /// The attached program is the same code: kept, with its id.
+    Kept(u32),
+    /// Replaced atomically by the new program.
+    Replaced,
 }
 
 pub fn interface_exists(iface: &str) -> bool {
@@ -96,19 +106,32 @@ pub fn attach(
             iface: iface.to_string(),
         });
     }
+    let our_id = prog.info().map_or(0, |i| i.id());
+    let done = |mode, adopted, program_id| Attachment {
+        iface: iface.to_string(),
+        mode,
+        adopted,
+        program_id,
+    };
     if let Some((path, mode)) = pins.find_link(iface) {
         match adopt(prog, &path) {
-            Ok(()) => {
+            Ok(Adopted::Kept(id)) => {
                 info!(
                     iface,
                     mode = mode.as_str(),
+                    program_id = id,
+                    "kept the attached program: it is unchanged"
+                );
+                return Ok(done(mode, true, id));
+            }
+            Ok(Adopted::Replaced) => {
+                info!(
+                    iface,
+                    mode = mode.as_str(),
+                    program_id = our_id,
                     "replaced the program of the pinned link"
                 );
-                return Ok(Attachment {
-                    iface: iface.to_string(),
-                    mode,
-                    adopted: true,
-                });
+                return Ok(done(mode, true, our_id));
             }
             Err(e) => {
                 // The interface was re-created or the link detached: start over.
@@ -139,11 +162,7 @@ pub fn attach(
                 })?;
                 pin_link(link, iface, &pins.link(iface, mode))?;
                 info!(iface, mode = mode.as_str(), "attached");
-                return Ok(Attachment {
-                    iface: iface.to_string(),
-                    mode,
-                    adopted: false,
-                });
+                return Ok(done(mode, false, our_id));
             }
             Err(source) => {
                 if setting == XdpModeSetting::Auto && mode == AttachMode::Driver {
@@ -160,15 +179,29 @@ pub fn attach(
     Err(last.expect("at least one mode was tried"))
 }
 
-fn adopt(prog: &mut Xdp, path: &std::path::Path) -> Result<(), String> {
+/// Takes over a pinned link: keeps its program when it is the same code (same tag: a
+/// restart of the same guardd changes nothing in the kernel), else replaces it atomically.
+fn adopt(prog: &mut Xdp, path: &std::path::Path) -> Result<Adopted, String> {
     let chain = |e: &dyn std::error::Error| crate::error_chain(e);
     let pinned = PinnedLink::from_pin(path).map_err(|e| chain(&e))?;
-    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| chain(&e))?;
+    let fd_link = FdLink::from(pinned);
+    let attached = fd_link.info().map_err(|e| chain(&e))?.program_id();
+    if attached == 0 {
+        return Err("the pinned link no longer has a program (its interface went away)".into());
+    }
+    let ours = prog.info().map_err(|e| chain(&e))?.tag();
+    let same = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .any(|p| p.id() == attached && p.tag() == ours);
+    if same {
+        return Ok(Adopted::Kept(attached));
+    }
+    let link = XdpLink::try_from(fd_link).map_err(|e| chain(&e))?;
     let id = prog.attach_to_link(link).map_err(|e| chain(&e))?;
     // Keep the link out of the program's drop list: the pin holds it from now on.
     let link = prog.take_link(id).map_err(|e| chain(&e))?;
     drop(link);
-    Ok(())
+    Ok(Adopted::Replaced)
 }
 
 fn pin_link(link: XdpLink, iface: &str, path: &std::path::Path) -> Result<(), AttachError> {

@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::maps::MapData;
-use guard_common::tokens::Bucket;
+use guard_common::tokens::{Bucket, HEARTBEAT_WORDS};
 use memmap2::{MmapMut, MmapOptions};
 
 /// A mmapped array of u64 words.
@@ -81,7 +81,29 @@ pub struct Heartbeat(MappedWords);
 
 impl Heartbeat {
     pub fn new(data: MapData) -> std::io::Result<Heartbeat> {
-        Ok(Heartbeat(MappedWords::new(data, 1)?))
+        Ok(Heartbeat(MappedWords::new(data, HEARTBEAT_WORDS as usize)?))
+    }
+
+    /// Records that `slice` (of `ticks`) was refilled at `at_ns`.
+    pub fn save_slice(&self, ticks: u32, slice: u32, at_ns: u64) {
+        let w = self.0.words();
+        w[1].store(ticks as u64, Ordering::Relaxed);
+        w[2 + slice as usize].store(at_ns, Ordering::Relaxed);
+    }
+
+    /// When each slice was last refilled (0: not known), if the previous daemon used `ticks`
+    /// slices.
+    pub fn slices(&self, ticks: u32) -> Option<Vec<u64>> {
+        let w = self.0.words();
+        if w[1].load(Ordering::Relaxed) != ticks as u64 {
+            return None;
+        }
+        Some(
+            w[2..2 + ticks as usize]
+                .iter()
+                .map(|t| t.load(Ordering::Relaxed))
+                .collect(),
+        )
     }
 
     pub fn beat(&self, now_ns: u64) {

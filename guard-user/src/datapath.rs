@@ -130,6 +130,13 @@ impl Datapath {
                     let _ = std::fs::remove_file(&path);
                 }
             }
+            // A heartbeat of another layout is replaced (it only holds refill times).
+            let beat = pins.map(map_names::HEARTBEAT);
+            if MapInfo::from_pin(&beat)
+                .is_ok_and(|i| i.max_entries() != guard_common::tokens::HEARTBEAT_WORDS)
+            {
+                let _ = std::fs::remove_file(&beat);
+            }
             for name in map_names::ALL {
                 loader.map_pin_path(name, pins.map(name));
             }

@@ -54,21 +54,37 @@ pub fn ticks_per_period(period: Duration, batches_per_second: u32) -> u32 {
 pub struct Refill {
     rules: Vec<RuleRefill>,
     ticks: u32,
-    /// Per slice: ns since `origin` of its last refill.
+    /// Per slice: CLOCK_MONOTONIC ns of its last refill.
     last: Vec<u64>,
-    origin: u64,
     next_slice: u32,
 }
 
 impl Refill {
-    pub fn new(rules: Vec<RuleRefill>, ticks: u32, now_ns: u64) -> Refill {
+    /// A refill whose slices were last refilled at `last` (one time per tick of a period).
+    /// The rotation resumes at the slice refilled longest ago, so restarts never starve the
+    /// slices late in the rotation.
+    pub fn new(rules: Vec<RuleRefill>, last: Vec<u64>) -> Refill {
+        let last = if last.is_empty() { vec![0] } else { last };
+        let next_slice = last
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| **t)
+            .map_or(0, |(i, _)| i as u32);
         Refill {
             rules,
-            ticks,
-            last: vec![0; ticks as usize],
-            origin: now_ns,
-            next_slice: 0,
+            ticks: last.len() as u32,
+            last,
+            next_slice,
         }
+    }
+
+    /// A refill starting now: nothing is owed to any bucket yet.
+    pub fn starting_at(rules: Vec<RuleRefill>, ticks: u32, now_ns: u64) -> Refill {
+        Refill::new(rules, vec![now_ns; ticks.max(1) as usize])
+    }
+
+    pub fn ticks(&self) -> u32 {
+        self.ticks
     }
 
     pub fn set_rules(&mut self, rules: Vec<RuleRefill>) {
@@ -87,12 +103,12 @@ impl Refill {
         }
     }
 
-    /// Refills the next slice; returns how many buckets it touched.
-    pub fn tick(&mut self, buckets: &Buckets, now_ns: u64) -> u64 {
+    /// Refills the next slice; returns the slice and how many buckets it touched.
+    pub fn tick(&mut self, buckets: &Buckets, now_ns: u64) -> (u32, u64) {
         let slice = self.next_slice;
         self.next_slice = (slice + 1) % self.ticks;
-        let now = now_ns.saturating_sub(self.origin);
-        let from = std::mem::replace(&mut self.last[slice as usize], now);
+        let now = now_ns;
+        let from = std::mem::replace(&mut self.last[slice as usize], now).min(now);
         let mut touched = 0u64;
         for r in &self.rules {
             let inc = earned_between(r.rate_units, from, now);
@@ -106,7 +122,7 @@ impl Refill {
             }
             touched += (hi - lo) as u64;
         }
-        touched
+        (slice, touched)
     }
 }
 
@@ -162,7 +178,12 @@ impl Refiller {
                 let mut next = std::time::Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     let start = monotonic_ns();
-                    let touched = w.lock().expect("refill lock").tick(&buckets, start);
+                    let (slice, touched, ticks) = {
+                        let mut w = w.lock().expect("refill lock");
+                        let (slice, touched) = w.tick(&buckets, start);
+                        (slice, touched, w.ticks())
+                    };
+                    heartbeat.save_slice(ticks, slice, start);
                     heartbeat.beat(start);
                     let took = monotonic_ns() - start;
                     st.ticks.fetch_add(1, Ordering::Relaxed);

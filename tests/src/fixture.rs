@@ -50,7 +50,7 @@ impl Fixture {
             .set_stale_after(Duration::from_secs(5))
             .expect("runtime config");
         datapath.set_rules(&rules).expect("writing rules");
-        Refill::new(refill_params(&rules), 1, monotonic_ns()).fill_all(&datapath.buckets());
+        Refill::starting_at(refill_params(&rules), 1, monotonic_ns()).fill_all(&datapath.buckets());
         datapath.heartbeat().beat(monotonic_ns());
         Fixture { datapath, rules }
     }

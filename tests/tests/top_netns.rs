@@ -16,12 +16,17 @@ fn guardctl_top_names_the_flooding_sources() {
     let dir = tempfile::tempdir().unwrap();
     let deny = dir.path().join("deny.txt");
     std::fs::write(&deny, "198.18.0.3\n198.18.0.5\n2001:db8::6\n").unwrap();
-    let g = Guardd::start(
+    let mut g = Guardd::start(
         &bed.server,
         &bed.server_if,
         &format!("[lists]\ndeny = [{deny:?}]\n"),
     );
+    // After a restart the new daemon reads the pinned ring buffer the kept program writes.
+    assert!(g.stop().success());
     let tx = RawSender::open(&bed.client, &bed.client_if);
+    // Drops while no daemon reads: the events wait in the pinned ring buffer.
+    tx.flood(&[udp_from(client4(3), 9)], 2000, Duration::from_millis(200));
+    g.spawn(&bed.server, &bed.server_if);
     // Interleaved 6 : 3 : 1, so sampling keeps the proportions.
     let (big, mid, small) = (client4(3), client4(5), client6(6));
     let mut frames = vec![udp_from(big, 9); 6];

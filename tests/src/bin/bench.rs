@@ -146,7 +146,7 @@ fn refill_bench() -> anyhow::Result<()> {
     for i in (0..buckets.len()).step_by(2) {
         buckets.add_spent(i, 50 * guard_common::tokens::TOKEN_SCALE);
     }
-    let mut work = Refill::new(refill_params(&f.rules), 32, monotonic_ns());
+    let mut work = Refill::starting_at(refill_params(&f.rules), 32, monotonic_ns());
     let mut ticks = Vec::new();
     for _ in 0..64 {
         let t = std::time::Instant::now();
@@ -162,7 +162,7 @@ fn refill_bench() -> anyhow::Result<()> {
         let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
         t(u.user_time()) + t(u.system_time())
     };
-    let work = Refill::new(refill_params(&f.rules), 32, monotonic_ns());
+    let work = Refill::starting_at(refill_params(&f.rules), 32, monotonic_ns());
     let (c0, w0) = (cpu(), std::time::Instant::now());
     let refiller = Refiller::start(
         work,

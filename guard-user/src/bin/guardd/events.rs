@@ -24,23 +24,14 @@ pub async fn read(ring: RingBuf<MapData>, top: Arc<Mutex<TopTalkers>>) {
             Ok(fd) => fd,
             Err(e) => return warn!(error = %e, "drop events unavailable: /v1/top stays empty"),
         };
+    // The kernel wakes a reader only when it had caught up: events written while no daemon
+    // ran would never be announced, so drain what is there before waiting.
+    drain(fd.get_mut(), &top);
     loop {
         let Ok(mut guard) = fd.readable_mut().await else {
             return;
         };
-        let ring = guard.get_inner_mut();
-        let now = Instant::now();
-        let mut t = top.lock().expect("top lock");
-        while let Some(item) = ring.next() {
-            if item.len() >= size_of::<DropEvent>() {
-                // SAFETY: the kernel wrote a DropEvent; read it unaligned from the ring.
-                let e = unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() };
-                if let Some((src, reason)) = decode(&e) {
-                    t.record(src, reason, now);
-                }
-            }
-        }
-        drop(t);
+        drain(guard.get_inner_mut(), &top);
         guard.clear_ready();
     }
 }
@@ -85,5 +76,19 @@ pub async fn summarize(daemon: Shared, top: Arc<Mutex<TopTalkers>>) {
             .collect::<Vec<_>>()
             .join(", ");
         info!("last minute: dropped {total} ({reasons}); top sources by sampled drops: {sources}");
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, top: &Mutex<TopTalkers>) {
+    let now = Instant::now();
+    let mut t = top.lock().expect("top lock");
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<DropEvent>() {
+            // SAFETY: the kernel wrote a DropEvent; read it unaligned from the ring.
+            let e = unsafe { item.as_ptr().cast::<DropEvent>().read_unaligned() };
+            if let Some((src, reason)) = decode(&e) {
+                t.record(src, reason, now);
+            }
+        }
     }
 }

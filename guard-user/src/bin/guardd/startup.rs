@@ -118,9 +118,26 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     let mut datapath = Datapath::load(objects::guard(), Some(&pins), sizes)?;
     datapath.set_flags(runtime_flags(&config))?;
     datapath.set_stale_after(config.refill_stale_after)?;
-    // Rules go live with full buckets (new ones) or their adopted state, refilled from now on.
+    // Rules go live with full buckets (new ones) or their adopted state. Adopted buckets are
+    // refilled from where the previous daemon left each slice (pinned in HEARTBEAT), so
+    // tokens keep accruing across a restart; the burst caps what a long absence adds.
     let ticks = ticks_per_period(config.refill_period, config.refill_batches_per_second);
-    let work = Refill::new(refill_params(&rules), ticks, monotonic_ns());
+    let now = monotonic_ns();
+    let heartbeat = datapath.heartbeat();
+    let beat = match heartbeat.last() {
+        0 => now,
+        beat => beat.min(now),
+    };
+    let last = match (datapath.fresh_buckets, heartbeat.slices(ticks)) {
+        (true, _) => vec![now; ticks as usize],
+        // Slices never refilled yet count from the last heartbeat.
+        (false, Some(slices)) => slices
+            .into_iter()
+            .map(|t| if t == 0 { beat } else { t.min(now) })
+            .collect(),
+        (false, None) => vec![beat; ticks as usize],
+    };
+    let work = Refill::new(refill_params(&rules), last);
     if datapath.fresh_buckets {
         work.fill_all(&datapath.buckets());
     }

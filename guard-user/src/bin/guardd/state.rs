@@ -71,7 +71,6 @@ impl From<DynError> for Refusal {
 
 impl Daemon {
     pub fn status(&self) -> Status {
-        let program_id = self.datapath.program_id();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -81,7 +80,7 @@ impl Daemon {
                 .map(|a| InterfaceStatus {
                     name: a.iface.clone(),
                     xdp_mode: a.mode,
-                    program_id,
+                    program_id: Some(a.program_id),
                 })
                 .collect(),
             monitor: self.config.monitor,
