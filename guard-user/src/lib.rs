@@ -1,6 +1,7 @@
 //! guard's userspace: the daemon `guardd`, the CLI `guardctl`, and what they share.
 pub mod attach;
 pub mod buckets;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod datapath;

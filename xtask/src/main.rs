@@ -1,6 +1,7 @@
 //! `cargo xtask build | test | demo`: guard's developer commands. Each installs what it
 //! needs on a fresh machine first, and says what it is doing.
 
+mod package;
 mod setup;
 mod test_summary;
 
@@ -32,6 +33,16 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         seconds: u32,
     },
+    /// Install guardd, guardctl, the systemd unit, man pages and the default config (root;
+    /// an existing /etc/guard/guard.toml is kept).
+    Install {
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+    },
+    /// Build the Debian package (target/debian/guard_*.deb) with cargo-deb.
+    Deb,
+    /// Man pages and shell completions under target/docs.
+    Docs,
     /// Benchmarks: the XDP program's cost with BPF_PROG_TEST_RUN (root).
     Bench {
         /// Fewer repetitions, for a quick look.
@@ -89,6 +100,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "--",
                 &seconds.to_string(),
             ])
+        }
+        Cmd::Install { prefix } => {
+            setup::build_tools()?;
+            package::install(&prefix)
+        }
+        Cmd::Deb => {
+            setup::build_tools()?;
+            package::deb().map(drop)
+        }
+        Cmd::Docs => {
+            setup::build_tools()?;
+            package::docs().map(drop)
         }
         Cmd::Bench { quick } => {
             setup::build_tools()?;

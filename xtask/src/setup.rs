@@ -32,7 +32,7 @@ fn say(msg: &str) {
     eprintln!("xtask: {msg}");
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
@@ -152,4 +152,13 @@ pub fn runtime() -> anyhow::Result<()> {
 
 fn is_root() -> bool {
     output(Command::new("id").arg("-u")).trim() == "0"
+}
+
+/// Installs a cargo subcommand from crates.io when it is missing.
+pub fn cargo_tool(binary: &str, krate: &str) -> anyhow::Result<()> {
+    if on_path(binary) || cargo_bin(binary).is_some() {
+        return Ok(());
+    }
+    say(&format!("installing {krate} (cargo install, once)"));
+    run(Command::new("cargo").args(["install", "--locked", krate]))
 }

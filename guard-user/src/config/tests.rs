@@ -202,3 +202,13 @@ fn too_many_rules() {
     }
     assert!(parse_err(&text).contains("rules: at most 16 rules"));
 }
+
+#[test]
+fn the_packaged_config_parses() {
+    let text = include_str!("../../../packaging/guard.toml");
+    let c = Config::parse(text, "packaging/guard.toml").unwrap();
+    assert_eq!(c.interfaces, ["eth0"]);
+    assert_eq!(c.rules.len(), 1);
+    assert_eq!(c.lists.deny, [PathBuf::from("/etc/guard/deny.txt")]);
+    assert_eq!(c.api.socket, PathBuf::from("/run/guard/guard.sock"));
+}

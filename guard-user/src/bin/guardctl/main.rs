@@ -5,10 +5,10 @@
 mod offline;
 mod render;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use guard_user::{
     client::{Client, ClientError, path_cidr},
     config::Config,
@@ -21,90 +21,7 @@ use guard_user::{
     top::Top,
 };
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "guardctl",
-    version,
-    about = "Control and inspect guard (guardd)"
-)]
-struct Cli {
-    /// guardd's control API socket.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        default_value = "/run/guard/guard.sock"
-    )]
-    socket: PathBuf,
-    /// The pin directory, read when guardd is not running.
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        default_value = "/sys/fs/bpf/guard"
-    )]
-    pin_dir: PathBuf,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Daemon, interfaces and XDP attachment.
-    Status,
-    /// Packets by verdict and reason.
-    Stats {
-        /// Refresh every second until interrupted.
-        #[arg(long)]
-        watch: bool,
-    },
-    /// Ban an address or CIDR (TTL omitted: escalation from [bans]).
-    Ban {
-        cidr: String,
-        /// e.g. 10m, 1h, 2d (at most 30 days).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        ttl: Option<Duration>,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Lift a ban.
-    Unban { cidr: String },
-    /// Active bans with expiry and reason (from the pins when guardd is down).
-    Bans,
-    /// Allow an address or CIDR past every rule (TTL omitted: until removed).
-    Allow {
-        cidr: String,
-        #[arg(long, value_parser = humantime::parse_duration)]
-        ttl: Option<Duration>,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Remove a temporary allow.
-    Unallow { cidr: String },
-    /// Temporary allows (from the pins when guardd is down).
-    Allows,
-    /// Charge TOKENS from the source's bucket in one rule or all.
-    Penalize {
-        ip: String,
-        tokens: u64,
-        #[arg(long)]
-        rule: Option<String>,
-    },
-    /// Sources with the most (sampled) drops in the last minute.
-    Top {
-        #[arg(short, default_value_t = 20)]
-        n: usize,
-    },
-    /// Re-read the config and lists (as SIGHUP); prints why when refused.
-    Reload,
-    /// Validate a config file and the lists it names, without touching the kernel.
-    CheckConfig { file: PathBuf },
-    /// Remove guard from the kernel: links (detaching XDP), maps and pins.
-    Detach,
-}
+use guard_user::cli::guardctl::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

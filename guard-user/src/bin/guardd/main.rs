@@ -8,41 +8,11 @@ mod metrics;
 mod startup;
 mod state;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Parser;
-use guard_user::config::XdpModeSetting;
 
-/// guard's daemon: an XDP abuse guard for public, unauthenticated endpoints.
-#[derive(Debug, Parser)]
-#[command(name = "guardd", version)]
-pub struct Options {
-    /// TOML config file (default: the embedded default config).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Interface to protect (repeatable); replaces `interfaces` from the config.
-    #[arg(long = "iface", value_name = "NAME")]
-    pub ifaces: Vec<String>,
-    /// XDP attach mode; `auto` falls back from driver to skb mode.
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub xdp_mode: Option<XdpModeSetting>,
-    /// Control API socket path.
-    #[arg(long, value_name = "PATH")]
-    pub socket: Option<PathBuf>,
-    /// bpffs directory for pinned maps and links.
-    #[arg(long, value_name = "DIR")]
-    pub pin_dir: Option<PathBuf>,
-    /// Prometheus metrics listen address.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<SocketAddr>,
-    /// Count would-drops, drop nothing.
-    #[arg(long)]
-    pub monitor: bool,
-    /// Stay in the foreground (for systemd and terminals); without it guardd detaches
-    /// once it is ready, reporting start-up errors before it does.
-    #[arg(long)]
-    pub foreground: bool,
-}
+pub use guard_user::cli::guardd::Options;
 
 fn main() -> ExitCode {
     let opts = Options::parse();

@@ -267,6 +267,7 @@ async fn serve(
             }
         }
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
     info!(
         "stopping; enforcement stays attached through the pinned links (guardctl detach removes it)"
     );
@@ -299,6 +300,11 @@ fn bind_socket(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
+    // Group-owned by `guard` when that group exists, so its members may use the API.
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("guard") {
+        nix::unistd::chown(path, None, Some(group.gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+    }
     Ok(listener)
 }
 

@@ -1,0 +1,132 @@
+//! The command lines of guardd and guardctl (clap), shared with `guard-docgen`, which
+//! generates their man pages and shell completions.
+
+pub mod guardd {
+    use std::{net::SocketAddr, path::PathBuf};
+
+    use clap::Parser;
+
+    use crate::config::XdpModeSetting;
+
+    /// guard's daemon: an XDP abuse guard for public, unauthenticated endpoints.
+    #[derive(Debug, Parser)]
+    #[command(name = "guardd", version)]
+    pub struct Options {
+        /// TOML config file (default: the embedded default config).
+        #[arg(long, value_name = "FILE")]
+        pub config: Option<PathBuf>,
+        /// Interface to protect (repeatable); replaces `interfaces` from the config.
+        #[arg(long = "iface", value_name = "NAME")]
+        pub ifaces: Vec<String>,
+        /// XDP attach mode; `auto` falls back from driver to skb mode.
+        #[arg(long, value_enum, value_name = "MODE")]
+        pub xdp_mode: Option<XdpModeSetting>,
+        /// Control API socket path.
+        #[arg(long, value_name = "PATH")]
+        pub socket: Option<PathBuf>,
+        /// bpffs directory for pinned maps and links.
+        #[arg(long, value_name = "DIR")]
+        pub pin_dir: Option<PathBuf>,
+        /// Prometheus metrics listen address.
+        #[arg(long, value_name = "ADDR")]
+        pub metrics: Option<SocketAddr>,
+        /// Count would-drops, drop nothing.
+        #[arg(long)]
+        pub monitor: bool,
+        /// Stay in the foreground (for systemd and terminals); without it guardd detaches
+        /// once it is ready, reporting start-up errors before it does.
+        #[arg(long)]
+        pub foreground: bool,
+    }
+}
+
+pub mod guardctl {
+    use std::{path::PathBuf, time::Duration};
+
+    use clap::{Parser, Subcommand};
+
+    #[derive(Debug, Parser)]
+    #[command(
+        name = "guardctl",
+        version,
+        about = "Control and inspect guard (guardd)"
+    )]
+    pub struct Cli {
+        /// guardd's control API socket.
+        #[arg(
+            long,
+            global = true,
+            value_name = "PATH",
+            default_value = "/run/guard/guard.sock"
+        )]
+        pub socket: PathBuf,
+        /// The pin directory, read when guardd is not running.
+        #[arg(
+            long,
+            global = true,
+            value_name = "DIR",
+            default_value = "/sys/fs/bpf/guard"
+        )]
+        pub pin_dir: PathBuf,
+        /// Print JSON instead of tables.
+        #[arg(long, global = true)]
+        pub json: bool,
+        #[command(subcommand)]
+        pub command: Command,
+    }
+
+    #[derive(Debug, Subcommand)]
+    pub enum Command {
+        /// Daemon, interfaces and XDP attachment.
+        Status,
+        /// Packets by verdict and reason.
+        Stats {
+            /// Refresh every second until interrupted.
+            #[arg(long)]
+            watch: bool,
+        },
+        /// Ban an address or CIDR (TTL omitted: escalation from [bans]).
+        Ban {
+            cidr: String,
+            /// e.g. 10m, 1h, 2d (at most 30 days).
+            #[arg(long, value_parser = humantime::parse_duration)]
+            ttl: Option<Duration>,
+            #[arg(long)]
+            reason: Option<String>,
+        },
+        /// Lift a ban.
+        Unban { cidr: String },
+        /// Active bans with expiry and reason (from the pins when guardd is down).
+        Bans,
+        /// Allow an address or CIDR past every rule (TTL omitted: until removed).
+        Allow {
+            cidr: String,
+            #[arg(long, value_parser = humantime::parse_duration)]
+            ttl: Option<Duration>,
+            #[arg(long)]
+            reason: Option<String>,
+        },
+        /// Remove a temporary allow.
+        Unallow { cidr: String },
+        /// Temporary allows (from the pins when guardd is down).
+        Allows,
+        /// Charge TOKENS from the source's bucket in one rule or all.
+        Penalize {
+            ip: String,
+            tokens: u64,
+            #[arg(long)]
+            rule: Option<String>,
+        },
+        /// Sources with the most (sampled) drops in the last minute.
+        Top {
+            #[arg(short, default_value_t = 20)]
+            n: usize,
+        },
+        /// Re-read the config and lists (as SIGHUP); prints why when refused.
+        Reload,
+        /// Validate a config file and the lists it names, without touching the kernel.
+        CheckConfig { file: PathBuf },
+        /// Remove guard from the kernel: links (detaching XDP), maps and pins.
+        Detach,
+    }
+}
