@@ -125,3 +125,26 @@ fn deny_covering_own_address_is_warned_about() {
         "{log}"
     );
 }
+
+#[test]
+fn pin_directory_of_another_schema_is_refused() {
+    let bed = Testbed::new();
+    let pin_dir = pins("schema");
+    std::fs::create_dir_all(format!("{pin_dir}/v0/maps")).unwrap();
+    let (code, err) = stderr_of(
+        &bed,
+        &[
+            "--foreground",
+            "--iface",
+            &bed.server_if,
+            "--pin-dir",
+            &pin_dir,
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&pin_dir);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("holds guard state of schema v0, this guardd uses v1"),
+        "{err}"
+    );
+}
