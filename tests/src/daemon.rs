@@ -212,6 +212,16 @@ impl Guardd {
             .collect()
     }
 
+    /// Bans `cidr` for `ttl_secs` through the API; panics with the answer if refused.
+    pub fn ban(&self, cidr: &str, ttl_secs: u64) {
+        let (code, json) = self.api(
+            "POST",
+            "/v1/bans",
+            Some(&format!(r#"{{"cidr":"{cidr}","ttl_secs":{ttl_secs}}}"#)),
+        );
+        assert_eq!(code, 200, "ban {cidr}: {json}");
+    }
+
     /// One API request: (HTTP status, JSON body).
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         use guard_user::client::{Client, Method};

@@ -59,15 +59,7 @@ fn scrape_parses_and_counts_what_was_sent() {
         dir.path().join("allow.txt")
     );
     let g = Guardd::start(&bed.server, &bed.server_if, &config);
-    assert_eq!(
-        g.api(
-            "POST",
-            "/v1/bans",
-            Some(r#"{"cidr":"198.18.0.6","ttl_secs":600}"#)
-        )
-        .0,
-        200
-    );
+    g.ban("198.18.0.6", 600);
     let tx = RawSender::open(&bed.client, &bed.client_if);
     let send = |host: u8, port: u16, n: usize| {
         let (sent, _) = tx.flood(

@@ -28,15 +28,7 @@ fn five_restarts_under_traffic_lose_nothing() {
     let first_id = g.ctl_json(&["status"])["interfaces"][0]["program_id"]
         .as_u64()
         .unwrap();
-    assert_eq!(
-        g.api(
-            "POST",
-            "/v1/bans",
-            Some(r#"{"cidr":"198.18.0.6","ttl_secs":600}"#)
-        )
-        .0,
-        200
-    );
+    g.ban("198.18.0.6", 600);
     let rx = Receiver::bind(&bed.server);
     let tx = RawSender::open(&bed.client, &bed.client_if);
     let (legit, flood, banned) = (client4(2), client4(5), client4(6));
