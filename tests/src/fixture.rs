@@ -36,15 +36,23 @@ impl Fixture {
         let parse = |v: &[&str]| -> Vec<IpNet> {
             lists::parse(&v.join("\n"), "fixture").expect("test list")
         };
+        Fixture::with_lists(&parse(allow), &parse(deny), rules_toml, 4096)
+    }
+
+    /// Lists already parsed, and room for `bans` bans and allows.
+    pub fn with_lists(allow: &[IpNet], deny: &[IpNet], rules_toml: &str, bans: u32) -> Fixture {
         let rules = RuleSet::compile(
             &Config::parse(rules_toml, "fixture rules")
                 .expect("test rules")
                 .rules,
         );
-        let mut datapath =
-            Datapath::load(objects::guard(), None, Sizes::small(rules.total_buckets()))
-                .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
-        let tables = Tables::build(&parse(allow), &parse(deny)).expect("test lists fit");
+        let sizes = Sizes {
+            buckets: rules.total_buckets(),
+            dynamic: bans,
+        };
+        let mut datapath = Datapath::load(objects::guard(), None, sizes)
+            .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
+        let tables = Tables::build(allow, deny).expect("test lists fit");
         datapath.write_tables(tables).expect("writing tables");
         datapath
             .set_stale_after(Duration::from_secs(5))

@@ -1,6 +1,7 @@
 //! `cargo xtask build | test | demo`: guard's developer commands. Each installs what it
 //! needs on a fresh machine first, and says what it is doing.
 
+mod bench;
 mod package;
 mod setup;
 mod test_summary;
@@ -116,45 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench { quick } => {
             setup::build_tools()?;
             setup::runtime()?;
-            let (repeat, rounds, bans) = if quick {
-                ("1000000", "3", "100")
-            } else {
-                ("10000000", "5", "1000")
-            };
-            cargo(&[
-                "run",
-                "-q",
-                "--release",
-                "-p",
-                "guard-tests",
-                "--bin",
-                "guard-bench",
-                "--",
-                repeat,
-                rounds,
-            ])?;
-            // The control plane is measured on the release daemon.
-            cargo(&["build", "--release", "-p", "guard-user"])?;
-            let mut cmd = cargo_command(&[
-                "run",
-                "-q",
-                "--release",
-                "-p",
-                "guard-tests",
-                "--bin",
-                "guard-bench-verdicts",
-                "--",
-                bans,
-            ]);
-            cmd.env(
-                "GUARD_BIN_DIR",
-                setup::workspace_root().join("target/release"),
-            );
-            let status = cmd.status()?;
-            if !status.success() {
-                bail!("guard-bench-verdicts failed ({status})");
-            }
-            Ok(())
+            bench::run(quick)
         }
     }
 }

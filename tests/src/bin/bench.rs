@@ -15,7 +15,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use guard_common::ListCode;
-use guard_tests::{fixture::Fixture, packet};
+use guard_tests::{bench_record::record, fixture::Fixture, packet};
 use guard_user::{
     lists, objects,
     tables::{Tables, v6_words},
@@ -82,12 +82,142 @@ fn main() -> anyhow::Result<()> {
             l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
         }
         println!("{name:<10} {:>22} {:>22}", summary(&mut g), summary(&mut l));
+        record("program", &format!("lists: guard, {name}"), "ns", &g);
+        record("program", &format!("lists: lpm trie, {name}"), "ns", &l);
     }
     println!("* source in the same top-24-bit region as listed prefixes: every length is probed");
+    println!();
+    full_config_bench(&mut reference, repeat, rounds, &allow, &deny)?;
     println!();
     rules_bench(&mut reference, repeat, rounds)?;
     println!();
     refill_bench()?;
+    println!();
+    list_load_bench(&allow, &deny)?;
+    Ok(())
+}
+
+/// The issue's reference configuration against an empty one: the real blocklist, 750 IPv6
+/// prefixes, 100 allows, 10,000 bans and 2 rules; a packet that passes, and one dropped by
+/// rate, by deny, by ban; IPv4 and IPv6.
+fn full_config_bench(
+    reference: &mut Ebpf,
+    repeat: u32,
+    rounds: usize,
+    allow: &[IpNet],
+    deny: &[IpNet],
+) -> anyhow::Result<()> {
+    use guard_user::dynamic::{DynamicTable, Kind, Request};
+    let rules = "[[rules]]\nname = \"web\"\nprotocol = \"udp\"\nports = [443]\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n\
+                 [[rules]]\nname = \"per-source\"\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n";
+    let mut empty = Fixture::new(&[], &[]);
+    let mut full = Fixture::with_lists(allow, deny, rules, 65_536);
+    let now = guard_user::buckets::monotonic_ns();
+    let mut table = DynamicTable::new(
+        full.datapath.take_dynamic().expect("maps"),
+        20_000,
+        1_000,
+        now,
+    )?;
+    let ban_base = u32::from(Ipv4Addr::new(198, 19, 0, 0));
+    let mut bans: Vec<Request> = (0..9_999u32)
+        .map(|i| Request {
+            net: IpNet::from(IpAddr::V4(Ipv4Addr::from(ban_base + i))),
+            ttl: Some(std::time::Duration::from_secs(3600)),
+            reason: String::new(),
+        })
+        .collect();
+    let banned6: Ipv6Addr = "2001:db8:bbbb::1".parse()?;
+    bans.push(Request {
+        net: IpNet::from(IpAddr::V6(banned6)),
+        ttl: Some(std::time::Duration::from_secs(3600)),
+        reason: String::new(),
+    });
+    table.add(
+        Kind::Ban,
+        &bans,
+        &[],
+        &[std::time::Duration::from_secs(600)],
+        now,
+        |_| Ok(()),
+    )?;
+    full.datapath.set_dyn_lens(&table.lens()?)?;
+    let (limited4, limited6): (Ipv4Addr, Ipv6Addr) =
+        (Ipv4Addr::new(198, 18, 0, 10), "3fff::10".parse()?);
+    full.empty_bucket(full.bucket_of(1, limited4.into()));
+    full.empty_bucket(full.bucket_of(1, limited6.into()));
+    let (pass4, pass6): (Ipv4Addr, Ipv6Addr) = (Ipv4Addr::new(198, 18, 0, 9), "3fff::9".parse()?);
+    let cases: Vec<(&str, bool, Vec<u8>, u32)> = vec![
+        (
+            "empty config, ipv4 pass",
+            false,
+            packet::udp4(pass4, 443),
+            2,
+        ),
+        (
+            "empty config, ipv6 pass",
+            false,
+            packet::udp6(pass6, 443),
+            2,
+        ),
+        (
+            "full, ipv4 pass (2 rules)",
+            true,
+            packet::udp4(pass4, 443),
+            2,
+        ),
+        ("full, ipv4 drop: rate", true, packet::udp4(limited4, 80), 1),
+        (
+            "full, ipv4 drop: deny",
+            true,
+            packet::udp4(Ipv4Addr::new(1, 10, 16, 5), 443),
+            1,
+        ),
+        (
+            "full, ipv4 drop: ban",
+            true,
+            packet::udp4(Ipv4Addr::from(ban_base + 77), 443),
+            1,
+        ),
+        (
+            "full, ipv6 pass (2 rules)",
+            true,
+            packet::udp6(pass6, 443),
+            2,
+        ),
+        ("full, ipv6 drop: rate", true, packet::udp6(limited6, 80), 1),
+        (
+            "full, ipv6 drop: deny",
+            true,
+            packet::udp6("2001:db8:0:17::9".parse()?, 443),
+            1,
+        ),
+        ("full, ipv6 drop: ban", true, packet::udp6(banned6, 443), 1),
+    ];
+    println!(
+        "reference configuration: FireHOL list + 750 IPv6 prefixes, 100 allows, 10,000 bans, 2 rules"
+    );
+    println!("(ns over XDP_PASS; median (min-max))");
+    let mut results = vec![Vec::new(); cases.len()];
+    for _ in 0..rounds {
+        full.datapath
+            .heartbeat()
+            .beat(guard_user::buckets::monotonic_ns());
+        for (i, (_, is_full, frame, action)) in cases.iter().enumerate() {
+            let f = if *is_full { &mut full } else { &mut empty };
+            anyhow::ensure!(
+                f.run(frame) == *action,
+                "{}: unexpected verdict",
+                cases[i].0
+            );
+            let base = ns_per_run(prog(reference, "xdp_pass"), frame, repeat)?;
+            results[i].push(ns_per_run(f.datapath.program_mut(), frame, repeat)? - base);
+        }
+    }
+    for ((name, ..), v) in cases.iter().zip(results.iter_mut()) {
+        println!("  {name:<28} {:>22}", summary(v));
+        record("program", name, "ns", v);
+    }
     Ok(())
 }
 
@@ -124,6 +254,7 @@ fn rules_bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Resu
             v.push(ns_per_run(f.datapath.program_mut(), frame, repeat)? - base);
         }
         println!("  {name:<18} {:>22}", summary(&mut v));
+        record("program", &format!("rules: {name}"), "ns", &v);
     }
     Ok(())
 }
@@ -176,6 +307,74 @@ fn refill_bench() -> anyhow::Result<()> {
     println!("refill, 16 rules x 131072 buckets (2,097,152), 32 ticks/s, 1 s period");
     println!("  per tick (65,536 buckets): {per_tick} us");
     println!("  refill thread CPU over 3 s: {share:.2}% of one core (getrusage, whole process)");
+    record(
+        "control",
+        "refill tick, 65,536 of 2,097,152 buckets",
+        "us",
+        &ticks,
+    );
+    record(
+        "control",
+        "refill CPU, 16 x 131,072 buckets at 32 ticks/s",
+        "% of a core",
+        &[share],
+    );
+    Ok(())
+}
+
+/// Time to turn lists into kernel tables and write them: the real blocklist, and a
+/// generated 1,000,000-prefix list (900,000 /24s and 100,000 /32s in 20,000 /24s).
+fn list_load_bench(allow: &[IpNet], deny: &[IpNet]) -> anyhow::Result<()> {
+    let mut generated = Vec::with_capacity(1_000_000);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..900_000u32 {
+        // Distinct /24s spread over 1.0.0.0 - 223.255.255.0.
+        let slash24 = 0x01_0000 + (i.wrapping_mul(2_654_435_761) % 0xde_0000);
+        generated.push(IpNet::V4(ipnet::Ipv4Net::new(
+            Ipv4Addr::from(slash24 << 8),
+            24,
+        )?));
+    }
+    for _ in 0..100_000 {
+        let slash24 = 0xe0_0000 - 1 - (next() % 20_000) as u32;
+        generated.push(IpNet::V4(ipnet::Ipv4Net::new(
+            Ipv4Addr::from((slash24 << 8) | (next() % 256) as u32),
+            32,
+        )?));
+    }
+    println!("list load (build the tables, then write them into the kernel maps)");
+    for (name, a, d) in [
+        (
+            "FireHOL level1 (6,272) + 750 IPv6 + 100 allows",
+            allow,
+            deny,
+        ),
+        ("generated, 1,000,000 prefixes", &[][..], &generated[..]),
+    ] {
+        let mut f = Fixture::new(&[], &[]);
+        let t = std::time::Instant::now();
+        let tables = Tables::build(a, d)?;
+        let built = t.elapsed();
+        f.datapath.write_tables(tables)?;
+        let total = t.elapsed();
+        println!(
+            "  {name:<48} build {:>6.3} s, total {:>6.3} s",
+            built.as_secs_f64(),
+            total.as_secs_f64()
+        );
+        record(
+            "control",
+            &format!("list load: {name}"),
+            "s",
+            &[total.as_secs_f64()],
+        );
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use std::{
 };
 
 use guard_tests::{
+    bench_record::record,
     daemon::{Guardd, bulk_bans_body},
     netns::Testbed,
     packet::udp4,
@@ -140,10 +141,34 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let (code, _) = g.api("POST", "/v1/bans", Some(&body));
     anyhow::ensure!(code == 200, "bulk ban: HTTP {code}");
+    let bulk = t.elapsed().as_secs_f64();
     println!(
-        "100,000 bans in one call: {:.3} s ({} bytes of JSON)",
-        t.elapsed().as_secs_f64(),
+        "100,000 bans in one call: {bulk:.3} s ({} bytes of JSON)",
         body.len()
+    );
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", g.pid()))?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    println!(
+        "guardd RSS with the default rule and {} bans: {:.1} MiB",
+        n + 100_000,
+        rss_kib / 1024.0
+    );
+    record(
+        "control",
+        "verdict latency, call return to first drop",
+        "us",
+        &us,
+    );
+    record("control", "API call round trip", "us", &call_us);
+    record("control", "100,000 bans in one call", "s", &[bulk]);
+    record(
+        "control",
+        "guardd RSS (default rule, 100,000+ bans)",
+        "MiB",
+        &[rss_kib / 1024.0],
     );
     Ok(())
 }
