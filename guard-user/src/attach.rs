@@ -51,6 +51,11 @@ impl AttachMode {
 pub enum AttachError {
     #[error("unknown interface {iface}")]
     UnknownInterface { iface: String },
+    #[error(
+        "{iface} already runs another XDP program (another tool, or guard with another pin_dir): \
+         detach it first (`ip link set dev {iface} xdp off`)"
+    )]
+    Occupied { iface: String },
     #[error("cannot attach XDP to {iface} in {mode} mode")]
     Attach {
         iface: String,
@@ -164,6 +169,11 @@ pub fn attach(
                 info!(iface, mode = mode.as_str(), "attached");
                 return Ok(done(mode, false, our_id));
             }
+            Err(source) if occupied(&source) => {
+                return Err(AttachError::Occupied {
+                    iface: iface.to_string(),
+                });
+            }
             Err(source) => {
                 if setting == XdpModeSetting::Auto && mode == AttachMode::Driver {
                     info!(iface, error = %source, "driver mode failed; trying skb mode");
@@ -214,4 +224,16 @@ fn pin_link(link: XdpLink, iface: &str, path: &std::path::Path) -> Result<(), At
         reason: crate::error_chain(&e),
     })?;
     Ok(())
+}
+
+/// EEXIST/EBUSY from bpf_link_create: the interface has an XDP program already.
+fn occupied(e: &ProgramError) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(io.raw_os_error(), Some(libc::EEXIST) | Some(libc::EBUSY));
+        }
+        source = s.source();
+    }
+    false
 }

@@ -107,6 +107,10 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     }
     check_privileges()?;
     check_kernel()?;
+    // Before touching the kernel: a live daemon on our socket means this one must not start.
+    if std::os::unix::net::UnixStream::connect(&config.api.socket).is_ok() {
+        bail!("another guardd is serving {}", config.api.socket.display());
+    }
     let (tables, allow_nets) = build_tables(&config)?;
     let pins = PinLayout::new(&config.pin_dir);
     pins.prepare()?;

@@ -1,0 +1,158 @@
+//! Fault injection: what guardd does when its environment is not as it should be.
+
+use std::time::{Duration, Instant};
+
+use guard_tests::{
+    daemon::{Guardd, run_guardd},
+    netns::Testbed,
+};
+
+#[test]
+fn pin_dir_off_bpffs_is_a_clear_error() {
+    let bed = Testbed::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pin_dir = dir.path().join("pins");
+    let out = run_guardd(
+        &bed.server,
+        &[
+            "--foreground",
+            "--iface",
+            &bed.server_if,
+            "--pin-dir",
+            pin_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is not on a BPF filesystem: mount one with `mount -t bpf bpf /sys/fs/bpf`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced_but_a_live_daemon_is_not() {
+    let bed = Testbed::new();
+    let mut g = Guardd::start(&bed.server, &bed.server_if, "");
+    // A live daemon on the socket: a second one refuses to take it over.
+    let out = run_guardd(
+        &bed.server,
+        &[
+            "--foreground",
+            "--iface",
+            &bed.server_if,
+            "--socket",
+            g.socket.to_str().unwrap(),
+            "--pin-dir",
+            "/sys/fs/bpf/guard-test-second",
+        ],
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another guardd is serving"), "{err}");
+    let _ = std::fs::remove_dir_all("/sys/fs/bpf/guard-test-second");
+    // A crash leaves the socket file behind: the next guardd replaces it.
+    g.kill();
+    assert!(g.socket.exists(), "SIGKILL leaves the socket file");
+    g.spawn(&bed.server, &bed.server_if);
+    assert_eq!(g.api("GET", "/v1/status", None).0, 200);
+}
+
+#[test]
+fn a_thousand_concurrent_api_clients_lose_no_ban() {
+    let bed = Testbed::new();
+    let g = Guardd::start(&bed.server, &bed.server_if, "");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let answers: Vec<u16> = rt.block_on(async {
+        let tasks: Vec<_> = (0..1000u32)
+            .map(|i| {
+                let client = guard_user::client::Client::new(&g.socket);
+                tokio::spawn(async move {
+                    let body = format!(
+                        r#"{{"cidr":"198.19.{}.{}","ttl_secs":600}}"#,
+                        i / 256,
+                        i % 256
+                    );
+                    match client
+                        .raw(
+                            guard_user::client::Method::POST,
+                            "/v1/bans",
+                            Some(body.into_bytes()),
+                        )
+                        .await
+                    {
+                        Ok((status, _)) => status.as_u16(),
+                        Err(_) => 0,
+                    }
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let took = started.elapsed();
+    assert!(
+        answers.iter().all(|&c| c == 200),
+        "{} of 1000 refused",
+        answers.iter().filter(|&&c| c != 200).count()
+    );
+    let bans = g.api("GET", "/v1/bans", None).1;
+    assert_eq!(
+        bans["entries"].as_array().unwrap().len(),
+        1000,
+        "no ban lost"
+    );
+    // Still responsive, and its memory stays bounded.
+    let t = Instant::now();
+    assert_eq!(g.api("GET", "/v1/status", None).0, 200);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let pid = g.pid();
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!(
+        "1000 concurrent ban calls in {:.2}s; guardd RSS {} MiB",
+        took.as_secs_f64(),
+        rss_kib / 1024
+    );
+    assert!(rss_kib < 200 * 1024, "RSS {rss_kib} KiB");
+}
+
+#[test]
+fn an_interface_running_another_xdp_program_is_refused_clearly() {
+    let bed = Testbed::new();
+    let _g = Guardd::start(&bed.server, &bed.server_if, "");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("other.sock");
+    let pins = format!("/sys/fs/bpf/guard-test-other-{}", std::process::id());
+    let out = run_guardd(
+        &bed.server,
+        &[
+            "--foreground",
+            "--iface",
+            &bed.server_if,
+            "--socket",
+            socket.to_str().unwrap(),
+            "--pin-dir",
+            &pins,
+        ],
+        Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_dir_all(&pins);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("already runs another XDP program"), "{err}");
+}
