@@ -74,6 +74,10 @@ struct Walk {
     charged: u32,
     limited: u32,
     monitored: u32,
+    /// What `rule_step` does: charge (0) or refund (1). One callback for both bpf_loop calls:
+    /// Linux 6.1 mishandles two bpf_loop call sites with different callbacks (the second
+    /// loop's work was lost there, found by `cargo xtask vm-test`).
+    phase: u32,
 }
 
 #[inline(always)]
@@ -99,16 +103,18 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
         charged: 0,
         limited: 0,
         monitored: 0,
+        phase: 0,
     };
     // bpf_loop: the verifier checks the callback once instead of every unrolled path.
     let ctx = (&raw mut walk).cast();
-    unsafe { bpf_loop(n.min(MAX_RULES as u32), charge_rule as *mut c_void, ctx, 0) };
+    unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
     if walk.limited != 0 {
         if heartbeat_stale(cfg) {
             return Outcome::Stale;
         }
         if walk.charged != 0 {
-            unsafe { bpf_loop(n.min(MAX_RULES as u32), refund_rule as *mut c_void, ctx, 0) };
+            walk.phase = 1;
+            unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
         }
         return Outcome::Limited;
     }
@@ -119,10 +125,20 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
     }
 }
 
-/// Rule `index`: if it matches, take a token from the source's bucket or note it empty.
-extern "C" fn charge_rule(index: u64, ctx: *mut c_void) -> i64 {
+/// The bpf_loop callback: one rule, in the walk's phase.
+extern "C" fn rule_step(index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: `ctx` is the `Walk` on `apply`'s stack.
     let walk = unsafe { &mut *ctx.cast::<Walk>() };
+    if walk.phase == 0 {
+        charge_rule(index, walk)
+    } else {
+        refund_rule(index, walk)
+    }
+}
+
+/// Rule `index`: if it matches, take a token from the source's bucket or note it empty.
+#[inline(always)]
+fn charge_rule(index: u64, walk: &mut Walk) -> i64 {
     let i = index as u32;
     let Some(rule) = RULES.get(i) else { return 1 };
     if !matches(rule, i, walk) {
@@ -148,9 +164,8 @@ extern "C" fn charge_rule(index: u64, ctx: *mut c_void) -> i64 {
 }
 
 /// Rule `index`: give back the token taken for a packet another rule drops.
-extern "C" fn refund_rule(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: as in `charge_rule`.
-    let walk = unsafe { &mut *ctx.cast::<Walk>() };
+#[inline(always)]
+fn refund_rule(index: u64, walk: &mut Walk) -> i64 {
     let i = index as u32;
     if walk.charged & (1 << (i & 31)) == 0 {
         return 0;

@@ -5,6 +5,7 @@ mod bench;
 mod package;
 mod setup;
 mod test_summary;
+mod vm;
 
 use std::process::{Command, ExitCode};
 
@@ -44,6 +45,11 @@ enum Cmd {
     Deb,
     /// Man pages and shell completions under target/docs.
     Docs,
+    /// The fixtures and netns smoke tests on Debian's 6.1 and 6.12 kernels, in qemu (root).
+    VmTest {
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
     /// Benchmarks: the XDP program's cost with BPF_PROG_TEST_RUN (root).
     Bench {
         /// Fewer repetitions, for a quick look.
@@ -109,6 +115,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Deb => {
             setup::build_tools()?;
             package::deb().map(drop)
+        }
+        Cmd::VmTest { kernel } => {
+            setup::build_tools()?;
+            setup::runtime()?;
+            vm::run_all(&kernel)
         }
         Cmd::Docs => {
             setup::build_tools()?;

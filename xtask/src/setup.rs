@@ -162,3 +162,8 @@ pub fn cargo_tool(binary: &str, krate: &str) -> anyhow::Result<()> {
     say(&format!("installing {krate} (cargo install, once)"));
     run(Command::new("cargo").args(["install", "--locked", krate]))
 }
+
+/// apt-get installs what is missing, for other xtask commands.
+pub fn apt_install_pub(pkgs: &[&str], why: &str) -> anyhow::Result<()> {
+    apt_install(pkgs, why)
+}

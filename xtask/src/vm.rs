@@ -1,0 +1,296 @@
+//! `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the tests on Debian's kernels, in qemu.
+//!
+//! Each kernel package is downloaded with apt and unpacked into target/vm (not installed);
+//! an initramfs holds busybox, guardd, guardctl, the test binaries (with their shared
+//! libraries), iproute2 and the veth module; qemu boots it (TCG; KVM with GUARD_VM_KVM=1)
+//! and the init script runs the BPF_PROG_TEST_RUN fixtures and network-namespace smoke tests
+//! (deny, ban, rate rule), then prints a result marker the xtask reads from the console.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+
+use crate::setup::{self, run};
+
+/// (label, apt meta-package naming the kernel image).
+const KERNELS: [(&str, &str); 2] = [
+    ("6.1", "linux-image-amd64"),
+    ("6.12", "linux-image-6.12-amd64"),
+];
+
+/// The tests each guest runs: all fixtures, and smoke tests of the real path.
+const TESTS: [(&str, &str); 5] = [
+    ("fixtures", ""),
+    ("rate_fixtures", ""),
+    ("lists_netns", "deny_drops_allow_bypasses_unlisted_passes"),
+    (
+        "verdicts_netns",
+        "ban_drops_and_unban_restores_for_ipv4_and_ipv6_prefixes",
+    ),
+    ("verdicts_netns", "a_penalty_makes_the_next_packets_drop"),
+];
+
+pub fn run_all(which: &str) -> anyhow::Result<()> {
+    setup::apt_install_pub(
+        &["qemu-system-x86", "busybox-static", "cpio", "xz-utils"],
+        "vm-test boots Debian kernels in qemu",
+    )?;
+    let root = setup::workspace_root();
+    let work = root.join("target/vm");
+    std::fs::create_dir_all(&work)?;
+    crate::cargo(&["build", "-p", "guard-user"])?;
+    let tests = build_tests(&root)?;
+    let kernels: Vec<_> = KERNELS
+        .iter()
+        .filter(|(l, _)| which == "all" || which == *l)
+        .collect();
+    if kernels.is_empty() {
+        bail!("--kernel {which}: use 6.1, 6.12 or all");
+    }
+    let mut failed = Vec::new();
+    for (label, meta) in kernels {
+        let (vmlinuz, modules) = kernel(&work, meta)?;
+        let initrd = initramfs(&root, &work, label, &tests, &modules)?;
+        let ok = boot(&work, label, &vmlinuz, &initrd)?;
+        println!(
+            "vm-test: Linux {label}: {}",
+            if ok { "PASS" } else { "FAIL" }
+        );
+        if !ok {
+            failed.push(*label);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("vm-test failed on {}", failed.join(", "))
+    }
+}
+
+/// Test executables by test-crate name (cargo test --no-run --message-format=json).
+fn build_tests(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let names: BTreeSet<&str> = TESTS.iter().map(|(t, _)| *t).collect();
+    let mut args = vec![
+        "test",
+        "-p",
+        "guard-tests",
+        "--no-run",
+        "--message-format=json",
+    ];
+    for n in &names {
+        args.extend(["--test", n]);
+    }
+    let out = crate::cargo_command(&args)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("building the test binaries failed");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str()) {
+            if names.contains(name) {
+                found.push((name.to_string(), PathBuf::from(exe)));
+            }
+        }
+    }
+    let _ = root;
+    Ok(found)
+}
+
+/// Downloads and unpacks the newest image `meta` depends on; returns vmlinuz and the
+/// modules directory.
+fn kernel(work: &Path, meta: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let deps = String::from_utf8(
+        Command::new("apt-cache")
+            .args(["depends", meta])
+            .output()?
+            .stdout,
+    )?;
+    let image = deps
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .with_context(|| format!("{meta} names no linux-image package"))?
+        .to_string();
+    let dir = work.join(&image);
+    if !dir.join("boot").exists() {
+        println!("vm-test: downloading {image}");
+        std::fs::create_dir_all(&dir)?;
+        run(Command::new("apt-get")
+            .args(["download", &image])
+            .current_dir(work))?;
+        let deb = std::fs::read_dir(work)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{image}_")))
+            })
+            .context("downloaded .deb")?;
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    }
+    let vmlinuz = std::fs::read_dir(dir.join("boot"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .context("vmlinuz in the package")?;
+    let modules = std::fs::read_dir(dir.join("lib/modules"))?
+        .filter_map(Result::ok)
+        .next()
+        .context("modules")?
+        .path();
+    Ok((vmlinuz, modules))
+}
+
+/// Copies `bin` and its shared libraries (ldd) into `dest`.
+fn copy_with_libs(bin: &Path, dest: &Path, to: &str) -> anyhow::Result<()> {
+    let target = dest.join(to.trim_start_matches('/'));
+    std::fs::create_dir_all(target.parent().unwrap())?;
+    std::fs::copy(bin, &target).with_context(|| format!("copy {}", bin.display()))?;
+    let _ = Command::new("strip")
+        .arg("--strip-debug")
+        .arg(&target)
+        .status();
+    let ldd = String::from_utf8_lossy(&Command::new("ldd").arg(bin).output()?.stdout).to_string();
+    for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+        let t = dest.join(lib.trim_start_matches('/'));
+        if !t.exists() {
+            std::fs::create_dir_all(t.parent().unwrap())?;
+            std::fs::copy(lib, &t)?;
+        }
+    }
+    Ok(())
+}
+
+fn initramfs(
+    root: &Path,
+    work: &Path,
+    label: &str,
+    tests: &[(String, PathBuf)],
+    modules: &Path,
+) -> anyhow::Result<PathBuf> {
+    let dir = work.join(format!("initramfs-{label}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin"))?;
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).context("busybox-static")?;
+    let debug = root.join("target/debug");
+    for b in ["guardd", "guardctl"] {
+        copy_with_libs(&debug.join(b), &dir, &format!("/guard/bin/{b}"))?;
+    }
+    copy_with_libs(Path::new("/usr/sbin/ip"), &dir, "/sbin/ip")?;
+    copy_with_libs(Path::new("/usr/bin/nsenter"), &dir, "/usr/bin/nsenter")?;
+    for (name, exe) in tests {
+        copy_with_libs(exe, &dir, &format!("/guard/tests/{name}"))?;
+    }
+    // The tests read the blocklist at the path compiled into them.
+    let data = root
+        .join("../shared/data/firehol_level1.netset")
+        .canonicalize()?;
+    let data_target = dir.join(data.strip_prefix("/")?);
+    // The path is compiled in as <repo>/tests/../../shared/...: `..` needs the directories.
+    std::fs::create_dir_all(dir.join(root.join("tests").strip_prefix("/")?))?;
+    std::fs::create_dir_all(data_target.parent().unwrap())?;
+    std::fs::copy(&data, &data_target)?;
+    // veth (a module in Debian's kernels), decompressed for busybox insmod.
+    let mut ko = None;
+    for ext in ["veth.ko", "veth.ko.xz", "veth.ko.zst"] {
+        let p = modules.join("kernel/drivers/net").join(ext);
+        if p.exists() {
+            ko = Some(p);
+        }
+    }
+    let ko = ko.context("veth module")?;
+    let out = dir.join("veth.ko");
+    match ko.extension().and_then(|e| e.to_str()) {
+        Some("xz") => std::fs::write(
+            &out,
+            Command::new("xz").arg("-dc").arg(&ko).output()?.stdout,
+        )?,
+        Some("zst") => std::fs::write(
+            &out,
+            Command::new("zstd").arg("-dc").arg(&ko).output()?.stdout,
+        )?,
+        _ => drop(std::fs::copy(&ko, &out)?),
+    }
+    // Mount points first (the initramfs has none), then our iproute2 ahead of busybox's.
+    let mut script = String::from(
+        "#!/bin/busybox sh\n/bin/busybox mkdir -p /proc /sys /dev /tmp /run\n/bin/busybox --install -s /bin\n\
+         export PATH=/sbin:/usr/bin:/bin:/guard/bin\n\
+         mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n\
+         mount -t tmpfs tmp /tmp; mount -t tmpfs run /run; mount -t bpf bpf /sys/fs/bpf\n\
+         insmod /veth.ko\nip link set lo up\necho \"guest kernel $(uname -r)\"\nexport GUARD_BIN_DIR=/guard/bin\nstatus=0\n",
+    );
+    for (test, filter) in TESTS {
+        script += &format!(
+            "echo \"== {test} {filter}\"\n/guard/tests/{test} {filter} --test-threads=1 || status=1\n"
+        );
+    }
+    script += "if [ $status = 0 ]; then echo GUARD-VM-RESULT: PASS; else echo GUARD-VM-RESULT: FAIL; fi\npoweroff -f\n";
+    std::fs::write(dir.join("init"), script)?;
+    run(Command::new("chmod").args(["755"]).arg(dir.join("init")))?;
+    let cpio = work.join(format!("initramfs-{label}.cpio"));
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && find . | cpio -o -H newc --quiet > {}",
+            dir.display(),
+            cpio.display()
+        ))
+        .status()?;
+    if !status.success() {
+        bail!("cpio failed");
+    }
+    Ok(cpio)
+}
+
+fn boot(work: &Path, label: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<bool> {
+    // TCG unless asked: on some hosts /dev/kvm opens but guests hang in it.
+    let kvm = std::env::var_os("GUARD_VM_KVM").is_some_and(|v| v == "1");
+    let log = work.join(format!("console-{label}.log"));
+    println!(
+        "vm-test: booting Linux {label} ({}), console in {}",
+        if kvm { "KVM" } else { "TCG" },
+        log.display()
+    );
+    let mut cmd = Command::new("timeout");
+    cmd.arg("1500").arg("qemu-system-x86_64");
+    if kvm {
+        cmd.args(["-enable-kvm", "-cpu", "host"]);
+    } else {
+        cmd.args(["-cpu", "max"]);
+    }
+    cmd.args(["-m", "3072", "-smp", "2", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .stdout(Stdio::from(std::fs::File::create(&log)?))
+        .stderr(Stdio::null());
+    let started = std::time::Instant::now();
+    let _ = cmd.status()?;
+    let console = std::fs::read_to_string(&log).unwrap_or_default();
+    println!(
+        "vm-test: Linux {label} ran {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    for line in console.lines().filter(|l| {
+        l.starts_with("test result") || l.starts_with("guest kernel") || l.contains("FAILED")
+    }) {
+        println!("  {line}");
+    }
+    let _ = Duration::ZERO;
+    Ok(console.contains("GUARD-VM-RESULT: PASS"))
+}
