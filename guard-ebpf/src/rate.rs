@@ -100,9 +100,12 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
         has_l4: pkt.l4.is_some() as u8,
         tcp_flags: pkt.l4.map_or(0, |l| l.tcp_flags),
         global_monitor: global_monitor as u8,
-        charged: 0,
-        limited: 0,
-        monitored: 0,
+        // Zero, from a map word the verifier cannot know: Linux 6.1 otherwise keeps assuming
+        // the initial constants after bpf_loop (whose callback changes them) and prunes the
+        // refund as dead code (found by `cargo xtask vm-test`).
+        charged: cfg._reserved,
+        limited: cfg._reserved,
+        monitored: cfg._reserved,
         phase: 0,
     };
     // bpf_loop: the verifier checks the callback once instead of every unrolled path.
