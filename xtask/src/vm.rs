@@ -53,10 +53,13 @@ pub fn run_all(which: &str) -> anyhow::Result<()> {
         bail!("--kernel {which}: use 6.1, 6.12 or all");
     }
     let mut failed = Vec::new();
+    let (mut passed_tests, mut failed_tests) = (0u64, 0u64);
     for (label, meta) in kernels {
         let (vmlinuz, modules) = kernel(&work, meta)?;
         let initrd = initramfs(&root, &work, label, &tests, &modules)?;
-        let ok = boot(&work, label, &vmlinuz, &initrd)?;
+        let (ok, p, f) = boot(&work, label, &vmlinuz, &initrd)?;
+        passed_tests += p;
+        failed_tests += f;
         println!(
             "vm-test: Linux {label}: {}",
             if ok { "PASS" } else { "FAIL" }
@@ -65,6 +68,7 @@ pub fn run_all(which: &str) -> anyhow::Result<()> {
             failed.push(*label);
         }
     }
+    println!("vm-test: {passed_tests} passed, {failed_tests} failed");
     if failed.is_empty() {
         Ok(())
     } else {
@@ -255,7 +259,13 @@ fn initramfs(
     Ok(cpio)
 }
 
-fn boot(work: &Path, label: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Result<bool> {
+/// Boots one kernel; returns whether the guest passed and its tests passed and failed.
+fn boot(
+    work: &Path,
+    label: &str,
+    vmlinuz: &Path,
+    initrd: &Path,
+) -> anyhow::Result<(bool, u64, u64)> {
     // TCG unless asked: on some hosts /dev/kvm opens but guests hang in it.
     let kvm = std::env::var_os("GUARD_VM_KVM").is_some_and(|v| v == "1");
     let log = work.join(format!("console-{label}.log"));
@@ -292,5 +302,26 @@ fn boot(work: &Path, label: &str, vmlinuz: &Path, initrd: &Path) -> anyhow::Resu
         println!("  {line}");
     }
     let _ = Duration::ZERO;
-    Ok(console.contains("GUARD-VM-RESULT: PASS"))
+    let count = |word: &str| -> u64 {
+        console
+            .lines()
+            .filter_map(|l| l.trim_end_matches('\r').strip_prefix("test result: "))
+            .filter_map(|r| {
+                r.split(';').find_map(|p| {
+                    p.trim()
+                        .strip_suffix(word)?
+                        .trim()
+                        .rsplit(' ')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+            })
+            .sum()
+    };
+    Ok((
+        console.contains("GUARD-VM-RESULT: PASS"),
+        count("passed"),
+        count("failed"),
+    ))
 }
