@@ -142,8 +142,9 @@ fn full_config_bench(
         |_| Ok(()),
     )?;
     full.datapath.set_dyn_lens(&table.lens()?)?;
+    // In its own /64: the per-source rule counts IPv6 per /64.
     let (limited4, limited6): (Ipv4Addr, Ipv6Addr) =
-        (Ipv4Addr::new(198, 18, 0, 10), "3fff::10".parse()?);
+        (Ipv4Addr::new(198, 18, 0, 10), "3fff:0:0:1::10".parse()?);
     full.empty_bucket(full.bucket_of(1, limited4.into()));
     full.empty_bucket(full.bucket_of(1, limited6.into()));
     let (pass4, pass6): (Ipv4Addr, Ipv6Addr) = (Ipv4Addr::new(198, 18, 0, 9), "3fff::9".parse()?);
