@@ -222,6 +222,16 @@ impl Guardd {
         assert_eq!(code, 200, "ban {cidr}: {json}");
     }
 
+    /// guardd's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("guardd's /proc status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// One API request: (HTTP status, JSON body).
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         use guard_user::client::{Client, Method};

@@ -116,13 +116,7 @@ fn a_thousand_concurrent_api_clients_lose_no_ban() {
     let t = Instant::now();
     assert_eq!(g.api("GET", "/v1/status", None).0, 200);
     assert!(t.elapsed() < Duration::from_secs(1));
-    let pid = g.pid();
-    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let rss_kib = g.rss_kib();
     eprintln!(
         "1000 concurrent ban calls in {:.2}s; guardd RSS {} MiB",
         took.as_secs_f64(),

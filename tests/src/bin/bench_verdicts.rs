@@ -146,11 +146,7 @@ fn main() -> anyhow::Result<()> {
         "100,000 bans in one call: {bulk:.3} s ({} bytes of JSON)",
         body.len()
     );
-    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", g.pid()))?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(f64::NAN);
+    let rss_kib = g.rss_kib() as f64;
     println!(
         "guardd RSS with the default rule and {} bans: {:.1} MiB",
         n + 100_000,
