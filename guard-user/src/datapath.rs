@@ -309,12 +309,6 @@ impl Datapath {
             .expect("checked in load")
     }
 
-    /// The kernel's id of the loaded program.
-    pub fn program_id(&self) -> Option<u32> {
-        let prog: &Xdp = self.ebpf.program(PROGRAM_NAME)?.try_into().ok()?;
-        prog.info().ok().map(|i| i.id())
-    }
-
     /// Sets the flag bits of the runtime config (`guard_common::lists::flags`).
     pub fn set_flags(&mut self, flags: u32) -> Result<(), DatapathError> {
         self.runtime.flags = flags;

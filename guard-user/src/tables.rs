@@ -88,10 +88,6 @@ impl Tables {
         })
     }
 
-    pub fn empty() -> Tables {
-        Tables::build(&[], &[]).expect("empty lists always fit")
-    }
-
     /// What the XDP program decides for `addr` from these tables.
     pub fn lookup(&self, addr: IpAddr) -> ListCode {
         match addr {
@@ -122,15 +118,6 @@ impl Tables {
                 ListCode::None
             }
         }
-    }
-
-    /// The runtime-config masks for `v6_lens`.
-    pub fn v6_len_masks(&self) -> [V6Len; MAX_V6_LENS] {
-        let mut out = [V6Len::EMPTY; MAX_V6_LENS];
-        for (slot, &len) in out.iter_mut().zip(&self.v6_lens) {
-            *slot = V6Len::new(len);
-        }
-        out
     }
 }
 
