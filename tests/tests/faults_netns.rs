@@ -150,3 +150,16 @@ fn an_interface_running_another_xdp_program_is_refused_clearly() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("already runs another XDP program"), "{err}");
 }
+
+#[test]
+fn sigterm_right_after_the_api_answers_stops_cleanly() {
+    // A supervisor may stop guardd the moment its socket answers: the signal handlers must
+    // be in place by then, or the default action kills it (exit by signal, not 0).
+    let bed = Testbed::new();
+    let mut g = Guardd::start(&bed.server, &bed.server_if, "");
+    for round in 0..10 {
+        let status = g.stop();
+        assert!(status.success(), "round {round}: {status}\n{}", g.log());
+        g.spawn(&bed.server, &bed.server_if);
+    }
+}

@@ -70,6 +70,9 @@ fn five_restarts_under_traffic_lose_nothing() {
         delivered(banned),
         flood_sent[1]
     );
+    if delivered(legit) != legit_sent {
+        eprintln!("DIAG top {}", g.ctl_json(&["top"]));
+    }
     assert_eq!(
         delivered(legit),
         legit_sent,

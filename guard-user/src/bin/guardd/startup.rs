@@ -134,16 +134,20 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     };
     let last = match (datapath.fresh_buckets, heartbeat.slices(ticks)) {
         (true, _) => vec![now; ticks as usize],
-        // Slices never refilled yet count from the last heartbeat.
-        (false, Some(slices)) => slices
-            .into_iter()
-            .map(|t| if t == 0 { beat } else { t.min(now) })
-            .collect(),
+        // A slice no daemon has refilled yet (time 0) is the oldest: it goes first in the
+        // rotation and earns up to its burst. Counting it as refilled at the last heartbeat
+        // starved it when every daemon lived less than one period (found by restart_netns).
+        (false, Some(slices)) => slices.into_iter().map(|t| t.min(now)).collect(),
         (false, None) => vec![beat; ticks as usize],
     };
     let work = Refill::new(refill_params(&rules), last);
     if datapath.fresh_buckets {
         work.fill_all(&datapath.buckets());
+        // New buckets start full now: record that for every slice, so a restart resumes
+        // the rotation from here.
+        for slice in 0..ticks {
+            heartbeat.save_slice(ticks, slice, now);
+        }
     }
     let refiller = Refiller::start(
         work,
@@ -212,6 +216,11 @@ async fn serve(
     metrics_listen: std::net::SocketAddr,
     ready: Option<Ready>,
 ) -> anyhow::Result<()> {
+    // Handlers first: once the socket answers, a supervisor may send SIGTERM at once, and
+    // the default action would kill guardd instead of stopping it cleanly.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let listener = bind_socket(socket, mode)?;
     let requests = metrics::ApiRequests::default();
     let metrics_listener = metrics::bind(metrics_listen).await?;
@@ -227,9 +236,6 @@ async fn serve(
     }
     tokio::spawn(events::summarize(daemon.clone(), top));
     info!(listen = %metrics_listen, "metrics listening");
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(daemon.clone(), requests);
     let server = tokio::spawn(async move {
