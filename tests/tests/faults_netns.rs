@@ -7,6 +7,29 @@ use guard_tests::{
     netns::Testbed,
 };
 
+/// A second guardd on the testbed's interface with its own socket and pin directory: its
+/// exit code and stderr. Its pins are removed whatever happened.
+fn second_guardd(bed: &Testbed, socket: &str, pins: &str) -> (Option<i32>, String) {
+    let out = run_guardd(
+        &bed.server,
+        &[
+            "--foreground",
+            "--iface",
+            &bed.server_if,
+            "--socket",
+            socket,
+            "--pin-dir",
+            pins,
+        ],
+        Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_dir_all(pins);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn pin_dir_off_bpffs_is_a_clear_error() {
     let bed = Testbed::new();
@@ -36,23 +59,13 @@ fn a_stale_socket_file_is_replaced_but_a_live_daemon_is_not() {
     let bed = Testbed::new();
     let mut g = Guardd::start(&bed.server, &bed.server_if, "");
     // A live daemon on the socket: a second one refuses to take it over.
-    let out = run_guardd(
-        &bed.server,
-        &[
-            "--foreground",
-            "--iface",
-            &bed.server_if,
-            "--socket",
-            g.socket.to_str().unwrap(),
-            "--pin-dir",
-            "/sys/fs/bpf/guard-test-second",
-        ],
-        Duration::from_secs(20),
+    let (code, err) = second_guardd(
+        &bed,
+        g.socket.to_str().unwrap(),
+        "/sys/fs/bpf/guard-test-second",
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("another guardd is serving"), "{err}");
-    let _ = std::fs::remove_dir_all("/sys/fs/bpf/guard-test-second");
     // A crash leaves the socket file behind: the next guardd replaces it.
     g.kill();
     assert!(g.socket.exists(), "SIGKILL leaves the socket file");
@@ -132,22 +145,8 @@ fn an_interface_running_another_xdp_program_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("other.sock");
     let pins = format!("/sys/fs/bpf/guard-test-other-{}", std::process::id());
-    let out = run_guardd(
-        &bed.server,
-        &[
-            "--foreground",
-            "--iface",
-            &bed.server_if,
-            "--socket",
-            socket.to_str().unwrap(),
-            "--pin-dir",
-            &pins,
-        ],
-        Duration::from_secs(20),
-    );
-    let _ = std::fs::remove_dir_all(&pins);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = second_guardd(&bed, socket.to_str().unwrap(), &pins);
+    assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("already runs another XDP program"), "{err}");
 }
 
