@@ -4,6 +4,7 @@
 //! on the byte layout of every map key and value. The `user` feature adds `aya::Pod`.
 #![no_std]
 
+pub mod bench;
 pub mod dynamic;
 pub mod events;
 pub mod lists;

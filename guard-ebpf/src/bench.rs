@@ -1,10 +1,21 @@
 //! Reference programs for fixtures and benchmarks; never loaded by guardd.
 //!
-//! - `xdp_pass`: the baseline every cost is measured against.
+//! - `xdp_pass`, `xdp_drop`: the baselines every cost is measured against.
 //! - `lpm_ref`: the same parse and allow/deny decision as `guard`, with the lists in BPF
 //!   LPM tries (the straightforward design guard's direct tables are measured against).
+//! - `lru_ref`: a per-source limiter on an LRU hash (what fixed memory is measured against).
+//! - `vary_v4`: steps the source, then tail calls the program under test.
+//! - `gen_tx`: the whole-path benchmark's traffic generator.
 #![no_std]
 #![no_main]
+
+// A binary's root resolves modules next to it, among the production program's files.
+#[path = "bench/generator.rs"]
+mod generator;
+#[path = "bench/lru.rs"]
+mod lru;
+#[path = "bench/vary.rs"]
+mod vary;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -24,6 +35,11 @@ static LPM_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(1 << 18, 0);
 #[xdp]
 pub fn xdp_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn xdp_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
 }
 
 #[xdp]

@@ -72,6 +72,9 @@ fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
     Some(u16::from_be(unsafe { (p as *const u16).read_unaligned() }))
 }
 
+// Inlined into every program: an outlined copy passes packet pointers as scalars,
+// which the verifier rejects.
+#[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Parsed {
     let Some(mut proto) = be16_at(ctx, 12) else {
         return Parsed::Malformed;

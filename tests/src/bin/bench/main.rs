@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: cost of guard's XDP program with BPF_PROG_TEST_RUN, in ns per packet
 //! over an XDP_PASS program measured in the same run, contenders interleaved round by round
-//! and the process pinned to one CPU. (More benchmarks come with the rate-rule work.)
+//! and the process pinned to one CPU; then the control plane's costs (refill, list load).
 //!
 //! Contenders for the allow/deny lookup, same lists, same parser:
 //! - `guard`: DIR-24-8 table for IPv4, top-24 bitmap + per-length hashes for IPv6;
@@ -22,6 +22,8 @@ use guard_user::{
 };
 use ipnet::IpNet;
 
+mod sources;
+
 fn main() -> anyhow::Result<()> {
     let repeat: u32 = std::env::args()
         .nth(1)
@@ -39,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     guard.datapath.write_tables(tables.clone())?;
     let mut reference = Ebpf::load(objects::bench()).context("loading the bench object")?;
     fill_lpm(&mut reference, &allow, &deny)?;
-    for name in ["xdp_pass", "lpm_ref"] {
+    for name in ["xdp_pass", "lpm_ref", "lru_ref", "vary_v4"] {
         let p: &mut Xdp = reference.program_mut(name).context(name)?.try_into()?;
         p.load()?;
     }
@@ -90,6 +92,8 @@ fn main() -> anyhow::Result<()> {
     full_config_bench(&mut reference, repeat, rounds, &allow, &deny)?;
     println!();
     rules_bench(&mut reference, repeat, rounds)?;
+    println!();
+    sources::bench(&mut reference, repeat, rounds)?;
     println!();
     refill_bench()?;
     println!();
