@@ -3,7 +3,7 @@
 //! expire on time whether or not the daemon runs.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC, helpers::bpf_ktime_get_ns, macros::map, maps::HashMap,
+    bindings::BPF_F_NO_PREALLOC, helpers::bpf_ktime_get_coarse_ns, macros::map, maps::HashMap,
 };
 use guard_common::{
     RuntimeConfig, V6Key,
@@ -77,10 +77,12 @@ pub fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
     if banned { Dynamic::Ban } else { Dynamic::None }
 }
 
-/// What a found entry says now: nothing once its TTL has passed.
+/// What a found entry says now: nothing once its TTL has passed. The jiffy clock (a few
+/// ms behind the precise one) is far cheaper and lets an entry outlive its TTL by a jiffy
+/// at most.
 #[inline(always)]
 fn judge(e: &DynEntry) -> Dynamic {
-    if !e.live(unsafe { bpf_ktime_get_ns() }) {
+    if !e.live(unsafe { bpf_ktime_get_coarse_ns() }) {
         Dynamic::None
     } else if e.kind == KIND_ALLOW {
         Dynamic::Allow

@@ -32,6 +32,19 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(1000);
     let bed = Testbed::new();
     let g = Guardd::start(&bed.server, &bed.server_if, "");
+    // At rest: after a few refill periods have touched every bucket.
+    std::thread::sleep(Duration::from_secs(3));
+    let rest_kib = g.rss_kib() as f64;
+    println!(
+        "guardd RSS at rest, default rule (131,072 buckets), no bans: {:.1} MiB",
+        rest_kib / 1024.0
+    );
+    record(
+        "control",
+        "guardd RSS at rest (default rule)",
+        "MiB",
+        &[rest_kib / 1024.0],
+    );
     let sock = bed
         .server
         .run(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind"));
@@ -146,9 +159,11 @@ fn main() -> anyhow::Result<()> {
         "100,000 bans in one call: {bulk:.3} s ({} bytes of JSON)",
         body.len()
     );
+    // The daemon returns the call's transient memory at its next housekeeping tick.
+    std::thread::sleep(Duration::from_secs(2));
     let rss_kib = g.rss_kib() as f64;
     println!(
-        "guardd RSS with the default rule and {} bans: {:.1} MiB",
+        "guardd RSS with the default rule and {} bans, 2 s later: {:.1} MiB",
         n + 100_000,
         rss_kib / 1024.0
     );

@@ -4,6 +4,7 @@
 mod api;
 mod daemonize;
 mod events;
+mod memory;
 mod metrics;
 mod startup;
 mod state;

@@ -253,16 +253,23 @@ async fn serve(
         ready.done();
     }
     notify(&[sd_notify::NotifyState::Ready]);
+    crate::memory::release_freed();
     let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = sweep.tick() => {
+                crate::memory::trim_if_pending();
                 let d = daemon.clone();
                 match tokio::task::spawn_blocking(move || d.lock().expect("state lock").sweep()).await? {
                     Ok(0) => {}
-                    Ok(n) => info!(expired = n, "removed expired bans and allows"),
+                    Ok(n) => {
+                        info!(expired = n, "removed expired bans and allows");
+                        if n >= crate::memory::BULK {
+                            crate::memory::after_bulk();
+                        }
+                    }
                     Err(e) => error!("expiry sweep: {}", e.1),
                 }
             }
@@ -273,6 +280,7 @@ async fn serve(
                 if let Err(e) = res {
                     error!("{e:#}");
                 }
+                crate::memory::release_freed();
                 notify(&[sd_notify::NotifyState::Ready]);
             }
         }

@@ -63,6 +63,9 @@ async fn add(
         }
         many => info!(%peer, kind = kind.as_str(), count = many.len(), "added in bulk"),
     }
+    if applied.len() >= crate::memory::BULK {
+        crate::memory::after_bulk();
+    }
     Ok(Json(Applied {
         applied: applied.iter().map(Entry::view).collect(),
     }))
