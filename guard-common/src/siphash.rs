@@ -55,6 +55,15 @@ pub const fn sip13_4(key: &[u64; 2], m: u32) -> u64 {
     finish(&mut v)
 }
 
+/// SipHash-1-3 of 8 bytes given as a little-endian u64 word.
+#[inline(always)]
+pub const fn sip13_8(key: &[u64; 2], m: u64) -> u64 {
+    let mut v = init(key);
+    compress(&mut v, m);
+    compress(&mut v, 8u64 << 56);
+    finish(&mut v)
+}
+
 /// SipHash-1-3 of 16 bytes given as two little-endian u64 words.
 #[inline(always)]
 pub const fn sip13_16(key: &[u64; 2], m0: u64, m1: u64) -> u64 {
@@ -96,14 +105,20 @@ pub const fn hash_v6(key: &[u64; 2], words: &[u32; 4], prefix: u8) -> u64 {
     hash_v6_masked(key, &crate::V6Len::new(prefix as u32).key(words).addr)
 }
 
-/// [`hash_v6`] of an address already masked (raw network-order words).
+/// [`hash_v6`] of an address already masked (raw network-order words). The bytes hashed
+/// are the upper 8 when the lower 8 are zero (every prefix of /64 or shorter: one SipHash
+/// block less on the hot path), else all 16.
 #[inline(always)]
 pub const fn hash_v6_masked(key: &[u64; 2], masked: &[u32; 4]) -> u64 {
     // Raw words hold the address bytes in memory order; as little-endian u64s that is
     // exactly the byte stream SipHash reads.
     let m0 = masked[0] as u64 | ((masked[1] as u64) << 32);
     let m1 = masked[2] as u64 | ((masked[3] as u64) << 32);
-    sip13_16(key, m0, m1)
+    if m1 == 0 {
+        sip13_8(key, m0)
+    } else {
+        sip13_16(key, m0, m1)
+    }
 }
 
 #[cfg(test)]
@@ -161,9 +176,11 @@ mod tests {
                 ])
             });
             assert_eq!(hash_v6(key, &words, 128), reference(key, &octets));
+            // /64 and shorter: the upper 8 bytes only.
+            assert_eq!(hash_v6(key, &words, 64), reference(key, &octets[..8]));
             let mut masked = octets;
-            masked[8..].fill(0);
-            assert_eq!(hash_v6(key, &words, 64), reference(key, &masked));
+            masked[6..].fill(0);
+            assert_eq!(hash_v6(key, &words, 48), reference(key, &masked[..8]));
         }
     }
 

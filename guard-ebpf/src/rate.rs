@@ -78,6 +78,12 @@ struct Walk {
     /// Linux 6.1 mishandles two bpf_loop call sites with different callbacks (the second
     /// loop's work was lost there, found by `cargo xtask vm-test`).
     phase: u32,
+    /// The last source hash and the mask it was computed under: rules that aggregate
+    /// sources the same way (the usual case) share one SipHash per packet.
+    hash: u64,
+    hashed_v6_mask: [u32; 4],
+    hashed_v4_mask: u32,
+    hash_valid: u32,
 }
 
 #[inline(always)]
@@ -107,6 +113,11 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
         limited: cfg._reserved,
         monitored: cfg._reserved,
         phase: 0,
+        hash: 0,
+        // Word stores of a runtime zero: a literal zero array becomes a byte-loop memset.
+        hashed_v6_mask: [cfg._reserved; 4],
+        hashed_v4_mask: 0,
+        hash_valid: cfg._reserved,
     };
     // bpf_loop: the verifier checks the callback once instead of every unrolled path.
     let ctx = (&raw mut walk).cast();
@@ -116,7 +127,8 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
             return Outcome::Stale;
         }
         if walk.charged != 0 {
-            walk.phase = 1;
+            // Through the pointer the callback uses (a direct write looks dead to rustc).
+            unsafe { (*ctx.cast::<Walk>()).phase = 1 };
             unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
         }
         return Outcome::Limited;
@@ -217,19 +229,35 @@ fn matches(rule: &RuleSpec, index: u32, walk: &Walk) -> bool {
 }
 
 #[inline(always)]
-fn bucket_index(rule: &RuleSpec, walk: &Walk) -> u32 {
-    let hash = if walk.is_v6 != 0 {
-        let m = &rule.v6_mask;
+fn bucket_index(rule: &RuleSpec, walk: &mut Walk) -> u32 {
+    // Word by word: array comparisons and copies become byte-loop calls on BPF.
+    let m = &rule.v6_mask;
+    let h = &walk.hashed_v6_mask;
+    let cached = walk.hash_valid != 0
+        && if walk.is_v6 != 0 {
+            (h[0] ^ m[0]) | (h[1] ^ m[1]) | (h[2] ^ m[2]) | (h[3] ^ m[3]) == 0
+        } else {
+            walk.hashed_v4_mask == rule.v4_mask
+        };
+    if !cached {
         let s = &walk.src_v6;
-        siphash::hash_v6_masked(
-            &walk.key,
-            &[s[0] & m[0], s[1] & m[1], s[2] & m[2], s[3] & m[3]],
-        )
-    } else {
-        siphash::hash_v4_masked(&walk.key, walk.src_v4 & rule.v4_mask)
-    };
+        walk.hash = if walk.is_v6 != 0 {
+            siphash::hash_v6_masked(
+                &walk.key,
+                &[s[0] & m[0], s[1] & m[1], s[2] & m[2], s[3] & m[3]],
+            )
+        } else {
+            siphash::hash_v4_masked(&walk.key, walk.src_v4 & rule.v4_mask)
+        };
+        walk.hashed_v6_mask[0] = m[0];
+        walk.hashed_v6_mask[1] = m[1];
+        walk.hashed_v6_mask[2] = m[2];
+        walk.hashed_v6_mask[3] = m[3];
+        walk.hashed_v4_mask = rule.v4_mask;
+        walk.hash_valid = 1;
+    }
     rule.bucket_base
-        .wrapping_add(hash as u32 & rule.bucket_mask)
+        .wrapping_add(walk.hash as u32 & rule.bucket_mask)
 }
 
 #[inline(always)]
