@@ -85,6 +85,10 @@ pub struct Attachment {
     pub adopted: bool,
     /// The program the interface runs (the kept one when it was already identical).
     pub program_id: u32,
+    /// The interface's index when attached: another index under the same name means the
+    /// interface was deleted and re-created, and needs attaching again.
+    #[serde(default)]
+    pub ifindex: u32,
 }
 
 /// What adopting a pinned link did.
@@ -96,7 +100,12 @@ enum Adopted {
 }
 
 pub fn interface_exists(iface: &str) -> bool {
-    nix::net::if_::if_nametoindex(iface).is_ok()
+    ifindex(iface).is_some()
+}
+
+/// The interface's current index, `None` when there is no such interface.
+pub fn ifindex(iface: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(iface).ok()
 }
 
 /// Attaches `prog` to `iface` (or replaces the program of its pinned link) and pins the link.
@@ -106,20 +115,21 @@ pub fn attach(
     setting: XdpModeSetting,
     pins: &PinLayout,
 ) -> Result<Attachment, AttachError> {
-    if !interface_exists(iface) {
+    let Some(index) = ifindex(iface) else {
         return Err(AttachError::UnknownInterface {
             iface: iface.to_string(),
         });
-    }
+    };
     let our_id = prog.info().map_or(0, |i| i.id());
     let done = |mode, adopted, program_id| Attachment {
         iface: iface.to_string(),
         mode,
         adopted,
         program_id,
+        ifindex: index,
     };
     if let Some((path, mode)) = pins.find_link(iface) {
-        match adopt(prog, &path) {
+        match adopt(prog, &path, index) {
             Ok(Adopted::Kept(id)) => {
                 info!(
                     iface,
@@ -191,8 +201,18 @@ pub fn attach(
 
 /// Takes over a pinned link: keeps its program when it is the same code (same tag: a
 /// restart of the same guardd changes nothing in the kernel), else replaces it atomically.
-fn adopt(prog: &mut Xdp, path: &std::path::Path) -> Result<Adopted, String> {
+fn adopt(prog: &mut Xdp, path: &std::path::Path, ifindex: u32) -> Result<Adopted, String> {
     let chain = |e: &dyn std::error::Error| crate::error_chain(e);
+    match crate::link_ifindex::xdp_link_ifindex(path) {
+        Ok(i) if i == ifindex => {}
+        Ok(_) => {
+            return Err(
+                "the pinned link belonged to an earlier interface of that name (deleted since)"
+                    .into(),
+            );
+        }
+        Err(e) => return Err(format!("reading the pinned link: {e}")),
+    }
     let pinned = PinnedLink::from_pin(path).map_err(|e| chain(&e))?;
     let fd_link = FdLink::from(pinned);
     let attached = fd_link.info().map_err(|e| chain(&e))?.program_id();

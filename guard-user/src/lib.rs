@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod datapath;
 pub mod dynamic;
+pub mod link_ifindex;
 pub mod lists;
 pub mod model;
 pub mod netif;

@@ -75,6 +75,11 @@ pub struct Guardd {
 impl Guardd {
     /// Starts guardd on `iface` in `ns` with `config` (TOML) and waits for its API.
     pub fn start(ns: &Netns, iface: &str, config: &str) -> Guardd {
+        Guardd::start_on(ns, &[iface], config)
+    }
+
+    /// Starts guardd on several interfaces.
+    pub fn start_on(ns: &Netns, ifaces: &[&str], config: &str) -> Guardd {
         let dir = tempfile::tempdir().expect("tempdir");
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/guard-test-{}", unique_tag()));
         let mut g = Guardd {
@@ -86,12 +91,16 @@ impl Guardd {
             dir,
         };
         std::fs::write(&g.config, config).expect("write config");
-        g.spawn(ns, iface);
+        g.spawn_on(ns, ifaces);
         g
     }
 
     /// Starts (again) with the same config, socket and pins.
     pub fn spawn(&mut self, ns: &Netns, iface: &str) {
+        self.spawn_on(ns, &[iface]);
+    }
+
+    fn spawn_on(&mut self, ns: &Netns, ifaces: &[&str]) {
         assert!(self.child.is_none(), "guardd is already running");
         let log = std::fs::File::options()
             .create(true)
@@ -101,7 +110,9 @@ impl Guardd {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .arg(bin("guardd"))
-            .args(["--foreground", "--iface", iface, "--config"])
+            .arg("--foreground")
+            .args(ifaces.iter().flat_map(|i| ["--iface", i]))
+            .arg("--config")
             .arg(&self.config)
             .arg("--socket")
             .arg(&self.socket)

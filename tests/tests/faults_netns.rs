@@ -1,10 +1,15 @@
 //! Fault injection: what guardd does when its environment is not as it should be.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
 
 use guard_tests::{
     daemon::{Guardd, run_guardd},
-    netns::Testbed,
+    netns::{Testbed, sh, unique_tag},
+    packet::udp4,
+    traffic::RawSender,
 };
 
 /// A second guardd on the testbed's interface with its own socket and pin directory: its
@@ -161,4 +166,94 @@ fn sigterm_right_after_the_api_answers_stops_cleanly() {
         assert!(status.success(), "round {round}: {status}\n{}", g.log());
         g.spawn(&bed.server, &bed.server_if);
     }
+}
+
+/// Polls `f` every 20 ms for up to `limit`.
+fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+#[test]
+fn an_interface_deleted_and_recreated_is_attached_again() {
+    let bed = Testbed::new();
+    let tag = unique_tag();
+    let (server_x, client_x) = (format!("gx{tag}"), format!("cx{tag}"));
+    // A second veth pair between the testbed's namespaces (deleting either end deletes both).
+    let add_pair = || {
+        sh(
+            "ip",
+            &[
+                "link",
+                "add",
+                &client_x,
+                "netns",
+                &bed.client.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &server_x,
+                "netns",
+                &bed.server.name,
+            ],
+        );
+        bed.client.ip(&["link", "set", &client_x, "up"]);
+        bed.server.ip(&["link", "set", &server_x, "up"]);
+    };
+    add_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let deny = dir.path().join("deny.txt");
+    std::fs::write(&deny, "198.18.0.3\n").unwrap();
+    let g = Guardd::start_on(
+        &bed.server,
+        &[&bed.server_if, &server_x],
+        &format!("[lists]\ndeny = [{deny:?}]\n"),
+    );
+    let denied = udp4(Ipv4Addr::new(198, 18, 0, 3), 9);
+    let send = |iface: &str| {
+        let tx = RawSender::open(&bed.client, iface);
+        for _ in 0..10 {
+            assert!(tx.send(&denied), "sending on {iface}");
+        }
+    };
+    let drops_reach =
+        |n: u64| eventually(Duration::from_secs(3), || g.packets("drop", "deny") == n);
+
+    send(&client_x);
+    assert!(drops_reach(10), "dropped on the second interface");
+    bed.server.ip(&["link", "del", &server_x]);
+    assert!(
+        g.wait_for_log("interface went away", Duration::from_secs(5)),
+        "{}",
+        g.log()
+    );
+    // The other interface is still protected and the daemon still answers.
+    send(&bed.client_if);
+    assert!(drops_reach(20), "dropped on the first interface meanwhile");
+    assert_eq!(g.api("GET", "/v1/status", None).0, 200);
+
+    add_pair();
+    assert!(
+        g.wait_for_log("interface is back: attached again", Duration::from_secs(5)),
+        "{}",
+        g.log()
+    );
+    send(&client_x);
+    assert!(
+        drops_reach(30),
+        "dropped on the re-created interface: {}",
+        g.log()
+    );
+    // The pinned link is the new interface's.
+    let links = std::fs::read_dir(g.pin_dir.join("v1/links/driver"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(links, 2, "one pinned link per interface");
 }

@@ -4,6 +4,7 @@
 mod api;
 mod daemonize;
 mod events;
+mod ifaces;
 mod memory;
 mod metrics;
 mod startup;

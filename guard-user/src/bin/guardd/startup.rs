@@ -254,13 +254,30 @@ async fn serve(
     }
     notify(&[sd_notify::NotifyState::Ready]);
     crate::memory::release_freed();
+    let links = crate::ifaces::link_events()
+        .map_err(|e| {
+            tracing::warn!(
+                "no rtnetlink link notifications ({e}); interfaces are checked every second"
+            )
+        })
+        .ok();
     let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = async {
+                match &links {
+                    Some(l) => crate::ifaces::next_change(l).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let d = daemon.clone();
+                tokio::task::spawn_blocking(move || d.lock().expect("state lock").follow_interfaces()).await?;
+            }
             _ = sweep.tick() => {
                 crate::memory::trim_if_pending();
+                daemon.lock().expect("state lock").follow_interfaces();
                 let d = daemon.clone();
                 match tokio::task::spawn_blocking(move || d.lock().expect("state lock").sweep()).await? {
                     Ok(0) => {}

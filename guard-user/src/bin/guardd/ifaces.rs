@@ -1,0 +1,90 @@
+//! Follows the protected interfaces. Deleting an interface detaches its XDP link (the pin
+//! stays, attached to nothing); guardd logs it and attaches again as soon as an interface
+//! of that name is back. Woken by rtnetlink link notifications, and checked on every
+//! housekeeping tick as well, in case a notification was lost.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use guard_user::attach;
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, socket,
+};
+use tokio::io::unix::AsyncFd;
+use tracing::{error, info, warn};
+
+use crate::state::Daemon;
+
+/// A socket that becomes readable on every link change (RTMGRP_LINK).
+pub fn link_events() -> std::io::Result<AsyncFd<OwnedFd>> {
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &NetlinkAddr::new(0, libc::RTMGRP_LINK as u32),
+    )?;
+    // SAFETY: the OwnedFd is moved in, so the descriptor stays open and the same for the
+    // AsyncFd's whole life.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}
+
+/// Waits for link notifications and discards them: their content does not matter, the
+/// interfaces are checked by name afterwards.
+pub async fn next_change(events: &AsyncFd<OwnedFd>) {
+    let Ok(mut ready) = events.readable().await else {
+        return std::future::pending().await;
+    };
+    let mut buf = [0u8; 8192];
+    // Drain; ENOBUFS (the queue overflowed) is fine too: a check follows either way.
+    while recv(
+        events.get_ref().as_raw_fd(),
+        &mut buf,
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .is_ok_and(|n| n > 0)
+    {}
+    ready.clear_ready();
+}
+
+impl Daemon {
+    /// Attaches again every interface that came back under a new index.
+    pub fn follow_interfaces(&mut self) {
+        for i in 0..self.attachments.len() {
+            let iface = self.attachments[i].iface.clone();
+            let now = attach::ifindex(&iface).unwrap_or(0);
+            let was = self.attachments[i].ifindex;
+            if now == was {
+                continue;
+            }
+            if now == 0 {
+                warn!(
+                    iface,
+                    "interface went away; guard attaches again when it comes back"
+                );
+                self.attachments[i].ifindex = 0;
+                continue;
+            }
+            match attach::attach(
+                self.datapath.program_mut(),
+                &iface,
+                self.config.xdp_mode,
+                &self.pins,
+            ) {
+                Ok(a) => {
+                    info!(
+                        iface,
+                        ifindex = now,
+                        mode = a.mode.as_str(),
+                        "interface is back: attached again"
+                    );
+                    self.attachments[i] = a;
+                }
+                // Left as it was, so the next change or tick tries again.
+                Err(e) => error!(iface, "attaching again failed: {e}"),
+            }
+        }
+    }
+}
