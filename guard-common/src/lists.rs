@@ -131,10 +131,8 @@ impl V6Len {
             let start = i as u32 * 32;
             let bits = if prefix_len >= start + 32 {
                 32
-            } else if prefix_len > start {
-                prefix_len - start
             } else {
-                0
+                prefix_len.saturating_sub(start)
             };
             let host: u32 = if bits == 0 {
                 0

@@ -547,7 +547,7 @@ pub fn pinned_entries(
         .filter(|(e, live)| *live && e.kind == kind)
         .map(|(e, _)| e)
         .collect();
-    out.sort_by(|a, b| a.net.cmp(&b.net));
+    out.sort_by_key(|a| a.net);
     Ok(out)
 }
 

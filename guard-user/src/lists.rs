@@ -208,7 +208,10 @@ mod tests {
         let bad = dir.path().join("bad.txt");
         std::fs::write(&good, "198.18.0.1\n").unwrap();
         std::fs::write(&bad, "198.18.0.2\nnope\n").unwrap();
-        assert_eq!(load(&[good.clone()]).unwrap(), nets(&["198.18.0.1/32"]));
+        assert_eq!(
+            load(std::slice::from_ref(&good)).unwrap(),
+            nets(&["198.18.0.1/32"])
+        );
         let e = load(&[good.clone(), bad.clone()]).unwrap_err().to_string();
         assert!(e.contains("bad.txt:2: \"nope\""), "{e}");
         let e = load(&[dir.path().join("missing.txt")])

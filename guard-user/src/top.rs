@@ -41,18 +41,10 @@ struct Slot {
     by_source: HashMap<IpAddr, [u64; Reason::COUNT as usize]>,
 }
 
+#[derive(Default)]
 pub struct TopTalkers {
     slots: [Slot; SLOTS],
     current: usize,
-}
-
-impl Default for TopTalkers {
-    fn default() -> Self {
-        TopTalkers {
-            slots: Default::default(),
-            current: 0,
-        }
-    }
 }
 
 /// The source and reason of a raw event, if it is well formed.

@@ -208,10 +208,11 @@ fn kernel_and_userspace_agree_on_bucket_index() {
     let buckets = f.datapath.buckets();
     let sources: Vec<IpAddr> = (0..40u32)
         .map(|i| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i * 977)))
-        .chain(
-            (0..40u128)
-                .map(|i| IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | (i << 70) | i * 31))),
-        )
+        .chain((0..40u128).map(|i| {
+            IpAddr::V6(Ipv6Addr::from(
+                (0x2001_0db8u128 << 96) | (i << 70) | (i * 31),
+            ))
+        }))
         .collect();
     for src in sources {
         let frame = match src {

@@ -2,6 +2,7 @@
 //! needs on a fresh machine first, and says what it is doing.
 
 mod bench;
+mod chart;
 mod package;
 mod setup;
 mod test_summary;

@@ -100,10 +100,10 @@ fn build_tests(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str()) {
-            if names.contains(name) {
-                found.push((name.to_string(), PathBuf::from(exe)));
-            }
+        if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str())
+            && names.contains(name)
+        {
+            found.push((name.to_string(), PathBuf::from(exe)));
         }
     }
     let _ = root;

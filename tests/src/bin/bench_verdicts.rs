@@ -58,13 +58,13 @@ fn main() -> anyhow::Result<()> {
         std::thread::spawn(move || {
             let mut buf = [0u8; 256];
             while !stop.load(Ordering::Relaxed) {
-                if let Ok((len, from)) = sock.recv_from(&mut buf) {
-                    if len >= 4 {
-                        let seq = u32::from_be_bytes(buf[..4].try_into().unwrap());
-                        let mut s = seen.lock().unwrap();
-                        let e = s.entry(from.ip()).or_insert(0);
-                        *e = (*e).max(seq);
-                    }
+                if let Ok((len, from)) = sock.recv_from(&mut buf)
+                    && len >= 4
+                {
+                    let seq = u32::from_be_bytes(buf[..4].try_into().unwrap());
+                    let mut s = seen.lock().unwrap();
+                    let e = s.entry(from.ip()).or_insert(0);
+                    *e = (*e).max(seq);
                 }
             }
         })

@@ -37,67 +37,89 @@ fn main() -> anyhow::Result<()> {
     let (allow, deny) = bench_lists()?;
     let tables = Tables::build(&allow, &deny)?;
 
-    let mut guard = Fixture::new(&[], &[]);
-    guard.datapath.write_tables(tables.clone())?;
     let mut reference = Ebpf::load(objects::bench()).context("loading the bench object")?;
     fill_lpm(&mut reference, &allow, &deny)?;
     for name in ["xdp_pass", "lpm_ref", "lru_ref", "vary_v4"] {
         let p: &mut Xdp = reference.program_mut(name).context(name)?.try_into()?;
         p.load()?;
     }
+    // For profiling one part: GUARD_BENCH_SECTIONS="full,rules" (lists, full, rules,
+    // sources, refill, load).
+    let sections = std::env::var("GUARD_BENCH_SECTIONS").ok();
+    let run = |name: &str| {
+        sections
+            .as_ref()
+            .is_none_or(|s| s.split(',').any(|x| x == name))
+    };
+    if run("lists") {
+        let mut guard = Fixture::new(&[], &[]);
+        guard.datapath.write_tables(tables.clone())?;
 
-    let pass4 = Ipv4Addr::new(198, 18, 0, 9); // the test range, taken out of the blocklist
-    let deny4 = Ipv4Addr::new(1, 10, 16, 5); // in the blocklist (1.10.16.0/20)
-    // Worst case: same top-24 region as listed prefixes, so every length is probed.
-    let pass6: Ipv6Addr = "2001:db8:ffff::9".parse()?;
-    // Usual case: a region with no listed prefix (3fff::/20 is for documentation too).
-    let pass6_other: Ipv6Addr = "3fff::9".parse()?;
-    let deny6: Ipv6Addr = "2001:db8:0:17::9".parse()?; // one of the generated prefixes
-    assert_eq!(tables.lookup(pass4.into()), ListCode::None);
-    assert_eq!(tables.lookup(deny4.into()), ListCode::Deny);
-    assert_eq!(tables.lookup(pass6.into()), ListCode::None);
-    assert_eq!(tables.lookup(deny6.into()), ListCode::Deny);
-    assert_eq!(tables.lookup(pass6_other.into()), ListCode::None);
-    let cases: [(&str, Vec<u8>); 5] = [
-        ("ipv4 pass", packet::udp4(pass4, 443)),
-        ("ipv4 deny", packet::udp4(deny4, 443)),
-        ("ipv6 pass", packet::udp6(pass6_other, 443)),
-        ("ipv6 pass*", packet::udp6(pass6, 443)),
-        ("ipv6 deny", packet::udp6(deny6, 443)),
-    ];
-    println!(
-        "lists: {} IPv4 + {} IPv6 deny prefixes, {} allows; repeat {repeat}, {rounds} rounds, CPU 1",
-        deny.iter().filter(|n| matches!(n, IpNet::V4(_))).count(),
-        deny.iter().filter(|n| matches!(n, IpNet::V6(_))).count(),
-        allow.len()
-    );
-    println!(
-        "{:<10} {:>22} {:>22}",
-        "packet", "guard (ns over pass)", "lpm trie (ns over pass)"
-    );
-    for (name, frame) in &cases {
-        let mut g = Vec::new();
-        let mut l = Vec::new();
-        for _ in 0..rounds {
-            let base = ns_per_run(prog(&mut reference, "xdp_pass"), frame, repeat)?;
-            g.push(ns_per_run(guard.datapath.program_mut(), frame, repeat)? - base);
-            l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
+        let pass4 = Ipv4Addr::new(198, 18, 0, 9); // the test range, taken out of the blocklist
+        let deny4 = Ipv4Addr::new(1, 10, 16, 5); // in the blocklist (1.10.16.0/20)
+        // Worst case: same top-24 region as listed prefixes, so every length is probed.
+        let pass6: Ipv6Addr = "2001:db8:ffff::9".parse()?;
+        // Usual case: a region with no listed prefix (3fff::/20 is for documentation too).
+        let pass6_other: Ipv6Addr = "3fff::9".parse()?;
+        let deny6: Ipv6Addr = "2001:db8:0:17::9".parse()?; // one of the generated prefixes
+        assert_eq!(tables.lookup(pass4.into()), ListCode::None);
+        assert_eq!(tables.lookup(deny4.into()), ListCode::Deny);
+        assert_eq!(tables.lookup(pass6.into()), ListCode::None);
+        assert_eq!(tables.lookup(deny6.into()), ListCode::Deny);
+        assert_eq!(tables.lookup(pass6_other.into()), ListCode::None);
+        let cases: [(&str, Vec<u8>); 5] = [
+            ("ipv4 pass", packet::udp4(pass4, 443)),
+            ("ipv4 deny", packet::udp4(deny4, 443)),
+            ("ipv6 pass", packet::udp6(pass6_other, 443)),
+            ("ipv6 pass*", packet::udp6(pass6, 443)),
+            ("ipv6 deny", packet::udp6(deny6, 443)),
+        ];
+        println!(
+            "lists: {} IPv4 + {} IPv6 deny prefixes, {} allows; repeat {repeat}, {rounds} rounds, CPU 1",
+            deny.iter().filter(|n| matches!(n, IpNet::V4(_))).count(),
+            deny.iter().filter(|n| matches!(n, IpNet::V6(_))).count(),
+            allow.len()
+        );
+        println!(
+            "{:<10} {:>22} {:>22}",
+            "packet", "guard (ns over pass)", "lpm trie (ns over pass)"
+        );
+        for (name, frame) in &cases {
+            let mut g = Vec::new();
+            let mut l = Vec::new();
+            for _ in 0..rounds {
+                let base = ns_per_run(prog(&mut reference, "xdp_pass"), frame, repeat)?;
+                g.push(ns_per_run(guard.datapath.program_mut(), frame, repeat)? - base);
+                l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
+            }
+            println!("{name:<10} {:>22} {:>22}", summary(&mut g), summary(&mut l));
+            record("program", &format!("lists: guard, {name}"), "ns", &g);
+            record("program", &format!("lists: lpm trie, {name}"), "ns", &l);
         }
-        println!("{name:<10} {:>22} {:>22}", summary(&mut g), summary(&mut l));
-        record("program", &format!("lists: guard, {name}"), "ns", &g);
-        record("program", &format!("lists: lpm trie, {name}"), "ns", &l);
+        println!(
+            "* source in the same top-24-bit region as listed prefixes: every length is probed"
+        );
+        println!();
     }
-    println!("* source in the same top-24-bit region as listed prefixes: every length is probed");
-    println!();
-    full_config_bench(&mut reference, repeat, rounds, &allow, &deny)?;
-    println!();
-    rules_bench(&mut reference, repeat, rounds)?;
-    println!();
-    sources::bench(&mut reference, repeat, rounds)?;
-    println!();
-    refill_bench()?;
-    println!();
-    list_load_bench(&allow, &deny)?;
+    if run("full") {
+        full_config_bench(&mut reference, repeat, rounds, &allow, &deny)?;
+        println!();
+    }
+    if run("rules") {
+        rules_bench(&mut reference, repeat, rounds)?;
+        println!();
+    }
+    if run("sources") {
+        sources::bench(&mut reference, repeat, rounds)?;
+        println!();
+    }
+    if run("refill") {
+        refill_bench()?;
+        println!();
+    }
+    if run("load") {
+        list_load_bench(&allow, &deny)?;
+    }
     Ok(())
 }
 
