@@ -153,12 +153,11 @@ fn markdown(
         )?);
         Some(theirs / g)
     });
-    // Pass path: cost over no filter with 65,536 sources under the limit.
+    // Pass path: cost over no filter (paired per round) with 65,536 sources under the limit.
     let pass_share = (|| {
-        let none = wire(1, "no filter", "ns/packet")?;
-        let g = wire(1, "guard", "ns/packet")? - none;
-        let theirs = (wire(1, "nft meter", "ns/packet")? - none)
-            .min(wire(1, "iptables hashlimit", "ns/packet")? - none);
+        let g = wire(1, "guard", "ns over no filter")?;
+        let theirs = wire(1, "nft meter", "ns over no filter")?
+            .min(wire(1, "iptables hashlimit", "ns over no filter")?);
         Some(g / theirs)
     })();
     let excess = field(&format!("{}: guard: attacker excess", SCENARIOS[2]), "max");

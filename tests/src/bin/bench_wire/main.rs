@@ -119,9 +119,15 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|_| Contender::ALL.iter().map(|_| Vec::new()).collect())
         .collect();
-    for _ in 0..rounds {
+    for round in 0..rounds {
         for (si, scenario) in SCENARIOS.iter().enumerate() {
-            for (ci, c) in Contender::ALL.iter().enumerate() {
+            // Odd rounds run the contenders in reverse, so drift within a round cancels.
+            let mut order: Vec<usize> = (0..Contender::ALL.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for ci in order {
+                let c = &Contender::ALL[ci];
                 if only.as_ref().is_some_and(|o| !o.contains(c.name())) {
                     continue;
                 }
@@ -218,8 +224,9 @@ fn delivered(bed: &Testbed) -> (u64, u64) {
 fn report(sc: &Scenario, per_contender: &[Vec<Sample>]) {
     let attacker = sc.mix.attacker_every != 0;
     let crowd = sc.mix.attacker_every != 1;
-    // Per-round differences to XDP_DROP, measured in the same round.
+    // Per-round differences to XDP_DROP and to no filter, measured in the same round.
     let floor: Vec<f64> = per_contender[1].iter().map(|s| s.ns_per_packet).collect();
+    let unfiltered: Vec<f64> = per_contender[0].iter().map(|s| s.ns_per_packet).collect();
     println!("\n{} (median (min-max) over rounds)", sc.name);
     println!(
         "  {:<19} {:>18} {:>18} {:>17} {:>17} {:>13}",
@@ -242,6 +249,13 @@ fn report(sc: &Scenario, per_contender: &[Vec<Sample>]) {
             &format!("{name}: ns over XDP_DROP"),
             "ns",
             &over_drop,
+        );
+        let over_none: Vec<f64> = ns.iter().zip(&unfiltered).map(|(a, b)| a - b).collect();
+        record(
+            "wire",
+            &format!("{name}: ns over no filter"),
+            "ns",
+            &over_none,
         );
         record("wire", &format!("{name}: Mpps one core"), "Mpps", &mpps);
         let excess_text = if attacker && c.limits() {
