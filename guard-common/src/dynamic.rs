@@ -13,6 +13,28 @@ pub const MAX_DYN_LENS: usize = 8;
 /// `[bans] max_entries` (a hash map's bucket array is allocated for its whole capacity).
 pub const DYN_CAPACITY: u32 = 1024;
 
+/// `DYN_REGIONS`: one bit per region that holds (or may hold) an entry, so most packets skip
+/// the hash probes. IPv4 regions are the 65,536 /16s; IPv6 regions are 2^20 buckets of a
+/// multiplicative hash of the top 32 bits (a /32, an allocation). An entry shorter than its
+/// family's region sets every region it covers (IPv6: all of them).
+pub const V4_REGIONS: u32 = 1 << 16;
+pub const V6_REGION_HASH_BITS: u32 = 20;
+pub const V6_REGIONS: u32 = 1 << V6_REGION_HASH_BITS;
+/// Elements of `DYN_REGIONS` (512 bits each): the IPv4 regions, then the IPv6 ones.
+pub const DYN_REGION_ELEMS: u32 = (V4_REGIONS + V6_REGIONS) / 512;
+
+/// The region bit of an IPv4 address (host order).
+#[inline(always)]
+pub const fn v4_region(addr: u32) -> u32 {
+    addr >> 16
+}
+
+/// The region bit of an IPv6 address, from its top 32 bits (host order).
+#[inline(always)]
+pub const fn v6_region(top32: u32) -> u32 {
+    V4_REGIONS + (top32.wrapping_mul(0x9E37_79B1) >> (32 - V6_REGION_HASH_BITS))
+}
+
 pub const KIND_ALLOW: u32 = 1;
 pub const KIND_BAN: u32 = 2;
 
@@ -152,6 +174,24 @@ mod tests {
         assert!(e.live(99));
         assert!(!e.live(100));
         assert!(DynEntry { expires_ns: 0, ..e }.live(u64::MAX));
+    }
+
+    #[test]
+    fn regions_are_disjoint_and_in_range() {
+        assert_eq!(v4_region(u32::MAX), V4_REGIONS - 1);
+        assert_eq!(
+            v4_region(u32::from_be_bytes([198, 18, 255, 1])),
+            198 * 256 + 18
+        );
+        for top in [0u32, 1, 0x2001_0db8, 0x3fff_0000, u32::MAX] {
+            let r = v6_region(top);
+            assert!(
+                (V4_REGIONS..V4_REGIONS + V6_REGIONS).contains(&r),
+                "{top:x}"
+            );
+        }
+        assert_ne!(v6_region(0x2001_0db8), v6_region(0x2001_0db9));
+        assert_eq!(DYN_REGION_ELEMS * 512, V4_REGIONS + V6_REGIONS);
     }
 
     #[test]

@@ -35,12 +35,13 @@ pub mod map_names {
     pub const HEARTBEAT: &str = "HEARTBEAT";
     pub const DYN_V4: &str = "DYN_V4";
     pub const DYN_V6: &str = "DYN_V6";
+    pub const DYN_REGIONS: &str = "DYN_REGIONS";
     pub const DYN_META: &str = "DYN_META";
     pub const BAN_HIST: &str = "BAN_HIST";
     pub const DROP_EVENTS: &str = "DROP_EVENTS";
     pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         CONFIG,
         STATS,
         V4_DIR24,
@@ -54,6 +55,7 @@ pub mod map_names {
         HEARTBEAT,
         DYN_V4,
         DYN_V6,
+        DYN_REGIONS,
         DYN_META,
         BAN_HIST,
         DROP_EVENTS,

@@ -66,6 +66,10 @@ impl Bitmap512 {
     pub fn set_bit(&mut self, pos: u32) {
         self.0[((pos >> 6) & 7) as usize] |= 1 << (pos & 63);
     }
+
+    pub fn clear_bit(&mut self, pos: u32) {
+        self.0[((pos >> 6) & 7) as usize] &= !(1 << (pos & 63));
+    }
 }
 
 /// Elements in `V4_DIR24`: 2^24 /24s, 256 per element.

@@ -3,13 +3,18 @@
 //! expire on time whether or not the daemon runs.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC, helpers::bpf_ktime_get_coarse_ns, macros::map, maps::HashMap,
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::bpf_ktime_get_coarse_ns,
+    macros::map,
+    maps::{Array, HashMap},
 };
 use guard_common::{
     RuntimeConfig, V6Key,
     dynamic::{
-        BanHistory, DYN_CAPACITY, DynEntry, DynKeyV4, DynMeta, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS,
+        BanHistory, DYN_CAPACITY, DYN_REGION_ELEMS, DynEntry, DynKeyV4, DynMeta, DynMetaKey,
+        KIND_ALLOW, MAX_DYN_LENS, v4_region, v6_region,
     },
+    lists::Bitmap512,
 };
 use guard_ebpf::parse::Source;
 
@@ -20,6 +25,10 @@ static DYN_V4: HashMap<DynKeyV4, DynEntry> =
 #[map(name = "DYN_V6")]
 static DYN_V6: HashMap<V6Key, DynEntry> =
     HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Regions holding entries: a clear bit answers "no entry" without probing the hashes.
+#[map(name = "DYN_REGIONS")]
+static DYN_REGIONS: Array<Bitmap512> = Array::with_max_entries(DYN_REGION_ELEMS, 0);
 
 /// Reasons and creation times: the daemon's, never read here; declared in the object so
 /// they are created and pinned with the rest.
@@ -42,6 +51,14 @@ pub enum Dynamic {
 #[inline(always)]
 pub fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
     let lens = &cfg.dyn_lens;
+    let region = match src {
+        Source::V4(addr) => v4_region(*addr),
+        Source::V6(words) => v6_region(u32::from_be(words[0])),
+    };
+    match DYN_REGIONS.get(region / 512) {
+        Some(bits) if bits.bit(region % 512) => {}
+        _ => return Dynamic::None,
+    }
     let mut banned = false;
     match src {
         Source::V4(addr) => {

@@ -193,6 +193,7 @@ impl Datapath {
             dynamic: Some(DynamicMaps {
                 v4: typed(&mut ebpf, map_names::DYN_V4)?,
                 v6: typed(&mut ebpf, map_names::DYN_V6)?,
+                regions: Some(typed(&mut ebpf, map_names::DYN_REGIONS)?),
                 meta: typed(&mut ebpf, map_names::DYN_META)?,
                 hist: typed(&mut ebpf, map_names::BAN_HIST)?,
             }),

@@ -11,17 +11,18 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use aya::maps::{HashMap, MapData, MapError};
+use aya::maps::{Array, HashMap, MapData, MapError};
 use guard_common::{
     V6Key, V6Len,
     dynamic::{
         BanHistory, DynEntry, DynKeyV4, DynLens, DynMeta, DynMetaKey, KIND_ALLOW, KIND_BAN,
         MAX_DYN_LENS, REASON_MAX, V4Len,
     },
+    lists::Bitmap512,
 };
 use ipnet::IpNet;
 
-use crate::tables::v6_words;
+use crate::{dyn_regions::Regions, tables::v6_words};
 
 /// Window in which repeated bans of a source escalate.
 pub const ESCALATION_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -132,17 +133,23 @@ pub enum DynError {
         #[source]
         source: MapError,
     },
+    #[error("the {name} map was not handed over")]
+    MissingMap { name: &'static str },
 }
 
 pub struct DynamicMaps {
     pub v4: HashMap<MapData, DynKeyV4, DynEntry>,
     pub v6: HashMap<MapData, V6Key, DynEntry>,
+    /// `DYN_REGIONS`; `None` for read-only use (guardctl reading the pins).
+    pub regions: Option<Array<MapData, Bitmap512>>,
     pub meta: HashMap<MapData, DynMetaKey, DynMeta>,
     pub hist: HashMap<MapData, DynMetaKey, BanHistory>,
 }
 
 pub struct DynamicTable {
     maps: DynamicMaps,
+    region_map: Array<MapData, Bitmap512>,
+    regions: Regions,
     entries: BTreeMap<IpNet, Entry>,
     expiry: BTreeSet<(u64, IpNet)>,
     bans: usize,
@@ -196,8 +203,14 @@ impl DynamicTable {
         max_allows: usize,
         now_mono: u64,
     ) -> Result<Self, DynError> {
+        let mut maps = maps;
+        let region_map = maps.regions.take().ok_or(DynError::MissingMap {
+            name: "DYN_REGIONS",
+        })?;
         let mut t = DynamicTable {
             maps,
+            region_map,
+            regions: Regions::default(),
             entries: BTreeMap::new(),
             expiry: BTreeSet::new(),
             bans: 0,
@@ -213,6 +226,8 @@ impl DynamicTable {
                 t.delete_kernel(&entry.net)?;
             }
         }
+        t.regions = Regions::rebuild(&mut t.region_map, t.entries.keys())
+            .map_err(map_err("DYN_REGIONS"))?;
         Ok(t)
     }
 
@@ -307,6 +322,17 @@ impl DynamicTable {
         }
         let all_lens = lens_of(self.entries.keys().chain(reqs.iter().map(|r| &r.net)))?;
         set_lens(&all_lens)?;
+        // The regions of entries new to the table are marked before the entries exist.
+        let fresh: BTreeSet<IpNet> = reqs
+            .iter()
+            .map(|r| r.net)
+            .filter(|n| !self.entries.contains_key(n))
+            .collect();
+        for net in &fresh {
+            self.regions
+                .cover(&mut self.region_map, net)
+                .map_err(map_err("DYN_REGIONS"))?;
+        }
         let now_unix = unix_now_ns();
         let mut applied = Vec::with_capacity(reqs.len());
         for r in reqs {
@@ -395,7 +421,9 @@ impl DynamicTable {
         }
         self.delete_kernel(net)?;
         let _ = self.maps.meta.remove(&meta_key(net));
-        Ok(self.unindex(net).expect("checked above"))
+        let e = self.unindex(net).expect("checked above");
+        self.uncover(net)?;
+        Ok(e)
     }
 
     /// Removes entries whose TTL has passed (the kernel already ignores them) and history
@@ -411,6 +439,7 @@ impl DynamicTable {
             self.delete_kernel(&net)?;
             let _ = self.maps.meta.remove(&meta_key(&net));
             out.extend(self.unindex(&net));
+            self.uncover(&net)?;
         }
         let now_unix = unix_now_ns();
         let old: Vec<DynMetaKey> = self
@@ -448,6 +477,13 @@ impl DynamicTable {
                 source: e,
             }),
         }
+    }
+
+    /// After `net`'s entry left the kernel.
+    fn uncover(&mut self, net: &IpNet) -> Result<(), DynError> {
+        self.regions
+            .uncover(&mut self.region_map, net)
+            .map_err(map_err("DYN_REGIONS"))
     }
 
     fn index(&mut self, e: Entry) {
@@ -541,6 +577,7 @@ pub fn pinned_entries(
         v6: open(pins, map_names::DYN_V6)?,
         meta: open(pins, map_names::DYN_META)?,
         hist: open(pins, map_names::BAN_HIST)?,
+        regions: None,
     };
     let mut out: Vec<Entry> = scan(&maps, now_mono)
         .into_iter()

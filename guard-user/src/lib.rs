@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod datapath;
+pub mod dyn_regions;
 pub mod dynamic;
 pub mod link_ifindex;
 pub mod lists;

@@ -156,8 +156,11 @@ fn markdown(
     // Pass path: cost over no filter (paired per round) with 65,536 sources under the limit.
     let pass_share = (|| {
         let g = wire(1, "guard", "ns over no filter")?;
-        let theirs = wire(1, "nft meter", "ns over no filter")?
-            .min(wire(1, "iptables hashlimit", "ns over no filter")?);
+        let theirs = wire(1, "nft meter", "ns over no filter")?.min(wire(
+            1,
+            "iptables hashlimit",
+            "ns over no filter",
+        )?);
         Some(g / theirs)
     })();
     let excess = field(&format!("{}: guard: attacker excess", SCENARIOS[2]), "max");

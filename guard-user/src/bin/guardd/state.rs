@@ -63,7 +63,7 @@ impl From<DynError> for Refusal {
             | DynError::AllowsFull { .. }
             | DynError::TooManyLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,
             DynError::NotFound { .. } => StatusCode::NOT_FOUND,
-            DynError::Map { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            DynError::Map { .. } | DynError::MissingMap { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Refusal(code, guard_user::error_chain(&e))
     }
