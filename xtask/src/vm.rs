@@ -198,10 +198,12 @@ fn initramfs(
     for (name, exe) in tests {
         copy_with_libs(exe, &dir, &format!("/guard/tests/{name}"))?;
     }
-    // The tests read the blocklist at the path compiled into them.
+    // The tests read the blocklist at the path compiled into them, <repo>/../shared/...,
+    // taken lexically: `shared` may be a symlink on the host (a CI clone), not in the guest.
     let data = root
-        .join("../shared/data/firehol_level1.netset")
-        .canonicalize()?;
+        .parent()
+        .context("the workspace has a parent directory")?
+        .join("shared/data/firehol_level1.netset");
     let data_target = dir.join(data.strip_prefix("/")?);
     // The path is compiled in as <repo>/tests/../../shared/...: `..` needs the directories.
     std::fs::create_dir_all(dir.join(root.join("tests").strip_prefix("/")?))?;
