@@ -200,6 +200,8 @@ fn initramfs(
     }
     // The tests read the blocklist at the path compiled into them, <repo>/../shared/...,
     // taken lexically: `shared` may be a symlink on the host (a CI clone), not in the guest.
+    // A clone under /tmp puts it there, so the guest's /tmp stays the initramfs' own
+    // (writable) directory rather than a fresh tmpfs over it.
     let data = root
         .parent()
         .context("the workspace has a parent directory")?
@@ -235,7 +237,7 @@ fn initramfs(
         "#!/bin/busybox sh\n/bin/busybox mkdir -p /proc /sys /dev /tmp /run\n/bin/busybox --install -s /bin\n\
          export PATH=/sbin:/usr/bin:/bin:/guard/bin\n\
          mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n\
-         mount -t tmpfs tmp /tmp; mount -t tmpfs run /run; mount -t bpf bpf /sys/fs/bpf\n\
+         mount -t tmpfs run /run; mount -t bpf bpf /sys/fs/bpf\n\
          insmod /veth.ko\nip link set lo up\necho \"guest kernel $(uname -r)\"\nexport GUARD_BIN_DIR=/guard/bin\nstatus=0\n",
     );
     for (test, filter) in TESTS {
