@@ -71,22 +71,43 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         }
         text.push('\n');
     }
-    let machine = machine();
     let date = sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     std::fs::create_dir_all(root.join("bench"))?;
+    let all = json!({
+        "date": date, "machine": machine(), "quick": quick, "text": text, "results": results
+    });
+    std::fs::write(
+        root.join("bench/results.json"),
+        serde_json::to_string_pretty(&all)? + "\n",
+    )?;
+    report()
+}
+
+/// Writes BENCHMARKS.md and the chart from bench/results.json (`--report-only` redoes just
+/// this, after a change to the report).
+pub fn report() -> anyhow::Result<()> {
+    let root = setup::workspace_root();
+    let path = root.join("bench/results.json");
+    let all: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?,
+    )?;
+    let date = all["date"].as_str().unwrap_or("?");
+    let results = all["results"].as_array().cloned().unwrap_or_default();
     let chart = crate::chart::draw(
         &results,
         &root.join("bench/whole-path.png"),
         &format!("guard whole path on veth, {date}"),
     )?;
-    let all = json!({ "date": date, "machine": machine, "quick": quick, "results": results });
-    std::fs::write(
-        root.join("bench/results.json"),
-        serde_json::to_string_pretty(&all)? + "\n",
-    )?;
     std::fs::write(
         root.join("BENCHMARKS.md"),
-        markdown(&date, &machine, quick, &text, &results, chart),
+        markdown(
+            date,
+            &all["machine"],
+            all["quick"].as_bool().unwrap_or(false),
+            all["text"].as_str().unwrap_or(""),
+            &results,
+            chart,
+        ),
     )?;
     println!("wrote BENCHMARKS.md, bench/results.json and bench/whole-path.png");
     Ok(())

@@ -56,6 +56,9 @@ enum Cmd {
         /// Fewer repetitions, for a quick look.
         #[arg(long)]
         quick: bool,
+        /// Only rewrite BENCHMARKS.md and the chart from bench/results.json.
+        #[arg(long)]
+        report_only: bool,
     },
 }
 
@@ -126,7 +129,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::build_tools()?;
             package::docs().map(drop)
         }
-        Cmd::Bench { quick } => {
+        Cmd::Bench {
+            report_only: true, ..
+        } => bench::report(),
+        Cmd::Bench { quick, .. } => {
             setup::build_tools()?;
             setup::runtime()?;
             bench::run(quick)
