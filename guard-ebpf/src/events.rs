@@ -4,7 +4,6 @@
 //! coarse clock (Linux 5.11+).
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
@@ -21,15 +20,13 @@ static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);
 static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-pub fn sample(src: &Source, reason: Reason) {
+pub fn sample(src: &Source, reason: Reason, now: u64) {
     let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's own slot.
     let budget = unsafe { &mut *budget };
-    // A jiffy-grained clock is plenty for a 100 ms window and far cheaper than the precise
-    // one; the drop path reads it on every drop.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // `now`: the coarse clock, plenty for a 100 ms window; the drop path reads it once.
     if now.wrapping_sub(budget.window_start_ns) > EVENT_WINDOW_NS {
         budget.window_start_ns = now;
         budget.emitted = 0;

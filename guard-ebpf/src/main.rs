@@ -19,6 +19,7 @@ mod rate;
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, PerCpuArray},
     programs::XdpContext,
@@ -77,7 +78,7 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
     }
     match rate::apply(&pkt, cfg, cfg.flags & flags::MONITOR != 0) {
         rate::Outcome::Pass => count(Verdict::Pass, Reason::None),
-        rate::Outcome::Limited => drop_from(cfg, Reason::Rate, &pkt.src),
+        rate::Outcome::Limited { now } => drop_at(cfg, Reason::Rate, &pkt.src, now),
         rate::Outcome::Monitored => count(Verdict::Monitor, Reason::Rate),
         rate::Outcome::Stale => count(Verdict::Pass, Reason::StaleRefill),
     }
@@ -98,7 +99,17 @@ fn drop(cfg: &RuntimeConfig, reason: Reason) -> u32 {
 fn drop_from(cfg: &RuntimeConfig, reason: Reason, src: &guard_ebpf::parse::Source) -> u32 {
     let action = drop(cfg, reason);
     if action == xdp_action::XDP_DROP {
-        events::sample(src, reason);
+        events::sample(src, reason, unsafe { bpf_ktime_get_coarse_ns() });
+    }
+    action
+}
+
+/// [`drop_from`] with the coarse clock already read.
+#[inline(always)]
+fn drop_at(cfg: &RuntimeConfig, reason: Reason, src: &guard_ebpf::parse::Source, now: u64) -> u32 {
+    let action = drop(cfg, reason);
+    if action == xdp_action::XDP_DROP {
+        events::sample(src, reason, now);
     }
     action
 }

@@ -49,8 +49,9 @@ static HEARTBEAT: Array<u64> = Array::with_max_entries(HEARTBEAT_WORDS, BPF_F_MM
 pub enum Outcome {
     /// No rule limited the packet.
     Pass,
-    /// An enforcing rule's bucket is empty.
-    Limited,
+    /// An enforcing rule's bucket is empty; `now` is the coarse clock read to check the
+    /// heartbeat, handed on so the drop path reads the clock once.
+    Limited { now: u64 },
     /// Only monitoring rules (or global monitor mode) would have dropped it.
     Monitored,
     /// A rule would drop it, but the refill heartbeat is stale: fail open.
@@ -123,7 +124,8 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
     let ctx = (&raw mut walk).cast();
     unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
     if walk.limited != 0 {
-        if heartbeat_stale(cfg) {
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        if heartbeat_stale(cfg, now) {
             return Outcome::Stale;
         }
         if walk.charged != 0 {
@@ -131,7 +133,7 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
             unsafe { (*ctx.cast::<Walk>()).phase = 1 };
             unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
         }
-        return Outcome::Limited;
+        return Outcome::Limited { now };
     }
     if walk.monitored != 0 {
         Outcome::Monitored
@@ -261,15 +263,14 @@ fn bucket_index(rule: &RuleSpec, walk: &mut Walk) -> u32 {
 }
 
 #[inline(always)]
-fn heartbeat_stale(cfg: &RuntimeConfig) -> bool {
+fn heartbeat_stale(cfg: &RuntimeConfig, now: u64) -> bool {
     let Some(beat) = HEARTBEAT.get_ptr_mut(0) else {
         return true;
     };
     let beat = load(beat);
-    // Staleness is counted in seconds: the jiffy clock is plenty, and reading the precise
-    // one costs 20-30 ns on a VM's clock source. It may lag the daemon's precise beat by a
+    // `now` is the coarse clock: staleness is counted in seconds, and the precise clock
+    // costs 20-30 ns on a VM's clock source. It may lag the daemon's precise beat by a
     // jiffy, hence the saturating difference.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     beat == 0 || now.saturating_sub(beat) > cfg.stale_after_ns
 }
 
