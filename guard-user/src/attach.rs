@@ -199,7 +199,7 @@ pub fn attach(
     Err(last.expect("at least one mode was tried"))
 }
 
-/// Takes over a pinned link: keeps its program when it is the same code (same tag: a
+/// Takes over a pinned link: keeps its program when it is the same code on the same maps (a
 /// restart of the same guardd changes nothing in the kernel), else replaces it atomically.
 fn adopt(prog: &mut Xdp, path: &std::path::Path, ifindex: u32) -> Result<Adopted, String> {
     let chain = |e: &dyn std::error::Error| crate::error_chain(e);
@@ -219,10 +219,20 @@ fn adopt(prog: &mut Xdp, path: &std::path::Path, ifindex: u32) -> Result<Adopted
     if attached == 0 {
         return Err("the pinned link no longer has a program (its interface went away)".into());
     }
-    let ours = prog.info().map_err(|e| chain(&e))?.tag();
+    // The same code on the same maps: a tag ignores which maps the code refers to, and a
+    // map this load created anew (one the pins lacked, or BUCKETS resized) is not the one
+    // the attached program uses.
+    let map_set = |ids: Option<Vec<u32>>| {
+        let mut ids = ids.unwrap_or_default();
+        ids.sort_unstable();
+        ids
+    };
+    let ours = prog.info().map_err(|e| chain(&e))?;
+    let our_maps = map_set(ours.map_ids().map_err(|e| chain(&e))?);
     let same = aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .any(|p| p.id() == attached && p.tag() == ours);
+        .filter(|p| p.id() == attached && p.tag() == ours.tag())
+        .any(|p| p.map_ids().is_ok_and(|ids| map_set(ids) == our_maps));
     if same {
         return Ok(Adopted::Kept(attached));
     }

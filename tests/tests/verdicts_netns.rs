@@ -309,3 +309,39 @@ fn bans_and_allows_survive_a_restart_with_their_reasons() {
     assert_eq!(b.deliver(client4(5), 20), 0);
     assert_eq!(b.ok("GET", "/v1/stats", "")["bans_active"], 1);
 }
+
+/// Pins of an earlier guardd lack a map this one has (here `DYN_REGIONS`): the attached
+/// program, though the same code, uses the old maps, so it is replaced, and bans made after
+/// the restart are enforced.
+#[test]
+fn a_restart_onto_pins_missing_a_map_replaces_the_program() {
+    let mut b = start("");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.5","ttl_secs":600}"#,
+    );
+    assert!(b.g.stop().success());
+    std::fs::remove_file(b.g.pin_dir.join("v1/maps/DYN_REGIONS")).expect("DYN_REGIONS pin");
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    assert!(
+        b.g.wait_for_log(
+            "replaced the program of the pinned link",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        b.g.log()
+    );
+    assert_eq!(b.deliver(client4(5), 20), 0, "the old ban holds");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"2001:db8::5","ttl_secs":600}"#,
+    );
+    assert_eq!(
+        b.deliver(client6(5), 20),
+        0,
+        "a new ban in a new region holds"
+    );
+    assert_eq!(b.deliver(client6(6), 20), 20, "others pass");
+}

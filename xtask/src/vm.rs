@@ -37,7 +37,13 @@ const TESTS: [(&str, &str); 5] = [
 
 pub fn run_all(which: &str) -> anyhow::Result<()> {
     setup::apt_install_pub(
-        &["qemu-system-x86", "busybox-static", "cpio", "xz-utils", "zstd"],
+        &[
+            "qemu-system-x86",
+            "busybox-static",
+            "cpio",
+            "xz-utils",
+            "zstd",
+        ],
         "vm-test boots Debian kernels in qemu",
     )?;
     let root = setup::workspace_root();
