@@ -134,11 +134,12 @@ fn machine() -> Value {
 }
 
 /// The median of a recorded result, by section and name.
-fn median(results: &[Value], name: &str) -> Option<f64> {
+/// One statistic (`median`, `min`, `max`) of a recorded result, by name.
+pub fn stat(results: &[Value], name: &str, which: &str) -> Option<f64> {
     results
         .iter()
         .find(|r| r["name"] == name)
-        .and_then(|r| r["median"].as_f64())
+        .and_then(|r| r[which].as_f64())
 }
 
 fn markdown(
@@ -150,13 +151,8 @@ fn markdown(
     chart: bool,
 ) -> String {
     use crate::chart::SCENARIOS;
-    let get = |n: &str| median(results, n);
-    let field = |n: &str, f: &str| {
-        results
-            .iter()
-            .find(|r| r["name"] == n)
-            .and_then(|r| r[f].as_f64())
-    };
+    let get = |n: &str| stat(results, n, "median");
+    let field = |n: &str, f: &str| stat(results, n, f);
     let wire = |scenario: usize, contender: &str, what: &str| {
         get(&format!("{}: {contender}: {what}", SCENARIOS[scenario]))
     };

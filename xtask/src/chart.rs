@@ -30,11 +30,11 @@ const COLORS: [RGBColor; 5] = [
 
 /// The median of `<scenario>: <contender>: <what>`, when measured.
 pub fn figure(results: &[Value], scenario: &str, contender: &str, what: &str) -> Option<f64> {
-    let name = format!("{scenario}: {contender}: {what}");
-    results
-        .iter()
-        .find(|r| r["name"] == name.as_str())
-        .and_then(|r| r["median"].as_f64())
+    crate::bench::stat(
+        results,
+        &format!("{scenario}: {contender}: {what}"),
+        "median",
+    )
 }
 
 /// Draws the chart; `Ok(false)` when there is nothing to draw (no whole-path results).
