@@ -15,7 +15,11 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use guard_common::ListCode;
-use guard_tests::{bench_record::record, fixture::Fixture, packet};
+use guard_tests::{
+    bench_record::{pin_to_cpu, record, summary},
+    fixture::Fixture,
+    packet,
+};
 use guard_user::{
     lists, objects,
     tables::{Tables, v6_words},
@@ -33,7 +37,8 @@ fn main() -> anyhow::Result<()> {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    pin_to_cpu(1);
+    // Best effort: a one-CPU machine still gets figures.
+    let _ = pin_to_cpu(1);
     let (allow, deny) = bench_lists()?;
     let tables = Tables::build(&allow, &deny)?;
 
@@ -92,7 +97,11 @@ fn main() -> anyhow::Result<()> {
                 g.push(ns_per_run(guard.datapath.program_mut(), frame, repeat)? - base);
                 l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
             }
-            println!("{name:<10} {:>22} {:>22}", summary(&mut g), summary(&mut l));
+            println!(
+                "{name:<10} {:>22} {:>22}",
+                summary(&mut g, 1),
+                summary(&mut l, 1)
+            );
             record("program", &format!("lists: guard, {name}"), "ns", &g);
             record("program", &format!("lists: lpm trie, {name}"), "ns", &l);
         }
@@ -242,7 +251,7 @@ fn full_config_bench(
         }
     }
     for ((name, ..), v) in cases.iter().zip(results.iter_mut()) {
-        println!("  {name:<28} {:>22}", summary(v));
+        println!("  {name:<28} {:>22}", summary(v, 1));
         record("program", name, "ns", v);
     }
     Ok(())
@@ -280,7 +289,7 @@ fn rules_bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Resu
             let base = ns_per_run(prog(reference, "xdp_pass"), frame, repeat)?;
             v.push(ns_per_run(f.datapath.program_mut(), frame, repeat)? - base);
         }
-        println!("  {name:<18} {:>22}", summary(&mut v));
+        println!("  {name:<18} {:>22}", summary(&mut v, 1));
         record("program", &format!("rules: {name}"), "ns", &v);
     }
     Ok(())
@@ -312,7 +321,7 @@ fn refill_bench() -> anyhow::Result<()> {
         ticks.push(t.elapsed().as_secs_f64() * 1e6);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let per_tick = summary(&mut ticks);
+    let per_tick = summary(&mut ticks, 1);
     // The real thread for 3 s: CPU time of the whole process over wall time.
     let cpu = || {
         let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
@@ -421,12 +430,6 @@ fn ns_per_run(p: &mut Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
     Ok(r.duration.as_nanos() as f64)
 }
 
-/// "median (min-max)".
-fn summary(v: &mut [f64]) -> String {
-    v.sort_by(f64::total_cmp);
-    format!("{:.1} ({:.1}-{:.1})", v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 /// The real IPv4 blocklist (less the test range) plus 1,000 generated IPv6 prefixes and
 /// 100 allows.
 fn bench_lists() -> anyhow::Result<(Vec<IpNet>, Vec<IpNet>)> {
@@ -480,11 +483,4 @@ fn fill_lpm(ebpf: &mut Ebpf, allow: &[IpNet], deny: &[IpNet]) -> anyhow::Result<
     }
     std::mem::forget((v4, v6)); // keep the maps alive with the programs
     Ok(())
-}
-
-fn pin_to_cpu(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-    }
 }

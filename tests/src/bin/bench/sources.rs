@@ -11,9 +11,13 @@ use aya::{
     Ebpf,
     maps::{Array, ProgramArray},
 };
-use guard_tests::{bench_record::record, fixture::Fixture, packet};
+use guard_tests::{
+    bench_record::{record, summary},
+    fixture::Fixture,
+    packet,
+};
 
-use crate::{ns_per_run, prog, summary};
+use crate::{ns_per_run, prog};
 
 pub fn bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Result<()> {
     // One per-source rule, buckets never emptied: every packet takes the same (pass) path.
@@ -48,7 +52,11 @@ pub fn bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Result
         } else {
             format!("2^{bits}")
         };
-        println!("{name:<12} {:>22} {:>22}", summary(&mut g), summary(&mut l));
+        println!(
+            "{name:<12} {:>22} {:>22}",
+            summary(&mut g, 1),
+            summary(&mut l, 1)
+        );
         record("program", &format!("sources {name}: guard"), "ns", &g);
         record("program", &format!("sources {name}: lru hash"), "ns", &l);
         let median = g[g.len() / 2];

@@ -20,7 +20,10 @@ use anyhow::Context;
 use aya::{Ebpf, programs::Xdp};
 use contenders::{BURST, Contender, RATE, in_ns};
 use ethtool::Stat;
-use guard_tests::{bench_record::record, netns::Testbed};
+use guard_tests::{
+    bench_record::{median, record, summary},
+    netns::Testbed,
+};
 use guard_user::objects;
 use sender::{Mix, Sender};
 
@@ -293,18 +296,4 @@ fn report(sc: &Scenario, per_contender: &[Vec<Sample>]) {
             dropped_text
         );
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn summary(v: &mut [f64], digits: usize) -> String {
-    let m = median(v);
-    format!(
-        "{m:.digits$} ({:.digits$}-{:.digits$})",
-        v[0],
-        v[v.len() - 1]
-    )
 }

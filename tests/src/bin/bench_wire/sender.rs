@@ -17,6 +17,7 @@ use aya::{
 };
 use guard_common::bench::*;
 use guard_tests::{
+    bench_record::pin_to_cpu,
     netns::Netns,
     packet::{self, DST6, ETH_P_IPV6, UDP},
 };
@@ -91,13 +92,9 @@ impl Sender {
         }
         let frame = &self.frame;
         ns.run(move || {
-            let mut set = nix::sched::CpuSet::new();
-            set.set(cpu).expect("cpu index");
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-                .expect("pinning the sender");
+            pin_to_cpu(cpu).expect("pinning the sender");
             let limit = Duration::from_secs_f64(secs);
-            let chunk = CHUNK;
-            let max_chunks = (secs * MAX_PPS / chunk as f64).ceil() as u64 + 1;
+            let max_chunks = (secs * MAX_PPS / CHUNK as f64).ceil() as u64 + 1;
             let start = Instant::now();
             let mut sent = 0u64;
             for _ in 0..max_chunks {
@@ -105,13 +102,13 @@ impl Sender {
                     .test_run(TestRunOptions {
                         data_in: Some(frame),
                         ctx_in: Some(&ctx),
-                        repeat: chunk,
+                        repeat: CHUNK,
                         attrs: TestRunAttrs::new().xdp_live_frames(64),
                         ..Default::default()
                     })
                     .unwrap_or_else(|e| panic!("live-frames BPF_PROG_TEST_RUN: {e}"));
                 assert_eq!(r.return_value, 0, "test run status");
-                sent += u64::from(chunk);
+                sent += u64::from(CHUNK);
                 if start.elapsed() >= limit {
                     break;
                 }
