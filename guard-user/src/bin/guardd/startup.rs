@@ -277,9 +277,14 @@ async fn serve(
             }
             _ = sweep.tick() => {
                 crate::memory::trim_if_pending();
-                daemon.lock().expect("state lock").follow_interfaces();
                 let d = daemon.clone();
-                match tokio::task::spawn_blocking(move || d.lock().expect("state lock").sweep()).await? {
+                // Housekeeping off the runtime thread, as attaching may talk to the kernel.
+                let swept = tokio::task::spawn_blocking(move || {
+                    let mut d = d.lock().expect("state lock");
+                    d.follow_interfaces();
+                    d.sweep()
+                });
+                match swept.await? {
                     Ok(0) => {}
                     Ok(n) => {
                         info!(expired = n, "removed expired bans and allows");
