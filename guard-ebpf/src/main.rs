@@ -71,14 +71,14 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
         return count(Verdict::Pass, Reason::Allow);
     }
     if listed == ListCode::Deny {
-        return drop_from(cfg, Reason::Deny, &pkt.src);
+        return drop_from(cfg, Reason::Deny, &pkt.src, None);
     }
     if dynamic == dynamic::Dynamic::Ban {
-        return drop_from(cfg, Reason::Ban, &pkt.src);
+        return drop_from(cfg, Reason::Ban, &pkt.src, None);
     }
     match rate::apply(&pkt, cfg, cfg.flags & flags::MONITOR != 0) {
         rate::Outcome::Pass => count(Verdict::Pass, Reason::None),
-        rate::Outcome::Limited { now } => drop_at(cfg, Reason::Rate, &pkt.src, now),
+        rate::Outcome::Limited { now } => drop_from(cfg, Reason::Rate, &pkt.src, Some(now)),
         rate::Outcome::Monitored => count(Verdict::Monitor, Reason::Rate),
         rate::Outcome::Stale => count(Verdict::Pass, Reason::StaleRefill),
     }
@@ -94,21 +94,18 @@ fn drop(cfg: &RuntimeConfig, reason: Reason) -> u32 {
     }
 }
 
-/// A would-drop with a known source: dropped ones are sampled for `/v1/top`.
+/// A would-drop with a known source: dropped ones are sampled for `/v1/top`. `now` is the
+/// coarse clock when the caller already read it; otherwise it is read only for a drop.
 #[inline(always)]
-fn drop_from(cfg: &RuntimeConfig, reason: Reason, src: &guard_ebpf::parse::Source) -> u32 {
+fn drop_from(
+    cfg: &RuntimeConfig,
+    reason: Reason,
+    src: &guard_ebpf::parse::Source,
+    now: Option<u64>,
+) -> u32 {
     let action = drop(cfg, reason);
     if action == xdp_action::XDP_DROP {
-        events::sample(src, reason, unsafe { bpf_ktime_get_coarse_ns() });
-    }
-    action
-}
-
-/// [`drop_from`] with the coarse clock already read.
-#[inline(always)]
-fn drop_at(cfg: &RuntimeConfig, reason: Reason, src: &guard_ebpf::parse::Source, now: u64) -> u32 {
-    let action = drop(cfg, reason);
-    if action == xdp_action::XDP_DROP {
+        let now = now.unwrap_or_else(|| unsafe { bpf_ktime_get_coarse_ns() });
         events::sample(src, reason, now);
     }
     action
