@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket},
+    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -118,11 +119,26 @@ impl RawSender {
         pps: u32,
         duration: Duration,
     ) -> (Vec<usize>, Duration) {
+        self.flood_until(frames, pps, duration, &AtomicBool::new(false))
+    }
+
+    /// As `flood`, but also ends as soon as `stop` is set: for a flood that must last
+    /// exactly as long as something else takes, whatever this machine's speed.
+    pub fn flood_until(
+        &self,
+        frames: &[Vec<u8>],
+        pps: u32,
+        duration: Duration,
+        stop: &AtomicBool,
+    ) -> (Vec<usize>, Duration) {
         let mut sent = vec![0usize; frames.len()];
         let total = (pps as f64 * duration.as_secs_f64()) as usize;
         let start = Instant::now();
         let mut n = 0usize;
-        while n < total && start.elapsed() < duration + Duration::from_millis(500) {
+        while n < total
+            && start.elapsed() < duration + Duration::from_millis(500)
+            && !stop.load(Ordering::Relaxed)
+        {
             let due = ((start.elapsed().as_secs_f64() * pps as f64) as usize).min(total);
             while n < due {
                 let i = n % frames.len();
