@@ -5,6 +5,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
 use guard_tests::{
     daemon::{Guardd, run_guardd},
     netns::{Testbed, sh, unique_tag},
@@ -182,40 +186,12 @@ fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn an_interface_deleted_and_recreated_is_attached_again() {
-    let bed = Testbed::new();
-    let tag = unique_tag();
-    let (server_x, client_x) = (format!("gx{tag}"), format!("cx{tag}"));
-    // A second veth pair between the testbed's namespaces (deleting either end deletes both).
+    let t = SecondPair::start();
+    let (bed, g, server_x, client_x) = (&t.bed, &t.g, &t.server_x, &t.client_x);
     let add_pair = || {
-        sh(
-            "ip",
-            &[
-                "link",
-                "add",
-                &client_x,
-                "netns",
-                &bed.client.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &server_x,
-                "netns",
-                &bed.server.name,
-            ],
-        );
-        bed.client.ip(&["link", "set", &client_x, "up"]);
-        bed.server.ip(&["link", "set", &server_x, "up"]);
+        veth_pair(bed, client_x, server_x);
+        bring_up(bed, client_x, server_x);
     };
-    add_pair();
-    let dir = tempfile::tempdir().unwrap();
-    let deny = dir.path().join("deny.txt");
-    std::fs::write(&deny, "198.18.0.3\n").unwrap();
-    let g = Guardd::start_on(
-        &bed.server,
-        &[&bed.server_if, &server_x],
-        &format!("[lists]\ndeny = [{deny:?}]\n"),
-    );
     let denied = udp4(Ipv4Addr::new(198, 18, 0, 3), 9);
     let send = |iface: &str| {
         let tx = RawSender::open(&bed.client, iface);
@@ -226,9 +202,9 @@ fn an_interface_deleted_and_recreated_is_attached_again() {
     let drops_reach =
         |n: u64| eventually(Duration::from_secs(3), || g.packets("drop", "deny") == n);
 
-    send(&client_x);
+    send(client_x);
     assert!(drops_reach(10), "dropped on the second interface");
-    bed.server.ip(&["link", "del", &server_x]);
+    bed.server.ip(&["link", "del", server_x]);
     assert!(
         g.wait_for_log("interface went away", Duration::from_secs(5)),
         "{}",
@@ -237,7 +213,11 @@ fn an_interface_deleted_and_recreated_is_attached_again() {
     // The other interface is still protected and the daemon still answers.
     send(&bed.client_if);
     assert!(drops_reach(20), "dropped on the first interface meanwhile");
-    assert_eq!(g.api("GET", "/v1/status", None).0, 200);
+    assert_eq!(
+        program_ids(g),
+        [true, false],
+        "status: a program on the first interface, none on the gone one"
+    );
 
     add_pair();
     assert!(
@@ -245,15 +225,152 @@ fn an_interface_deleted_and_recreated_is_attached_again() {
         "{}",
         g.log()
     );
-    send(&client_x);
+    send(client_x);
     assert!(
         drops_reach(30),
         "dropped on the re-created interface: {}",
         g.log()
     );
+    assert_eq!(program_ids(g), [true, true]);
     // The pinned link is the new interface's.
     let links = std::fs::read_dir(g.pin_dir.join("v1/links/driver"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(links, 2, "one pinned link per interface");
+}
+
+#[test]
+fn an_interface_taken_by_another_program_while_away_is_retried_and_logged_once() {
+    let t = SecondPair::start();
+    let (bed, g, server_x, client_x) = (&t.bed, &t.g, &t.server_x, &t.client_x);
+    bed.server.ip(&["link", "del", server_x]);
+    assert!(
+        g.wait_for_log("interface went away", Duration::from_secs(5)),
+        "{}",
+        g.log()
+    );
+    // It comes back under another name, gets another XDP program, and only then takes the
+    // protected name (a down interface can be renamed): guardd cannot attach to it.
+    let staging = format!("gt{}", t.tag);
+    veth_pair(bed, client_x, &staging);
+    let mut other = Ebpf::load(guard_user::objects::bench()).expect("loading the bench object");
+    let prog: &mut Xdp = other
+        .program_mut("xdp_pass")
+        .expect("xdp_pass")
+        .try_into()
+        .expect("an XDP program");
+    prog.load().expect("loading xdp_pass");
+    let link = bed
+        .server
+        .run(|| prog.attach(&staging, XdpMode::Driver))
+        .expect("attaching xdp_pass");
+    bed.server.ip(&["link", "set", &staging, "name", server_x]);
+    bring_up(bed, client_x, server_x);
+    const FAILED: &str = "attaching again failed";
+    assert!(
+        g.wait_for_log(FAILED, Duration::from_secs(5)),
+        "{}",
+        g.log()
+    );
+    // Retried every second, and said once.
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = g.log();
+    assert_eq!(log.matches(FAILED).count(), 1, "{log}");
+    assert!(log.contains("already runs another XDP program"), "{log}");
+    assert_eq!(program_ids(g), [true, false]);
+
+    // The other program goes: the next retry attaches guard and frames are dropped again.
+    prog.detach(link).expect("detaching xdp_pass");
+    assert!(
+        g.wait_for_log("interface is back: attached again", Duration::from_secs(5)),
+        "{}",
+        g.log()
+    );
+    assert_eq!(program_ids(g), [true, true]);
+    let tx = RawSender::open(&bed.client, client_x);
+    let denied = udp4(Ipv4Addr::new(198, 18, 0, 3), 9);
+    for _ in 0..10 {
+        assert!(tx.send(&denied));
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || g.packets("drop", "deny") == 10),
+        "dropped on the interface attached again: {}",
+        g.log()
+    );
+}
+
+/// The testbed plus a second veth pair, up, with guardd protecting both server ends and
+/// denying 198.18.0.3. Dropped in field order: guardd first, the namespaces last.
+struct SecondPair {
+    g: Guardd,
+    _dir: tempfile::TempDir,
+    bed: Testbed,
+    tag: String,
+    server_x: String,
+    client_x: String,
+}
+
+impl SecondPair {
+    fn start() -> SecondPair {
+        let bed = Testbed::new();
+        let tag = unique_tag();
+        let (server_x, client_x) = (format!("gx{tag}"), format!("cx{tag}"));
+        veth_pair(&bed, &client_x, &server_x);
+        bring_up(&bed, &client_x, &server_x);
+        let dir = tempfile::tempdir().unwrap();
+        let deny = dir.path().join("deny.txt");
+        std::fs::write(&deny, "198.18.0.3\n").unwrap();
+        let g = Guardd::start_on(
+            &bed.server,
+            &[&bed.server_if, &server_x],
+            &format!("[lists]\ndeny = [{deny:?}]\n"),
+        );
+        SecondPair {
+            g,
+            _dir: dir,
+            bed,
+            tag,
+            server_x,
+            client_x,
+        }
+    }
+}
+
+/// A second veth pair between the testbed's namespaces, down (deleting either end deletes
+/// both; the namespaces' removal deletes it on failure).
+fn veth_pair(bed: &Testbed, client: &str, server: &str) {
+    sh(
+        "ip",
+        &[
+            "link",
+            "add",
+            client,
+            "netns",
+            &bed.client.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            server,
+            "netns",
+            &bed.server.name,
+        ],
+    );
+}
+
+fn bring_up(bed: &Testbed, client: &str, server: &str) {
+    bed.client.ip(&["link", "set", client, "up"]);
+    bed.server.ip(&["link", "set", server, "up"]);
+}
+
+/// For each interface in /v1/status: whether a program runs there.
+fn program_ids(g: &Guardd) -> Vec<bool> {
+    let (code, status) = g.api("GET", "/v1/status", None);
+    assert_eq!(code, 200, "{status}");
+    status["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .map(|i| i["program_id"].is_u64())
+        .collect()
 }

@@ -1,7 +1,9 @@
 //! Follows the protected interfaces. Deleting an interface detaches its XDP link (the pin
 //! stays, attached to nothing); guardd logs it and attaches again as soon as an interface
 //! of that name is back. Woken by rtnetlink link notifications, and checked on every
-//! housekeeping tick as well, in case a notification was lost.
+//! housekeeping tick as well, in case a notification was lost. An interface that cannot
+//! be attached again (another XDP program took it) is retried the same way, its error
+//! logged when it first happens or changes.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -80,10 +82,22 @@ impl Daemon {
                         mode = a.mode.as_str(),
                         "interface is back: attached again"
                     );
+                    self.reattach_failures.remove(&iface);
                     self.attachments[i] = a;
                 }
-                // Left as it was, so the next change or tick tries again.
-                Err(e) => error!(iface, "attaching again failed: {e}"),
+                // Left as it was, so the next change or tick tries again; logged once per
+                // distinct error, not once a second.
+                Err(e) => {
+                    let why = e.to_string();
+                    if self.reattach_failures.get(&iface) != Some(&why) {
+                        error!(
+                            iface,
+                            "attaching again failed: {why}; retrying on every link change \
+                             and every second"
+                        );
+                        self.reattach_failures.insert(iface, why);
+                    }
+                }
             }
         }
     }

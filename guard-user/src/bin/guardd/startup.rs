@@ -1,6 +1,7 @@
 //! Start-up: config, checks, maps, attachment; then the API and the signal loop.
 
 use std::{
+    collections::HashMap,
     os::unix::fs::PermissionsExt,
     path::Path,
     sync::{Arc, Mutex},
@@ -202,6 +203,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         allow_nets,
         top: Arc::default(),
         started: Instant::now(),
+        reattach_failures: HashMap::new(),
     }));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

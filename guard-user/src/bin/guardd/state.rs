@@ -1,6 +1,7 @@
 //! The running daemon's state, shared by the API handlers and the signal loop.
 
 use std::{
+    collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -50,6 +51,9 @@ pub struct Daemon {
     /// Sampled drops by source, fed by `events::read`.
     pub top: Arc<Mutex<guard_user::top::TopTalkers>>,
     pub started: Instant,
+    /// Interfaces that came back but could not be attached again, with the last error:
+    /// logged once per distinct error while retried.
+    pub reattach_failures: HashMap<String, String>,
 }
 
 /// A refused or failed request: what the API answers.
@@ -80,7 +84,8 @@ impl Daemon {
                 .map(|a| InterfaceStatus {
                     name: a.iface.clone(),
                     xdp_mode: a.mode,
-                    program_id: Some(a.program_id),
+                    // Gone, or back and not attached again yet: nothing runs there.
+                    program_id: (a.ifindex != 0).then_some(a.program_id),
                 })
                 .collect(),
             monitor: self.config.monitor,
