@@ -58,15 +58,19 @@ impl Daemon {
             let iface = self.attachments[i].iface.clone();
             let now = attach::ifindex(&iface).unwrap_or(0);
             let was = self.attachments[i].ifindex;
-            if now == was {
+            if now == 0 {
+                // Gone, or gone again after coming back and failing to attach: then its
+                // next failure is news again.
+                if was != 0 || self.reattach_failures.remove(&iface).is_some() {
+                    warn!(
+                        iface,
+                        "interface went away; guard attaches again when it comes back"
+                    );
+                }
+                self.attachments[i].ifindex = 0;
                 continue;
             }
-            if now == 0 {
-                warn!(
-                    iface,
-                    "interface went away; guard attaches again when it comes back"
-                );
-                self.attachments[i].ifindex = 0;
+            if now == was {
                 continue;
             }
             match attach::attach(
