@@ -281,7 +281,12 @@ fn markdown(
          (netdev ingress) and ip6tables hashlimit (raw PREROUTING) run behind an XDP_PASS program \
          because veth only takes XDP_TX frames while its peer has one. Delivery is counted in an \
          nft input-hook chain, the same for every contender. The forged flood (random sources \
-         over 2^24) runs 0.5 s before the attacker joins, as it would be in practice.\n\
+         over 2^24) runs 0.5 s before the attacker joins, as it would be in practice. \
+         \"Attacker excess\" counts the attacker's packets delivered beyond burst + rate x (time + \
+         1 s): guard credits each bucket rate x refill_period once per period (1 s here, the \
+         default), so a window may hold one refill more than its length covers, up to rate x \
+         period packets beyond an ideal token bucket; that is guard's designed bound, and \
+         failing open (the nft meter with its set full) shows as thousands beyond it.\n\
          - Control plane: a release guardd in a network-namespace testbed. Verdict latency: a \
          source streams sequence-numbered AF_PACKET frames at 20k pps while it is banned; the first \
          sequence number never received marks when the ban took effect, relative to the API call's \

@@ -19,6 +19,10 @@ use guard_tests::{daemon::Guardd, netns::Testbed};
 /// address, with room for 131,072 sources.
 pub const RATE: u64 = 1000;
 pub const BURST: u64 = 2000;
+/// guard's `refill_period` here (the default): each bucket is credited rate x period once
+/// per period, so over any window it may admit one period's tokens more than an ideal
+/// token bucket would (see "attacker excess").
+pub const REFILL_PERIOD_SECS: u64 = 1;
 const ROOM: u32 = 131_072;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -70,7 +74,7 @@ pub fn install(c: Contender, bed: &Testbed, ebpf: &mut Ebpf) -> Installed {
         Contender::XdpDrop => Installed::Xdp("xdp_drop", attach(bed, ebpf, "xdp_drop")),
         Contender::Guard => {
             let config = format!(
-                "xdp_mode = \"driver\"\n[[rules]]\nname = \"per-source\"\nipv4_prefix = 32\n\
+                "xdp_mode = \"driver\"\nrefill_period = \"{REFILL_PERIOD_SECS}s\"\n[[rules]]\nname = \"per-source\"\nipv4_prefix = 32\n\
                  ipv6_prefix = 128\nrate = {RATE}.0\nburst = {BURST}\nbuckets = {ROOM}\n"
             );
             let g = Guardd::start(&bed.server, &bed.server_if, &config);
