@@ -8,3 +8,12 @@ pub mod http;
 pub mod netns;
 pub mod packet;
 pub mod traffic;
+
+/// Positional argument `n` of this process parsed as `T`, or `default` when it is absent or
+/// does not parse (the bench and demo binaries' optional arguments).
+pub fn arg_or<T: std::str::FromStr>(n: usize, default: T) -> T {
+    std::env::args()
+        .nth(n)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

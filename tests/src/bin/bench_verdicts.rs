@@ -26,10 +26,7 @@ use guard_tests::{
 };
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    let n: usize = guard_tests::arg_or(1, 1000);
     let bed = Testbed::new();
     let g = Guardd::start(&bed.server, &bed.server_if, "");
     // At rest: after a few refill periods have touched every bucket.

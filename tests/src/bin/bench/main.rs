@@ -29,14 +29,8 @@ use ipnet::IpNet;
 mod sources;
 
 fn main() -> anyhow::Result<()> {
-    let repeat: u32 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000_000);
-    let rounds: usize = std::env::args()
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let repeat: u32 = guard_tests::arg_or(1, 10_000_000);
+    let rounds: usize = guard_tests::arg_or(2, 5);
     // Best effort: a one-CPU machine still gets figures.
     let _ = pin_to_cpu(1);
     let (allow, deny) = bench_lists()?;

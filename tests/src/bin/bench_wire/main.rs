@@ -86,14 +86,8 @@ struct Sample {
 }
 
 fn main() -> anyhow::Result<()> {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
-    let rounds: usize = std::env::args()
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs: f64 = guard_tests::arg_or(1, 2.0);
+    let rounds: usize = guard_tests::arg_or(2, 5);
     // For profiling one contender: GUARD_BENCH_ONLY="guard,nft meter".
     let only = std::env::var("GUARD_BENCH_ONLY").ok();
     let bed = Testbed::new();

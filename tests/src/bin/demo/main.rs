@@ -49,11 +49,7 @@ struct Flow {
 }
 
 fn main() -> anyhow::Result<()> {
-    let seconds: u32 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8)
-        .clamp(1, 120);
+    let seconds: u32 = guard_tests::arg_or(1, 8).clamp(1, 120);
     println!("guard demo: building a testbed (two network namespaces joined by veth)...");
     let bed = Testbed::new();
     let dir = tempfile::tempdir()?;
