@@ -225,12 +225,9 @@ mod tests {
 
     #[test]
     fn the_real_blocklist_parses() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/data/firehol_level1.netset"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/firehol_level1.netset");
         let Ok(text) = std::fs::read_to_string(path) else {
-            panic!("{path} is missing: the shared data directory must sit beside the repository");
+            panic!("{path} is missing: it is part of the repository");
         };
         let got = parse(&text, "firehol").unwrap();
         // 6,273 entries per the file's header.

@@ -491,10 +491,7 @@ fn list_updates_take_effect_in_place() {
 /// The kernel answers as the userspace mirror of the tables for the real blocklist.
 #[test]
 fn real_blocklist_kernel_matches_userspace() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/firehol_level1.netset"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/firehol_level1.netset");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let deny = guard_user::lists::parse(&text, path).unwrap();
     let allow = ["198.18.0.0/24".parse().unwrap()];

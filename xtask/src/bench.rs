@@ -17,7 +17,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     } else {
         ("10000000", "5", "1000", "2")
     };
-    setup::apt_install_pub(
+    setup::apt_install(
         &["nftables", "iptables", "ethtool", "fonts-dejavu-core"],
         "the whole-path comparison (nft meter, ip6tables hashlimit, veth counters, the chart's font)",
     )?;

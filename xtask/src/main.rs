@@ -63,6 +63,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    setup::prefer_cargo_bin();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -28,7 +28,7 @@ pub fn docs() -> anyhow::Result<PathBuf> {
 
 /// Builds the Debian package (cargo-deb, installed when missing); returns its path.
 pub fn deb() -> anyhow::Result<PathBuf> {
-    setup::cargo_tool("cargo-deb", "cargo-deb")?;
+    setup::cargo_deb()?;
     docs()?;
     let root = setup::workspace_root();
     let out = Command::new("cargo")

@@ -1,7 +1,9 @@
 //! Installs what guard needs on a fresh Debian machine, and nothing when it is all there.
 //!
-//! - build: nightly toolchain with `rust-src` (eBPF is built with `-Z build-std=core`) and
-//!   `bpf-linker` built against Debian's LLVM 22 (its default feature wants LLVM 23).
+//! - build: the eBPF toolchain pinned in `guard-ebpf/ebpf-toolchain.toml` (a dated nightly
+//!   with `rust-src`, for `-Z build-std=core`) and `bpf-linker` at the pinned version, built
+//!   against Debian's LLVM of the same major. A bpf-linker of another version or LLVM is
+//!   replaced, never trusted: a mismatch fails the link with "Invalid record".
 //! - runtime (tests, demo): root, iproute2 and util-linux (`ip`, `nsenter`), bpffs mounted.
 
 use std::{
@@ -12,20 +14,40 @@ use std::{
 
 use anyhow::{Context, bail};
 
-const LLVM_PACKAGES: [&str; 4] = [
-    "llvm-22-dev",
-    "libpolly-22-dev",
-    "libzstd-dev",
-    "zlib1g-dev",
-];
 const RUNTIME_PACKAGES: [&str; 2] = ["iproute2", "util-linux"];
-const BPF_LINKER_VERSION: &str = "~0.13";
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask is in the workspace")
         .to_path_buf()
+}
+
+/// `guard-ebpf/ebpf-toolchain.toml`: the one place that names the eBPF toolchain.
+#[derive(Debug, serde::Deserialize)]
+pub struct EbpfToolchain {
+    pub channel: String,
+    pub llvm_major: u32,
+    pub bpf_linker: String,
+    pub cargo_deb: String,
+}
+
+impl EbpfToolchain {
+    pub fn load() -> anyhow::Result<EbpfToolchain> {
+        let path = workspace_root().join("guard-ebpf/ebpf-toolchain.toml");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    fn llvm_packages(&self) -> Vec<String> {
+        let m = self.llvm_major;
+        vec![
+            format!("llvm-{m}-dev"),
+            format!("libpolly-{m}-dev"),
+            "libzstd-dev".into(),
+            "zlib1g-dev".into(),
+        ]
+    }
 }
 
 fn say(msg: &str) {
@@ -38,13 +60,6 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
         bail!("{cmd:?} failed ({status})");
     }
     Ok(())
-}
-
-fn succeeds(cmd: &mut Command) -> bool {
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn output(cmd: &mut Command) -> String {
@@ -60,14 +75,22 @@ fn dpkg_installed(pkg: &str) -> bool {
 }
 
 /// apt-get installs the packages not installed yet (updating the index once per run).
-fn apt_install(pkgs: &[&str], why: &str) -> anyhow::Result<()> {
+pub fn apt_install<S: AsRef<str>>(pkgs: &[S], why: &str) -> anyhow::Result<()> {
     let missing: Vec<&str> = pkgs
         .iter()
-        .copied()
+        .map(AsRef::as_ref)
         .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {
         return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "{} must be installed ({why}), and apt-get needs root: run this as root, or \
+             `sudo apt-get install {}` first",
+            missing.join(" "),
+            missing.join(" ")
+        );
     }
     say(&format!("installing {} ({why})", missing.join(" ")));
     static UPDATED: AtomicBool = AtomicBool::new(false);
@@ -80,53 +103,142 @@ fn apt_install(pkgs: &[&str], why: &str) -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
-fn cargo_bin(name: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
-    let p = home.join("bin").join(name);
-    p.exists().then_some(p)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
 }
 
-fn on_path(name: &str) -> bool {
-    succeeds(Command::new("sh").args(["-c", &format!("command -v {name}")]))
+/// Puts `$CARGO_HOME/bin` first on PATH, so the tools this xtask installs there are the ones
+/// cargo and rustc run (not another bpf-linker elsewhere on PATH).
+pub fn prefer_cargo_bin() {
+    let bin = cargo_home().join("bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin.clone()];
+    dirs.extend(std::env::split_paths(&path).filter(|d| *d != bin));
+    let joined = std::env::join_paths(dirs).expect("PATH entries without ':'");
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe { std::env::set_var("PATH", joined) };
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The LLVM major a toolchain's rustc reports (`LLVM version: 22.1.4`).
+fn rustc_llvm_major(channel: &str) -> Option<u32> {
+    let vv = output(Command::new("rustup").args(["run", channel, "rustc", "-vV"]));
+    major_after(&vv, "LLVM version: ")
+}
+
+/// The LLVM major a bpf-linker binary links (`libLLVM.so.22.1` or `libLLVM-22.so`).
+fn linker_llvm_major(bin: &Path) -> Option<u32> {
+    let libs = output(Command::new("ldd").arg(bin));
+    major_after(&libs, "libLLVM.so.").or_else(|| major_after(&libs, "libLLVM-"))
+}
+
+fn major_after(text: &str, prefix: &str) -> Option<u32> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// What is wrong with the bpf-linker on PATH, if anything.
+fn linker_problem(tc: &EbpfToolchain) -> Option<String> {
+    let Some(bin) = which("bpf-linker") else {
+        return Some("no bpf-linker on PATH".into());
+    };
+    let version = output(Command::new(&bin).arg("--version"));
+    if version.trim() != format!("bpf-linker {}", tc.bpf_linker) {
+        return Some(format!(
+            "{} is {:?}, not bpf-linker {}",
+            bin.display(),
+            version.trim(),
+            tc.bpf_linker
+        ));
+    }
+    match linker_llvm_major(&bin) {
+        Some(m) if m == tc.llvm_major => None,
+        Some(m) => Some(format!(
+            "{} links LLVM {m}, not LLVM {}",
+            bin.display(),
+            tc.llvm_major
+        )),
+        None => Some(format!(
+            "{} links no shared libLLVM (its LLVM is unknown)",
+            bin.display()
+        )),
+    }
 }
 
 pub fn build_tools() -> anyhow::Result<()> {
+    let tc = EbpfToolchain::load()?;
     let installed = output(Command::new("rustup").args([
         "component",
         "list",
         "--toolchain",
-        "nightly",
+        &tc.channel,
         "--installed",
     ]));
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        say(
-            "installing the nightly toolchain's rust-src (the eBPF object is built with -Z build-std=core)",
-        );
+        say(&format!(
+            "installing the eBPF toolchain {} with rust-src (pinned in guard-ebpf/ebpf-toolchain.toml)",
+            tc.channel
+        ));
         run(Command::new("rustup").args([
             "toolchain",
             "install",
-            "nightly",
+            &tc.channel,
             "--profile",
             "minimal",
             "--component",
             "rust-src",
         ]))?;
     }
-    if !on_path("bpf-linker") && cargo_bin("bpf-linker").is_none() {
-        apt_install(&LLVM_PACKAGES, "bpf-linker links against LLVM 22")?;
-        say("building bpf-linker against LLVM 22 (cargo install; a few minutes, once)");
+    if let Some(why) = linker_problem(&tc) {
+        let m = tc.llvm_major;
+        apt_install(
+            &tc.llvm_packages(),
+            &format!("bpf-linker links against LLVM {m}"),
+        )?;
+        say(&format!(
+            "{why}: building bpf-linker {} against LLVM {m} (cargo install; a few minutes, once)",
+            tc.bpf_linker
+        ));
         run(Command::new("cargo")
-            .args([
-                "install",
-                "bpf-linker",
-                "--locked",
-                "--version",
-                BPF_LINKER_VERSION,
-            ])
-            .args(["--no-default-features", "--features", "llvm-22"])
-            .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
+            .args(["install", "bpf-linker", "--locked", "--force"])
+            .args(["--version", &format!("={}", tc.bpf_linker)])
+            .args(["--no-default-features", "--features", &format!("llvm-{m}")])
+            .env("LLVM_PREFIX", format!("/usr/lib/llvm-{m}")))?;
+        if let Some(why) = linker_problem(&tc) {
+            bail!("bpf-linker is still unusable after installing it: {why}");
+        }
+    }
+    check_llvm_majors(&tc)
+}
+
+/// The toolchain and bpf-linker must agree on LLVM's major: one line naming both and the fix.
+fn check_llvm_majors(tc: &EbpfToolchain) -> anyhow::Result<()> {
+    let rustc = rustc_llvm_major(&tc.channel).with_context(|| {
+        format!(
+            "`rustup run {} rustc -vV` names no LLVM version",
+            tc.channel
+        )
+    })?;
+    let linker = which("bpf-linker").and_then(|b| linker_llvm_major(&b));
+    if rustc != tc.llvm_major || linker != Some(rustc) {
+        bail!(
+            "LLVM mismatch: {} is built on LLVM {rustc}, bpf-linker links LLVM {}: set channel \
+             and llvm_major in guard-ebpf/ebpf-toolchain.toml to a nightly on LLVM {} (its \
+             `rustc -vV`), or build bpf-linker for LLVM {rustc}",
+            tc.channel,
+            linker.map_or("?".into(), |m| m.to_string()),
+            tc.llvm_major,
+        );
     }
     Ok(())
 }
@@ -150,20 +262,22 @@ pub fn runtime() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     output(Command::new("id").arg("-u")).trim() == "0"
 }
 
-/// Installs a cargo subcommand from crates.io when it is missing.
-pub fn cargo_tool(binary: &str, krate: &str) -> anyhow::Result<()> {
-    if on_path(binary) || cargo_bin(binary).is_some() {
+/// cargo-deb at the pinned version (another version is replaced).
+pub fn cargo_deb() -> anyhow::Result<()> {
+    let tc = EbpfToolchain::load()?;
+    let have = output(Command::new("cargo").args(["deb", "--version"]));
+    if have.split_whitespace().any(|w| w == tc.cargo_deb) {
         return Ok(());
     }
-    say(&format!("installing {krate} (cargo install, once)"));
-    run(Command::new("cargo").args(["install", "--locked", krate]))
-}
-
-/// apt-get installs what is missing, for other xtask commands.
-pub fn apt_install_pub(pkgs: &[&str], why: &str) -> anyhow::Result<()> {
-    apt_install(pkgs, why)
+    say(&format!(
+        "installing cargo-deb {} (cargo install, once)",
+        tc.cargo_deb
+    ));
+    run(Command::new("cargo")
+        .args(["install", "--locked", "--force", "cargo-deb"])
+        .args(["--version", &format!("={}", tc.cargo_deb)]))
 }

@@ -36,7 +36,7 @@ const TESTS: [(&str, &str); 5] = [
 ];
 
 pub fn run_all(which: &str) -> anyhow::Result<()> {
-    setup::apt_install_pub(
+    setup::apt_install(
         &[
             "qemu-system-x86",
             "busybox-static",
@@ -204,17 +204,13 @@ fn initramfs(
     for (name, exe) in tests {
         copy_with_libs(exe, &dir, &format!("/guard/tests/{name}"))?;
     }
-    // The tests read the blocklist at the path compiled into them, <repo>/../shared/...,
-    // taken lexically: `shared` may be a symlink on the host (a CI clone), not in the guest.
-    // A clone under /tmp puts it there, so the guest's /tmp stays the initramfs' own
-    // (writable) directory rather than a fresh tmpfs over it.
-    let data = root
-        .parent()
-        .context("the workspace has a parent directory")?
-        .join("shared/data/firehol_level1.netset");
+    // The tests read the blocklist at the path compiled into them, <repo>/<crate>/../data/...
+    let data = root.join("data/firehol_level1.netset");
     let data_target = dir.join(data.strip_prefix("/")?);
-    // The path is compiled in as <repo>/tests/../../shared/...: `..` needs the directories.
-    std::fs::create_dir_all(dir.join(root.join("tests").strip_prefix("/")?))?;
+    // `..` in that path needs the crate directories in the guest.
+    for krate in ["tests", "guard-user"] {
+        std::fs::create_dir_all(dir.join(root.join(krate).strip_prefix("/")?))?;
+    }
     std::fs::create_dir_all(data_target.parent().unwrap())?;
     std::fs::copy(&data, &data_target)?;
     // veth (a module in Debian's kernels), decompressed for busybox insmod.

@@ -153,11 +153,9 @@ fn random_lists_match_the_reference() {
 
 #[test]
 fn the_real_blocklist_builds() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/firehol_level1.netset"
-    );
-    let text = std::fs::read_to_string(path).expect("shared/data beside the repository");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/firehol_level1.netset");
+    let text = std::fs::read_to_string(path)
+        .expect("data/firehol_level1.netset is part of the repository");
     let deny = crate::lists::parse(&text, "firehol").unwrap();
     let t = check(&[], &deny);
     assert_eq!(

@@ -427,17 +427,9 @@ fn ns_per_run(p: &mut Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
 /// The real IPv4 blocklist (less the test range) plus 1,000 generated IPv6 prefixes and
 /// 100 allows.
 fn bench_lists() -> anyhow::Result<(Vec<IpNet>, Vec<IpNet>)> {
-    let path = std::env::var("GUARD_DATA_DIR")
-        .map(|d| format!("{d}/firehol_level1.netset"))
-        .unwrap_or_else(|_| {
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/firehol_level1.netset"
-            )
-            .into()
-        });
-    let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
-    let mut deny: Vec<IpNet> = lists::parse(&text, &path)?
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/firehol_level1.netset");
+    let text = std::fs::read_to_string(path).context(path)?;
+    let mut deny: Vec<IpNet> = lists::parse(&text, path)?
         .into_iter()
         .filter(|n| !n.contains(&IpAddr::from(Ipv4Addr::new(198, 18, 0, 1))))
         .collect();
