@@ -18,7 +18,7 @@ pub use stats::{Reason, Verdict};
 
 /// Version of the map layout. It is part of the pin path (`<pin_dir>/v<N>/`), so a daemon
 /// never adopts maps whose layout it does not understand.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Names of the maps in the object file; also their file names under `<pin_dir>/v<N>/maps/`.
 pub mod map_names {
@@ -96,6 +96,7 @@ mod tests {
         assert_eq!(
             size_of::<RuntimeConfig>(),
             4 * 4
+                + 8
                 + 8
                 + 16
                 + lists::MAX_V6_LENS * size_of::<V6Len>()

@@ -40,6 +40,12 @@ pub struct RuleSpec {
     pub v4_mask: u32,
     /// `ipv6_prefix` as raw network-order words.
     pub v6_mask: [u32; 4],
+    /// The bucket size in units.
+    pub burst_units: u64,
+    /// The rate as `tokens::accrual` gives it: units per ns, `accrue_shift` fraction bits.
+    pub accrue_mul: u64,
+    pub accrue_shift: u32,
+    pub _reserved: u32,
 }
 
 /// `PER_RULE_STATS` slots: passed and limited packets per rule.
@@ -83,6 +89,6 @@ mod tests {
         set_port(&mut b, 8080);
         let (e, bit) = port_slot(0, 8080);
         assert!(b[e as usize].bit(bit));
-        assert_eq!(core::mem::size_of::<RuleSpec>(), 32);
+        assert_eq!(core::mem::size_of::<RuleSpec>(), 56);
     }
 }

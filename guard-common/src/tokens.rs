@@ -5,6 +5,14 @@
 //! raised only by the daemon, and `spent`, added to only by the kernel. The tokens available
 //! are `credit - spent`, computed with wrapping arithmetic, so neither counter ever needs a
 //! reset and the two writers never write the same word.
+//!
+//! The daemon credits a bucket once per refill period and stamps `credited_at`. Between two
+//! refills the kernel adds what the rate has earned since that stamp ([`accrued`]) without
+//! writing it, so a rule gives its full rate even when `burst < rate x refill_period`. What
+//! a bucket earned while it stayed full is burned (added to `spent`) when the next packet
+//! is charged ([`charge`]). A source flooding from a full bucket gets `burst + rate x T`
+//! packets over T seconds; any source at most `burst + rate x (T + refill_period)` (a bucket
+//! partly spent earlier in the period keeps what it earns since).
 
 /// Units per token: rates down to 0.001/s keep three significant digits per 100 ms refill.
 pub const TOKEN_SCALE: u64 = 1 << 20;
@@ -16,12 +24,23 @@ pub const MAX_TICKS: u32 = 10_000;
 /// let a restarted daemon resume the refill exactly where the previous one stopped.
 pub const HEARTBEAT_WORDS: u32 = 2 + MAX_TICKS;
 
-/// One bucket in the `BUCKETS` array.
+/// The longest refill period the config accepts: the kernel's accrual is computed over at
+/// most this long, which bounds its fixed-point arithmetic.
+pub const MAX_REFILL_PERIOD_NS: u64 = 10_000_000_000;
+
+/// One bucket in the `BUCKETS` array: 32 bytes, so a bucket never straddles a cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
+    /// Raised only by the daemon.
     pub credit: u64,
+    /// Added to only by the kernel (and penalties).
     pub spent: u64,
+    /// CLOCK_MONOTONIC ns up to which `credit` holds what the rate earned; written by the
+    /// daemon before `credit`, so the kernel may see a new stamp with an old credit (a
+    /// moment's under-admission), never the reverse.
+    pub credited_at: u64,
+    pub _reserved: u64,
 }
 
 /// Tokens available (in units), negative when a penalty left the bucket in debt.
@@ -60,6 +79,50 @@ pub const fn earned(rate_units_per_sec: u64, elapsed_ns: u64) -> u64 {
 #[inline]
 pub const fn earned_between(rate_units_per_sec: u64, from_ns: u64, to_ns: u64) -> u64 {
     earned(rate_units_per_sec, to_ns) - earned(rate_units_per_sec, from_ns)
+}
+
+/// The accrual multiplier of a rate: units per ns as a fixed-point number with `shift`
+/// fraction bits, the most that keep `MAX_REFILL_PERIOD_NS x mul` within 63 bits. Returns
+/// `(mul, shift)`.
+pub const fn accrual(rate_units_per_sec: u64) -> (u64, u32) {
+    let mut shift = 40u32;
+    loop {
+        let mul = ((rate_units_per_sec as u128) << shift) / 1_000_000_000;
+        if shift == 0 || mul * (MAX_REFILL_PERIOD_NS as u128) < (1u128 << 63) {
+            return (mul as u64, shift);
+        }
+        shift -= 1;
+    }
+}
+
+/// Units earned over `elapsed_ns` (at most `MAX_REFILL_PERIOD_NS`) at the rate whose
+/// [`accrual`] is `(mul, shift)`.
+#[inline(always)]
+pub const fn accrued(mul: u64, shift: u32, elapsed_ns: u64) -> u64 {
+    elapsed_ns.wrapping_mul(mul) >> (shift & 63)
+}
+
+/// What one packet costs a bucket that holds `available` units and has earned `accrued`
+/// more since its last refill; `None` when the two make less than one token (the packet is
+/// limited). A bucket that still holds its whole burst has been full since that refill, so
+/// all it earned since, and anything above the burst, is burned with the token, as a
+/// classic bucket loses what it earns while full; one below its burst keeps its earnings.
+#[inline(always)]
+pub const fn charge(available: i64, accrued: u64, burst: u64) -> Option<u64> {
+    if available >= burst as i64 {
+        return Some(TOKEN_SCALE + (available - burst as i64) as u64 + accrued);
+    }
+    if available.saturating_add(accrued as i64) < TOKEN_SCALE as i64 {
+        return None;
+    }
+    Some(TOKEN_SCALE)
+}
+
+/// Whether a bucket can take a packet without its accrual, so without reading the clock:
+/// at least a token and below its burst (nothing to burn).
+#[inline(always)]
+pub const fn takes_without_clock(available: i64, burst: u64) -> bool {
+    available >= TOKEN_SCALE as i64 && available < burst as i64
 }
 
 /// A rate in tokens per second as units per second.
@@ -143,6 +206,87 @@ mod tests {
         assert_eq!(available(c, spent), 5 * T as i64);
         let spent = spent.wrapping_add(5 * T);
         assert!(!has_token(c, spent));
+    }
+
+    /// A bucket charged by packets at the given times (ns), refilled by the daemon every
+    /// `period`: how many packets pass. Mirrors what the kernel and the refill do.
+    fn admitted(rate: f64, burst: u64, period: u64, packets: impl Iterator<Item = u64>) -> u64 {
+        let r = rate_units(rate);
+        let (mul, shift) = accrual(r);
+        let burst = burst * T;
+        let (mut credit, mut spent, mut at) = (burst, 0u64, 0u64);
+        let mut passed = 0;
+        for t in packets {
+            while at + period <= t {
+                let next = at + period;
+                if let Some(c) = refilled(credit, spent, earned_between(r, at, next), burst) {
+                    credit = c;
+                }
+                at = next;
+            }
+            let avail = available(credit, spent);
+            let cost = if takes_without_clock(avail, burst) {
+                Some(T)
+            } else {
+                charge(avail, accrued(mul, shift, t - at), burst)
+            };
+            if let Some(c) = cost {
+                spent += c;
+                passed += 1;
+            }
+        }
+        passed
+    }
+
+    #[test]
+    fn floods_get_burst_plus_rate_whatever_the_period() {
+        const S: u64 = 1_000_000_000;
+        // (rate, burst): the rules of the rate tests, at refill periods of 100 ms and 1 s.
+        for (rate, burst) in [
+            (100.0f64, 50u64),
+            (10.0, 1),
+            (0.5, 1),
+            (5000.0, 100),
+            (1000.0, 2000),
+        ] {
+            for period in [S / 10, S] {
+                // A flood at 10x the rate (at least 100/s), starting at every phase of the
+                // refill, for 5 s.
+                let gap = (S as f64 / (rate * 10.0).max(100.0)) as u64;
+                for phase in [0, period / 3, period - 1] {
+                    let n = 5 * S / gap;
+                    let got = admitted(rate, burst, period, (0..n).map(|k| phase + 7 + k * gap));
+                    let want = burst as f64 + rate * 5.0;
+                    assert!(
+                        (got as f64 - want).abs() <= (want * 0.02).max(1.0),
+                        "rate {rate} burst {burst} period {period}: {got} passed, {want} due"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_bucket_loses_what_it_earns() {
+        const S: u64 = 1_000_000_000;
+        // 100/s burst 50, period 1 s: idle for 0.9 s after a refill, then a burst of 1,000
+        // packets within a millisecond: only the burst passes, not burst + 90.
+        let got = admitted(100.0, 50, S, (0..1000).map(|k| S + 900_000_000 + k * 1000));
+        assert_eq!(got, 50);
+    }
+
+    #[test]
+    fn accrual_is_exact_over_the_longest_period() {
+        for rate in [0.001, 0.5, 100.0, 12_345.678, 10_000_000.0] {
+            let r = rate_units(rate);
+            let (mul, shift) = accrual(r);
+            let got = accrued(mul, shift, MAX_REFILL_PERIOD_NS);
+            let want = earned(r, MAX_REFILL_PERIOD_NS);
+            assert!(
+                got <= want && want - got <= want / 10_000 + 1,
+                "rate {rate}: {got} vs {want}"
+            );
+        }
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Every rule whose match fits the packet is charged one token from the source's bucket
 //! (SipHash-1-3 of the masked source, in the rule's slice of `BUCKETS`). The kernel only
 //! adds to a bucket's `spent`; the daemon only raises its `credit` (guard_common::tokens).
-//! If an enforcing rule's bucket is empty the packet is a would-drop and the other rules'
-//! charges are refunded, unless the daemon's refill heartbeat is stale: then the rules
-//! fail open. The clock is read only on that would-drop path.
+//! Between refills a bucket also holds what its rate earned since the daemon last credited
+//! it (`tokens::charge`); the coarse clock is read only for a bucket too low to take the
+//! packet from its credit alone, or full (what it earned while full is burned). If an enforcing rule's bucket is empty the packet is a would-drop and the
+//! other rules' charges are refunded, unless the daemon's refill heartbeat is stale: then
+//! the rules fail open.
 
 use core::intrinsics::AtomicOrdering;
 
@@ -24,7 +26,9 @@ use guard_common::{
         RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_passed,
     },
     siphash,
-    tokens::{Bucket, HEARTBEAT_WORDS, TOKEN_SCALE, has_token},
+    tokens::{
+        Bucket, HEARTBEAT_WORDS, TOKEN_SCALE, accrued, available, charge, takes_without_clock,
+    },
 };
 use guard_ebpf::parse::{Packet, Source, TCP_FLAG_ACK, TCP_FLAG_SYN};
 
@@ -85,6 +89,19 @@ struct Walk {
     hashed_v6_mask: [u32; 4],
     hashed_v4_mask: u32,
     hash_valid: u32,
+    /// The coarse clock, once read (0: not yet).
+    now: u64,
+    refill_period_ns: u64,
+}
+
+impl Walk {
+    #[inline(always)]
+    fn now(&mut self) -> u64 {
+        if self.now == 0 {
+            self.now = unsafe { bpf_ktime_get_coarse_ns() };
+        }
+        self.now
+    }
 }
 
 #[inline(always)]
@@ -119,12 +136,14 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
         hashed_v6_mask: [cfg._reserved; 4],
         hashed_v4_mask: 0,
         hash_valid: cfg._reserved,
+        now: cfg._reserved as u64,
+        refill_period_ns: cfg.refill_period_ns,
     };
     // bpf_loop: the verifier checks the callback once instead of every unrolled path.
     let ctx = (&raw mut walk).cast();
     unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
     if walk.limited != 0 {
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        let now = walk.now();
         if heartbeat_stale(cfg, now) {
             return Outcome::Stale;
         }
@@ -164,9 +183,32 @@ fn charge_rule(index: u64, walk: &mut Walk) -> i64 {
     let Some(b) = BUCKETS.get_ptr_mut(bucket_index(rule, walk)) else {
         return 0;
     };
-    let (spent, credit) = unsafe { (&raw mut (*b).spent, &raw mut (*b).credit) };
-    if has_token(load(credit), load(spent)) {
-        add(spent, TOKEN_SCALE);
+    let (spent, credit, at) = unsafe {
+        (
+            &raw mut (*b).spent,
+            &raw mut (*b).credit,
+            &raw mut (*b).credited_at,
+        )
+    };
+    // Credit before stamp: the daemon writes them in the other order (see `Bucket`).
+    let avail = available(load(credit), load(spent));
+    let cost = if takes_without_clock(avail, rule.burst_units) {
+        Some(TOKEN_SCALE)
+    } else {
+        let elapsed = walk.now().saturating_sub(load(at));
+        let elapsed = if elapsed < walk.refill_period_ns {
+            elapsed
+        } else {
+            walk.refill_period_ns
+        };
+        charge(
+            avail,
+            accrued(rule.accrue_mul, rule.accrue_shift, elapsed),
+            rule.burst_units,
+        )
+    };
+    if let Some(cost) = cost {
+        add(spent, cost);
         walk.charged |= 1 << (i & 31);
         bump(rule_stat_passed(i), 1);
     } else {

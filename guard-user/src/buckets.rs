@@ -1,7 +1,7 @@
 //! The `BUCKETS` and `HEARTBEAT` maps mapped into the daemon's memory (BPF_F_MMAPABLE).
 //!
-//! The refill writes `credit` words with plain atomic stores: no syscall per bucket, and
-//! never a write to the `spent` words the kernel adds to.
+//! The refill writes `credited_at` and `credit` words with plain atomic stores: no syscall
+//! per bucket, and never a write to the `spent` words the kernel adds to.
 
 use std::{
     fs::File,
@@ -41,38 +41,54 @@ impl MappedWords {
     }
 }
 
-/// `BUCKETS`: (credit, spent) pairs.
+/// `BUCKETS`: [`Bucket`]s, four words each.
 pub struct Buckets(MappedWords);
+
+/// u64 words per [`Bucket`].
+const WORDS: usize = size_of::<Bucket>() / 8;
 
 impl Buckets {
     pub fn new(data: MapData, buckets: u32) -> std::io::Result<Buckets> {
-        Ok(Buckets(MappedWords::new(data, buckets as usize * 2)?))
+        Ok(Buckets(MappedWords::new(data, buckets as usize * WORDS)?))
     }
 
     pub fn len(&self) -> u32 {
-        (self.0.words / 2) as u32
+        (self.0.words / WORDS) as u32
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    fn bucket(&self, i: u32) -> &[AtomicU64] {
+        let at = i as usize * WORDS;
+        &self.0.words()[at..at + WORDS]
+    }
+
     pub fn get(&self, i: u32) -> Bucket {
-        let w = self.0.words();
+        let w = self.bucket(i);
         Bucket {
-            credit: w[2 * i as usize].load(Ordering::Relaxed),
-            spent: w[2 * i as usize + 1].load(Ordering::Relaxed),
+            credit: w[0].load(Ordering::Relaxed),
+            spent: w[1].load(Ordering::Relaxed),
+            credited_at: w[2].load(Ordering::Relaxed),
+            _reserved: w[3].load(Ordering::Relaxed),
         }
     }
 
-    /// Only the daemon writes `credit`.
-    pub fn set_credit(&self, i: u32, credit: u64) {
-        self.0.words()[2 * i as usize].store(credit, Ordering::Relaxed);
+    /// Records a refill at `at_ns`, raising `credit` when given. Only the daemon writes these
+    /// words; the stamp goes first, so the kernel never adds the time since an old stamp to
+    /// a new credit (it may, for a moment, see a new stamp with the old credit).
+    pub fn credit(&self, i: u32, at_ns: u64, credit: Option<u64>) {
+        let w = self.bucket(i);
+        w[2].store(at_ns, Ordering::Release);
+        if let Some(c) = credit {
+            w[0].store(c, Ordering::Release);
+        }
     }
 
     /// Adds to `spent`, as the kernel does (penalties and tests).
     pub fn add_spent(&self, i: u32, units: u64) {
-        self.0.words()[2 * i as usize + 1].fetch_add(units, Ordering::Relaxed);
+        self.bucket(i)[1].fetch_add(units, Ordering::Relaxed);
     }
 }
 

@@ -249,9 +249,16 @@ impl Datapath {
         self.runtime.key
     }
 
-    /// How long the refill heartbeat may be silent before the rate rules fail open.
-    pub fn set_stale_after(&mut self, d: std::time::Duration) -> Result<(), DatapathError> {
-        self.runtime.stale_after_ns = d.as_nanos() as u64;
+    /// The refill period (the kernel accrues tokens for at most that long since a bucket's
+    /// last refill) and how long the refill heartbeat may be silent before the rate rules
+    /// fail open.
+    pub fn set_refill_timing(
+        &mut self,
+        period: std::time::Duration,
+        stale_after: std::time::Duration,
+    ) -> Result<(), DatapathError> {
+        self.runtime.refill_period_ns = period.as_nanos() as u64;
+        self.runtime.stale_after_ns = stale_after.as_nanos() as u64;
         self.write_runtime()
     }
 

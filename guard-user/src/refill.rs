@@ -91,14 +91,13 @@ impl Refill {
         self.rules = rules;
     }
 
-    /// Fills every bucket to its burst (a new bucket array starts full).
-    pub fn fill_all(&self, buckets: &Buckets) {
+    /// Fills every bucket to its burst at `now_ns` (a new bucket array starts full).
+    pub fn fill_all(&self, buckets: &Buckets, now_ns: u64) {
         for r in &self.rules {
             for i in r.base..r.base + r.count {
                 let b = buckets.get(i);
-                if let Some(c) = refilled(b.credit, b.spent, r.burst_units, r.burst_units) {
-                    buckets.set_credit(i, c);
-                }
+                let c = refilled(b.credit, b.spent, r.burst_units, r.burst_units);
+                buckets.credit(i, now_ns, c);
             }
         }
     }
@@ -114,11 +113,11 @@ impl Refill {
             let inc = earned_between(r.rate_units, from, now);
             let lo = r.base + (r.count as u64 * slice as u64 / self.ticks as u64) as u32;
             let hi = r.base + (r.count as u64 * (slice as u64 + 1) / self.ticks as u64) as u32;
+            // Every bucket gets the new stamp, full ones too: the kernel's accrual between
+            // refills counts from it.
             for i in lo..hi {
                 let b = buckets.get(i);
-                if let Some(c) = refilled(b.credit, b.spent, inc, r.burst_units) {
-                    buckets.set_credit(i, c);
-                }
+                buckets.credit(i, now, refilled(b.credit, b.spent, inc, r.burst_units));
             }
             touched += (hi - lo) as u64;
         }

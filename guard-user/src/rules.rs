@@ -6,7 +6,7 @@ use guard_common::{
     lists::Bitmap512,
     rules::{self, PORT_ELEMS_PER_RULE, RuleSpec, rule_flags},
     siphash,
-    tokens::{TOKEN_SCALE, rate_units},
+    tokens::{TOKEN_SCALE, accrual, rate_units},
 };
 
 use crate::config::{Protocol, Rule};
@@ -56,6 +56,9 @@ impl RuleSet {
                 if r.monitor {
                     flags |= rule_flags::MONITOR;
                 }
+                let rate_units = rate_units(r.rate);
+                let burst_units = r.burst as u64 * TOKEN_SCALE;
+                let (accrue_mul, accrue_shift) = accrual(rate_units);
                 let spec = RuleSpec {
                     proto: match r.protocol {
                         Protocol::Any => rules::PROTO_ANY,
@@ -70,14 +73,18 @@ impl RuleSet {
                     bucket_base: base,
                     v4_mask: siphash::mask_v4(u32::MAX, r.ipv4_prefix),
                     v6_mask: V6Len::new(r.ipv6_prefix as u32).mask,
+                    burst_units,
+                    accrue_mul,
+                    accrue_shift,
+                    _reserved: 0,
                 };
                 base += buckets;
                 CompiledRule {
                     name: r.name.as_str().to_string(),
                     spec,
                     ports,
-                    rate_units: rate_units(r.rate),
-                    burst_units: r.burst as u64 * TOKEN_SCALE,
+                    rate_units,
+                    burst_units,
                 }
             })
             .collect();

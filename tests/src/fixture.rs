@@ -41,11 +41,8 @@ impl Fixture {
 
     /// Lists already parsed, and room for `bans` bans and allows.
     pub fn with_lists(allow: &[IpNet], deny: &[IpNet], rules_toml: &str, bans: u32) -> Fixture {
-        let rules = RuleSet::compile(
-            &Config::parse(rules_toml, "fixture rules")
-                .expect("test rules")
-                .rules,
-        );
+        let config = Config::parse(rules_toml, "fixture rules").expect("test rules");
+        let rules = RuleSet::compile(&config.rules);
         let sizes = Sizes {
             buckets: rules.total_buckets(),
             dynamic: bans,
@@ -55,10 +52,11 @@ impl Fixture {
         let tables = Tables::build(allow, deny).expect("test lists fit");
         datapath.write_tables(tables).expect("writing tables");
         datapath
-            .set_stale_after(Duration::from_secs(5))
+            .set_refill_timing(config.refill_period, Duration::from_secs(5))
             .expect("runtime config");
         datapath.set_rules(&rules).expect("writing rules");
-        Refill::starting_at(refill_params(&rules), 1, monotonic_ns()).fill_all(&datapath.buckets());
+        Refill::starting_at(refill_params(&rules), 1, monotonic_ns())
+            .fill_all(&datapath.buckets(), monotonic_ns());
         datapath.heartbeat().beat(monotonic_ns());
         Fixture { datapath, rules }
     }

@@ -229,11 +229,13 @@ fn kernel_and_userspace_agree_on_bucket_index() {
             charged, want,
             "{src}: kernel charged {charged:?}, userspace computed {want:?}"
         );
+        // One token, plus what a full bucket earned since its refill and burns (at 1/s,
+        // less than a token over the test).
         for i in charged {
-            assert_eq!(
-                buckets.get(i).spent - before[i as usize],
-                TOKEN_SCALE,
-                "{src}: one token"
+            let cost = buckets.get(i).spent - before[i as usize];
+            assert!(
+                (TOKEN_SCALE..2 * TOKEN_SCALE).contains(&cost),
+                "{src}: one token (and the burned accrual), not {cost} units"
             );
         }
     }

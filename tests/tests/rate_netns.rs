@@ -62,6 +62,75 @@ fn one_source_at_ten_times_the_rate_gets_rate_times_t_plus_burst() {
     );
 }
 
+/// (rate, burst) of the rules whose long-run rate must hold at every refill period: burst
+/// below one period's earnings (100/s burst 50 at 1 s), tiny bursts, a rate below one token
+/// per period, a high rate, and the default rule.
+const RATE_CASES: [(f64, u32); 5] = [
+    (100.0, 50),
+    (10.0, 1),
+    (0.5, 1),
+    (5000.0, 100),
+    (1000.0, 2000),
+];
+
+/// One source floods each rule of `RATE_CASES` at 10x its rate (at least 100 pps) for 5 s
+/// under `settings`; what reaches the server's socket is within 2% (or one packet) of
+/// `burst + rate x T` and never above the admission bound `burst + rate x (T + period)`.
+fn floods_get_burst_plus_rate(settings: &str, period: f64) {
+    let bed = Testbed::new();
+    let rx = Receiver::bind(&bed.server);
+    let tx = RawSender::open(&bed.client, &bed.client_if);
+    let mut failures = Vec::new();
+    for (i, (rate, burst)) in RATE_CASES.into_iter().enumerate() {
+        let rule = format!("[[rules]]\nname = \"r\"\nrate = {rate:?}\nburst = {burst}\n");
+        let guardd = Guardd::start(&bed.server, &bed.server_if, &format!("{settings}\n{rule}"));
+        // A source of its own per case: no bucket state carries over.
+        let src = client4(10 + i as u8);
+        let pps = (rate * 10.0).max(100.0) as u32;
+        // Quiet for longer than the gap between two admitted packets.
+        let quiet = Duration::from_secs_f64(0.5 + 2.0 / rate);
+        let ((sent, elapsed), got) = std::thread::scope(|s| {
+            let counting = s.spawn(|| rx.collect(quiet, Duration::from_secs(15)));
+            let flood = tx.flood(&[udp_from(src, rx.port)], pps, Duration::from_secs(5));
+            (flood, counting.join().unwrap())
+        });
+        drop(guardd);
+        let t = elapsed.as_secs_f64();
+        let delivered = got.get(&src).copied().unwrap_or(0) as f64;
+        let want = burst as f64 + rate * t;
+        let bound = burst as f64 + rate * (t + period);
+        eprintln!(
+            "rate {rate}/s burst {burst}, refill_period {period}s: sent {} in {t:.3}s, \
+             delivered {delivered}, burst + rate x T = {want:.1} ({:+.2}%), bound {bound:.1}",
+            sent[0],
+            (delivered - want) / want * 100.0
+        );
+        assert!(
+            sent[0] as f64 >= 2.0 * bound,
+            "the flood kept the bucket empty: sent {}",
+            sent[0]
+        );
+        if (delivered - want).abs() > (want * 0.02).max(1.0) || delivered > bound {
+            failures.push(format!(
+                "rate {rate} burst {burst}: delivered {delivered}, expected {want:.1} ± 2% \
+                 (at most {bound:.1})"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn every_rule_gives_its_rate_at_the_default_refill_period() {
+    // The default settings: refill_period 1 s, 32 ticks per second.
+    floods_get_burst_plus_rate("", 1.0);
+}
+
+#[test]
+fn every_rule_gives_its_rate_at_a_100ms_refill_period() {
+    floods_get_burst_plus_rate(&config("", ""), 0.1);
+}
+
 #[test]
 fn thousand_sources_under_the_rate_pass_except_for_bucket_collisions() {
     let bed = Testbed::new();

@@ -202,7 +202,8 @@ pub mod limits {
 
     pub const MAX_RULES: usize = 16;
     pub const MIN_REFILL_PERIOD: Duration = Duration::from_millis(100);
-    pub const MAX_REFILL_PERIOD: Duration = Duration::from_secs(10);
+    pub const MAX_REFILL_PERIOD: Duration =
+        Duration::from_nanos(guard_common::tokens::MAX_REFILL_PERIOD_NS);
     pub const MAX_BATCHES_PER_SECOND: u32 = 1000;
     pub const MAX_RATE: f64 = 10_000_000.0;
     pub const MIN_RATE: f64 = 0.001;

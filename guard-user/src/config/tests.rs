@@ -195,6 +195,24 @@ fn rate_and_burst_bounds() {
 }
 
 #[test]
+fn bursts_below_one_period_of_the_rate_are_accepted() {
+    // The kernel accrues between refills, so no rate/burst/period combination within the
+    // bounds loses rate (tests/tests/rate_netns.rs measures them).
+    for (rate, burst) in ["100.0", "5000.0", "10000000.0"]
+        .iter()
+        .zip(["50", "1", "1"])
+    {
+        let text = format!(
+            "refill_period = \"10s\"\nrefill_stale_after = \"20s\"\n[[rules]]\nname = \"r\"\nrate = {rate}\nburst = {burst}\n"
+        );
+        assert!(
+            Config::parse(&text, "t").is_ok(),
+            "rate {rate} burst {burst}"
+        );
+    }
+}
+
+#[test]
 fn too_many_rules() {
     let mut text = String::new();
     for i in 0..17 {

@@ -122,7 +122,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     };
     let mut datapath = Datapath::load(objects::guard(), Some(&pins), sizes)?;
     datapath.set_flags(runtime_flags(&config))?;
-    datapath.set_stale_after(config.refill_stale_after)?;
+    datapath.set_refill_timing(config.refill_period, config.refill_stale_after)?;
     // Rules go live with full buckets (new ones) or their adopted state. Adopted buckets are
     // refilled from where the previous daemon left each slice (pinned in HEARTBEAT), so
     // tokens keep accruing across a restart; the burst caps what a long absence adds.
@@ -143,7 +143,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     };
     let work = Refill::new(refill_params(&rules), last);
     if datapath.fresh_buckets {
-        work.fill_all(&datapath.buckets());
+        work.fill_all(&datapath.buckets(), now);
         // New buckets start full now: record that for every slice, so a restart resumes
         // the rotation from here.
         for slice in 0..ticks {

@@ -282,7 +282,9 @@ impl Daemon {
         startup::warn_about_own_addresses(&tables, &self.config.interfaces);
         let counts = tables.counts;
         self.datapath.set_flags(startup::runtime_flags(&config))?;
-        self.datapath.set_stale_after(config.refill_stale_after)?;
+        // The refill keeps its period until a restart (see below).
+        self.datapath
+            .set_refill_timing(self.config.refill_period, config.refill_stale_after)?;
         self.datapath.write_tables(tables)?;
         self.datapath.set_rules(&rules)?;
         self.refiller.set_rules(refill_params(&rules));
