@@ -243,6 +243,35 @@ impl Guardd {
             .expect("VmRSS")
     }
 
+    /// POSTs a body of `len` bytes over a raw connection and returns guardd's answer. guardd
+    /// answers a body over its limit as soon as it reads the length and closes; an HTTP
+    /// client whose write then fails reports only that, so this one ignores the failed write
+    /// and reads the answer (which a Unix socket keeps after the peer closed).
+    pub fn api_oversized(&self, path: &str, len: usize) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: guard\r\nContent-Type: application/json\r\n\
+             Content-Length: {len}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).expect("request head");
+        let _ = s.write_all(&vec![b' '; len]);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: no HTTP answer: {text:?}"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json = serde_json::from_str(body.trim())
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body:?}"));
+        (status, json)
+    }
+
     /// One API request: (HTTP status, JSON body).
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
         use guard_user::client::{Client, Method};

@@ -1,7 +1,11 @@
 //! BPF_PROG_TEST_RUN harness: the production program with private (unpinned) maps.
 
 use aya::programs::{TestRun, TestRunOptions};
-use guard_common::{Reason, Verdict, lists::flags};
+use guard_common::{
+    Reason, Verdict,
+    lists::flags,
+    tokens::{MAX_REFILL_PERIOD_NS, earned},
+};
 use std::time::Duration;
 
 use guard_user::{
@@ -68,11 +72,20 @@ impl Fixture {
             .expect("rule exists")
     }
 
-    /// Spends every token of a bucket.
+    /// Spends every token of a bucket, and what it could earn before a refill.
     pub fn empty_bucket(&self, index: u32) {
         let b = self.datapath.buckets();
         let now = b.get(index);
-        b.add_spent(index, now.credit.wrapping_sub(now.spent));
+        // Also what the rule's rate can earn over the longest refill period: the kernel adds
+        // that since the last refill, and fixtures run no refill.
+        let rule = self
+            .rules
+            .rules
+            .iter()
+            .find(|r| (r.spec.bucket_base..r.spec.bucket_base + r.buckets()).contains(&index))
+            .expect("a bucket of some rule");
+        let accrual = earned(rule.rate_units, MAX_REFILL_PERIOD_NS);
+        b.add_spent(index, now.credit.wrapping_sub(now.spent) + accrual);
     }
 
     /// Per rule (passed, limited) packet counters.

@@ -144,7 +144,10 @@ fn pin_directory_of_another_schema_is_refused() {
     let _ = std::fs::remove_dir_all(&pin_dir);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("holds guard state of schema v0, this guardd uses v1"),
+        err.contains(&format!(
+            "holds guard state of schema v0, this guardd uses v{}",
+            guard_common::SCHEMA_VERSION
+        )),
         "{err}"
     );
 }

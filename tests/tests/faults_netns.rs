@@ -15,6 +15,7 @@ use guard_tests::{
     packet::udp4,
     traffic::RawSender,
 };
+use guard_user::pins::PinLayout;
 
 /// A second guardd on the testbed's interface with its own socket and pin directory: its
 /// exit code and stderr. Its pins are removed whatever happened.
@@ -233,7 +234,7 @@ fn an_interface_deleted_and_recreated_is_attached_again() {
     );
     assert_eq!(program_ids(g), [true, true]);
     // The pinned link is the new interface's.
-    let links = std::fs::read_dir(g.pin_dir.join("v1/links/driver"))
+    let links = std::fs::read_dir(PinLayout::new(&g.pin_dir).dir().join("links/driver"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(links, 2, "one pinned link per interface");
