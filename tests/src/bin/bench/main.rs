@@ -230,11 +230,13 @@ fn full_config_bench(
     println!("(ns over XDP_PASS; median (min-max))");
     let mut results = vec![Vec::new(); cases.len()];
     for _ in 0..rounds {
-        full.datapath
-            .heartbeat()
-            .beat(guard_user::buckets::monotonic_ns());
         for (i, (_, is_full, frame, action)) in cases.iter().enumerate() {
             let f = if *is_full { &mut full } else { &mut empty };
+            // Fresh for every case: a round outlasts refill_stale_after on a slower machine,
+            // and the rules would fail open (a drop case would measure a pass).
+            f.datapath
+                .heartbeat()
+                .beat(guard_user::buckets::monotonic_ns());
             anyhow::ensure!(
                 f.run(frame) == *action,
                 "{}: unexpected verdict",
