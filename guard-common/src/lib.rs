@@ -98,6 +98,7 @@ mod tests {
             4 * 4
                 + 8
                 + 8
+                + 8
                 + 16
                 + lists::MAX_V6_LENS * size_of::<V6Len>()
                 + size_of::<dynamic::DynLens>()

@@ -183,8 +183,13 @@ pub struct RuntimeConfig {
     pub _reserved: u32,
     /// Rate rules fail open once the refill heartbeat is older than this.
     pub stale_after_ns: u64,
-    /// The refill period: the kernel's accrual since a bucket's last refill stops there.
-    pub refill_period_ns: u64,
+    /// The kernel accrues at most this long since a bucket's last refill: the heartbeat's
+    /// staleness bound (capped at `tokens::MAX_ACCRUAL_NS`), so a restart, whose refill
+    /// resumes late, costs no rate.
+    pub accrue_max_ns: u64,
+    /// Refill slices per period: a bucket's last refill is `HEARTBEAT[2 + its slice]`.
+    pub refill_ticks: u32,
+    pub _reserved2: u32,
     /// SipHash key of the bucket index: random, kept across restarts, never exported.
     pub key: [u64; 2],
     /// IPv6 prefix lengths present in `V6_PREFIX`, longest first.
@@ -200,7 +205,9 @@ impl RuntimeConfig {
         rule_count: 0,
         _reserved: 0,
         stale_after_ns: 0,
-        refill_period_ns: 0,
+        accrue_max_ns: 0,
+        refill_ticks: 0,
+        _reserved2: 0,
         key: [0; 2],
         v6_lens: [V6Len::EMPTY; MAX_V6_LENS],
         dyn_lens: crate::dynamic::DynLens::EMPTY,

@@ -45,7 +45,8 @@ pub struct RuleSpec {
     /// The rate as `tokens::accrual` gives it: units per ns, `accrue_shift` fraction bits.
     pub accrue_mul: u64,
     pub accrue_shift: u32,
-    pub _reserved: u32,
+    /// log2 of the rule's bucket count: `tokens::slice_of` finds a bucket's refill slice.
+    pub bucket_shift: u32,
 }
 
 /// `PER_RULE_STATS` slots: passed and limited packets per rule.

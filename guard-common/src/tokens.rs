@@ -6,13 +6,14 @@
 //! are `credit - spent`, computed with wrapping arithmetic, so neither counter ever needs a
 //! reset and the two writers never write the same word.
 //!
-//! The daemon credits a bucket once per refill period and stamps `credited_at`. Between two
-//! refills the kernel adds what the rate has earned since that stamp ([`accrued`]) without
+//! The daemon credits a bucket once per refill period, a slice of every rule per tick, and
+//! stamps the slice's refill time in `HEARTBEAT` first. Between two refills the kernel adds
+//! what the rate has earned since that stamp ([`accrued`]) without
 //! writing it, so a rule gives its full rate even when `burst < rate x refill_period`. What
 //! a bucket earned while it stayed full is burned (added to `spent`) when the next packet
 //! is charged ([`charge`]). A source flooding from a full bucket gets `burst + rate x T`
 //! packets over T seconds; any source at most `burst + rate x (T + refill_period)` (a bucket
-//! partly spent earlier in the period keeps what it earns since).
+//! partly spent earlier in the period keeps what it earns since) while the daemon refills.
 
 /// Units per token: rates down to 0.001/s keep three significant digits per 100 ms refill.
 pub const TOKEN_SCALE: u64 = 1 << 20;
@@ -24,11 +25,15 @@ pub const MAX_TICKS: u32 = 10_000;
 /// let a restarted daemon resume the refill exactly where the previous one stopped.
 pub const HEARTBEAT_WORDS: u32 = 2 + MAX_TICKS;
 
-/// The longest refill period the config accepts: the kernel's accrual is computed over at
-/// most this long, which bounds its fixed-point arithmetic.
+/// The longest refill period the config accepts.
 pub const MAX_REFILL_PERIOD_NS: u64 = 10_000_000_000;
 
-/// One bucket in the `BUCKETS` array: 32 bytes, so a bucket never straddles a cache line.
+/// The longest the kernel accrues for since a bucket's last refill, which bounds its
+/// fixed-point arithmetic: an hour (it stops at `refill_stale_after` anyway, when the rules
+/// fail open).
+pub const MAX_ACCRUAL_NS: u64 = 3_600_000_000_000;
+
+/// One bucket in the `BUCKETS` array: 16 bytes, four to a cache line.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
@@ -36,11 +41,27 @@ pub struct Bucket {
     pub credit: u64,
     /// Added to only by the kernel (and penalties).
     pub spent: u64,
-    /// CLOCK_MONOTONIC ns up to which `credit` holds what the rate earned; written by the
-    /// daemon before `credit`, so the kernel may see a new stamp with an old credit (a
-    /// moment's under-admission), never the reverse.
-    pub credited_at: u64,
-    pub _reserved: u64,
+}
+
+/// The refill slice of the bucket at `offset` in a rule of `2^bucket_shift` buckets, when a
+/// refill period has `ticks` slices: `floor(offset x ticks / buckets)`, a multiply and a
+/// shift in the kernel. The slice's refill time is `HEARTBEAT[2 + slice]`.
+#[inline(always)]
+pub const fn slice_of(offset: u32, ticks: u32, bucket_shift: u32) -> u32 {
+    ((offset as u64 * ticks as u64) >> (bucket_shift & 31)) as u32
+}
+
+/// The buckets (offsets `lo..hi` in the rule) of slice `k` in a rule of `count` buckets:
+/// exactly those `slice_of` maps to `k`.
+pub const fn slice_bounds(count: u32, ticks: u32, k: u32) -> (u32, u32) {
+    (
+        slice_start(count, ticks, k),
+        slice_start(count, ticks, k + 1),
+    )
+}
+
+const fn slice_start(count: u32, ticks: u32, k: u32) -> u32 {
+    (count as u64 * k as u64).div_ceil(ticks as u64) as u32
 }
 
 /// Tokens available (in units), negative when a penalty left the bucket in debt.
@@ -82,20 +103,20 @@ pub const fn earned_between(rate_units_per_sec: u64, from_ns: u64, to_ns: u64) -
 }
 
 /// The accrual multiplier of a rate: units per ns as a fixed-point number with `shift`
-/// fraction bits, the most that keep `MAX_REFILL_PERIOD_NS x mul` within 63 bits. Returns
+/// fraction bits, the most that keep `MAX_ACCRUAL_NS x mul` within 63 bits. Returns
 /// `(mul, shift)`.
 pub const fn accrual(rate_units_per_sec: u64) -> (u64, u32) {
     let mut shift = 40u32;
     loop {
         let mul = ((rate_units_per_sec as u128) << shift) / 1_000_000_000;
-        if shift == 0 || mul * (MAX_REFILL_PERIOD_NS as u128) < (1u128 << 63) {
+        if shift == 0 || mul * (MAX_ACCRUAL_NS as u128) < (1u128 << 63) {
             return (mul as u64, shift);
         }
         shift -= 1;
     }
 }
 
-/// Units earned over `elapsed_ns` (at most `MAX_REFILL_PERIOD_NS`) at the rate whose
+/// Units earned over `elapsed_ns` (at most `MAX_ACCRUAL_NS`) at the rate whose
 /// [`accrual`] is `(mul, shift)`.
 #[inline(always)]
 pub const fn accrued(mul: u64, shift: u32, elapsed_ns: u64) -> u64 {
@@ -276,12 +297,40 @@ mod tests {
     }
 
     #[test]
-    fn accrual_is_exact_over_the_longest_period() {
+    fn slices_partition_the_buckets_as_the_kernel_finds_them() {
+        for (shift, ticks) in [
+            (4u32, 1u32),
+            (4, 3),
+            (4, 32),
+            (10, 7),
+            (17, 32),
+            (4, 10_000),
+        ] {
+            let count = 1u32 << shift;
+            let mut next = 0;
+            for k in 0..ticks {
+                let (lo, hi) = slice_bounds(count, ticks, k);
+                assert_eq!(lo, next, "slices are contiguous");
+                for j in lo..hi {
+                    assert_eq!(
+                        slice_of(j, ticks, shift),
+                        k,
+                        "bucket {j} of {count}, {ticks} ticks"
+                    );
+                }
+                next = hi;
+            }
+            assert_eq!(next, count, "every bucket is in a slice");
+        }
+    }
+
+    #[test]
+    fn accrual_is_exact_over_the_longest_absence() {
         for rate in [0.001, 0.5, 100.0, 12_345.678, 10_000_000.0] {
             let r = rate_units(rate);
             let (mul, shift) = accrual(r);
-            let got = accrued(mul, shift, MAX_REFILL_PERIOD_NS);
-            let want = earned(r, MAX_REFILL_PERIOD_NS);
+            let got = accrued(mul, shift, MAX_ACCRUAL_NS);
+            let want = earned(r, MAX_ACCRUAL_NS);
             assert!(
                 got <= want && want - got <= want / 10_000 + 1,
                 "rate {rate}: {got} vs {want}"

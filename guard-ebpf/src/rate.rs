@@ -27,7 +27,8 @@ use guard_common::{
     },
     siphash,
     tokens::{
-        Bucket, HEARTBEAT_WORDS, TOKEN_SCALE, accrued, available, charge, takes_without_clock,
+        Bucket, HEARTBEAT_WORDS, TOKEN_SCALE, accrued, available, charge, slice_of,
+        takes_without_clock,
     },
 };
 use guard_ebpf::parse::{Packet, Source, TCP_FLAG_ACK, TCP_FLAG_SYN};
@@ -91,7 +92,8 @@ struct Walk {
     hash_valid: u32,
     /// The coarse clock, once read (0: not yet).
     now: u64,
-    refill_period_ns: u64,
+    accrue_max_ns: u64,
+    refill_ticks: u32,
 }
 
 impl Walk {
@@ -137,7 +139,8 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
         hashed_v4_mask: 0,
         hash_valid: cfg._reserved,
         now: cfg._reserved as u64,
-        refill_period_ns: cfg.refill_period_ns,
+        accrue_max_ns: cfg.accrue_max_ns,
+        refill_ticks: cfg.refill_ticks,
     };
     // bpf_loop: the verifier checks the callback once instead of every unrolled path.
     let ctx = (&raw mut walk).cast();
@@ -180,26 +183,27 @@ fn charge_rule(index: u64, walk: &mut Walk) -> i64 {
     if !matches(rule, i, walk) {
         return 0;
     }
-    let Some(b) = BUCKETS.get_ptr_mut(bucket_index(rule, walk)) else {
+    let bucket = bucket_index(rule, walk);
+    let Some(b) = BUCKETS.get_ptr_mut(bucket) else {
         return 0;
     };
-    let (spent, credit, at) = unsafe {
-        (
-            &raw mut (*b).spent,
-            &raw mut (*b).credit,
-            &raw mut (*b).credited_at,
-        )
-    };
-    // Credit before stamp: the daemon writes them in the other order (see `Bucket`).
+    let (spent, credit) = unsafe { (&raw mut (*b).spent, &raw mut (*b).credit) };
     let avail = available(load(credit), load(spent));
     let cost = if takes_without_clock(avail, rule.burst_units) {
         Some(TOKEN_SCALE)
     } else {
-        let elapsed = walk.now().saturating_sub(load(at));
-        let elapsed = if elapsed < walk.refill_period_ns {
+        // The bucket's slice was stamped before it was credited (`Refill::tick`): a new
+        // stamp with an old credit is a moment's under-admission, never the reverse.
+        let offset = bucket.wrapping_sub(rule.bucket_base);
+        let slice = slice_of(offset, walk.refill_ticks, rule.bucket_shift);
+        let at = HEARTBEAT
+            .get_ptr_mut(2u32.wrapping_add(slice))
+            .map_or(u64::MAX, load);
+        let elapsed = walk.now().saturating_sub(at);
+        let elapsed = if elapsed < walk.accrue_max_ns {
             elapsed
         } else {
-            walk.refill_period_ns
+            walk.accrue_max_ns
         };
         charge(
             avail,

@@ -1,7 +1,7 @@
 //! The `BUCKETS` and `HEARTBEAT` maps mapped into the daemon's memory (BPF_F_MMAPABLE).
 //!
-//! The refill writes `credited_at` and `credit` words with plain atomic stores: no syscall
-//! per bucket, and never a write to the `spent` words the kernel adds to.
+//! The refill writes `credit` words with plain atomic stores: no syscall per bucket, and
+//! never a write to the `spent` words the kernel adds to.
 
 use std::{
     fs::File,
@@ -41,7 +41,7 @@ impl MappedWords {
     }
 }
 
-/// `BUCKETS`: [`Bucket`]s, four words each.
+/// `BUCKETS`: [`Bucket`]s, two words each.
 pub struct Buckets(MappedWords);
 
 /// u64 words per [`Bucket`].
@@ -70,20 +70,12 @@ impl Buckets {
         Bucket {
             credit: w[0].load(Ordering::Relaxed),
             spent: w[1].load(Ordering::Relaxed),
-            credited_at: w[2].load(Ordering::Relaxed),
-            _reserved: w[3].load(Ordering::Relaxed),
         }
     }
 
-    /// Records a refill at `at_ns`, raising `credit` when given. Only the daemon writes these
-    /// words; the stamp goes first, so the kernel never adds the time since an old stamp to
-    /// a new credit (it may, for a moment, see a new stamp with the old credit).
-    pub fn credit(&self, i: u32, at_ns: u64, credit: Option<u64>) {
-        let w = self.bucket(i);
-        w[2].store(at_ns, Ordering::Release);
-        if let Some(c) = credit {
-            w[0].store(c, Ordering::Release);
-        }
+    /// Only the daemon writes `credit`; after the slice's refill stamp (`Refill::tick`).
+    pub fn set_credit(&self, i: u32, credit: u64) {
+        self.bucket(i)[0].store(credit, Ordering::Release);
     }
 
     /// Adds to `spent`, as the kernel does (penalties and tests).
@@ -101,10 +93,12 @@ impl Heartbeat {
     }
 
     /// Records that `slice` (of `ticks`) was refilled at `at_ns`.
+    /// The kernel's accrual for the slice's buckets counts from it, so it is written before
+    /// their credits.
     pub fn save_slice(&self, ticks: u32, slice: u32, at_ns: u64) {
         let w = self.0.words();
         w[1].store(ticks as u64, Ordering::Relaxed);
-        w[2 + slice as usize].store(at_ns, Ordering::Relaxed);
+        w[2 + slice as usize].store(at_ns, Ordering::Release);
     }
 
     /// When each slice was last refilled (0: not known), if the previous daemon used `ticks`

@@ -249,15 +249,17 @@ impl Datapath {
         self.runtime.key
     }
 
-    /// The refill period (the kernel accrues tokens for at most that long since a bucket's
-    /// last refill) and how long the refill heartbeat may be silent before the rate rules
-    /// fail open.
+    /// The refill's `ticks` slices per period, and how long the refill heartbeat may be
+    /// silent before the rate rules fail open (the kernel accrues tokens for at most that
+    /// long since a bucket's last refill).
     pub fn set_refill_timing(
         &mut self,
-        period: std::time::Duration,
+        ticks: u32,
         stale_after: std::time::Duration,
     ) -> Result<(), DatapathError> {
-        self.runtime.refill_period_ns = period.as_nanos() as u64;
+        let stale_ns = stale_after.as_nanos() as u64;
+        self.runtime.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
+        self.runtime.refill_ticks = ticks;
         self.runtime.stale_after_ns = stale_after.as_nanos() as u64;
         self.write_runtime()
     }

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use guard_common::tokens::{earned_between, refilled};
+use guard_common::tokens::{earned_between, refilled, slice_bounds};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::{
@@ -91,33 +91,50 @@ impl Refill {
         self.rules = rules;
     }
 
-    /// Fills every bucket to its burst at `now_ns` (a new bucket array starts full).
-    pub fn fill_all(&self, buckets: &Buckets, now_ns: u64) {
+    /// Fills every bucket to its burst at `now_ns` (a new bucket array starts full), and
+    /// records that as every slice's refill.
+    pub fn fill_all(&mut self, buckets: &Buckets, heartbeat: &Heartbeat, now_ns: u64) {
+        for slice in 0..self.ticks {
+            heartbeat.save_slice(self.ticks, slice, now_ns);
+            self.last[slice as usize] = now_ns;
+        }
         for r in &self.rules {
             for i in r.base..r.base + r.count {
                 let b = buckets.get(i);
-                let c = refilled(b.credit, b.spent, r.burst_units, r.burst_units);
-                buckets.credit(i, now_ns, c);
+                if let Some(c) = refilled(b.credit, b.spent, r.burst_units, r.burst_units) {
+                    buckets.set_credit(i, c);
+                }
             }
         }
     }
 
-    /// Refills the next slice; returns the slice and how many buckets it touched.
-    pub fn tick(&mut self, buckets: &Buckets, now_ns: u64) -> (u32, u64) {
+    /// Writes every slice's last refill time to `heartbeat`, where the kernel reads it.
+    pub fn save_slices(&self, heartbeat: &Heartbeat) {
+        for (slice, t) in self.last.iter().enumerate() {
+            heartbeat.save_slice(self.ticks, slice as u32, *t);
+        }
+    }
+
+    /// Refills the next slice; returns the slice and how many buckets it touched. The slice's
+    /// time goes to `heartbeat` first: the kernel adds what a bucket earned since then, so a
+    /// credit must never be seen with the time before it.
+    pub fn tick(&mut self, buckets: &Buckets, heartbeat: &Heartbeat, now_ns: u64) -> (u32, u64) {
         let slice = self.next_slice;
         self.next_slice = (slice + 1) % self.ticks;
         let now = now_ns;
         let from = std::mem::replace(&mut self.last[slice as usize], now).min(now);
+        heartbeat.save_slice(self.ticks, slice, now);
         let mut touched = 0u64;
         for r in &self.rules {
             let inc = earned_between(r.rate_units, from, now);
-            let lo = r.base + (r.count as u64 * slice as u64 / self.ticks as u64) as u32;
-            let hi = r.base + (r.count as u64 * (slice as u64 + 1) / self.ticks as u64) as u32;
-            // Every bucket gets the new stamp, full ones too: the kernel's accrual between
-            // refills counts from it.
+            // The buckets the kernel maps to this slice (`tokens::slice_of`).
+            let (lo, hi) = slice_bounds(r.count, self.ticks, slice);
+            let (lo, hi) = (r.base + lo, r.base + hi);
             for i in lo..hi {
                 let b = buckets.get(i);
-                buckets.credit(i, now, refilled(b.credit, b.spent, inc, r.burst_units));
+                if let Some(c) = refilled(b.credit, b.spent, inc, r.burst_units) {
+                    buckets.set_credit(i, c);
+                }
             }
             touched += (hi - lo) as u64;
         }
@@ -177,12 +194,10 @@ impl Refiller {
                 let mut next = std::time::Instant::now();
                 while !s.load(Ordering::Relaxed) {
                     let start = monotonic_ns();
-                    let (slice, touched, ticks) = {
-                        let mut w = w.lock().expect("refill lock");
-                        let (slice, touched) = w.tick(&buckets, start);
-                        (slice, touched, w.ticks())
-                    };
-                    heartbeat.save_slice(ticks, slice, start);
+                    let (_, touched) = w
+                        .lock()
+                        .expect("refill lock")
+                        .tick(&buckets, &heartbeat, start);
                     heartbeat.beat(start);
                     let took = monotonic_ns() - start;
                     st.ticks.fetch_add(1, Ordering::Relaxed);

@@ -76,7 +76,7 @@ impl RuleSet {
                     burst_units,
                     accrue_mul,
                     accrue_shift,
-                    _reserved: 0,
+                    bucket_shift: buckets.trailing_zeros(),
                 };
                 base += buckets;
                 CompiledRule {

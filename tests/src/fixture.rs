@@ -56,11 +56,14 @@ impl Fixture {
         let tables = Tables::build(allow, deny).expect("test lists fit");
         datapath.write_tables(tables).expect("writing tables");
         datapath
-            .set_refill_timing(config.refill_period, Duration::from_secs(5))
+            .set_refill_timing(1, Duration::from_secs(5))
             .expect("runtime config");
         datapath.set_rules(&rules).expect("writing rules");
-        Refill::starting_at(refill_params(&rules), 1, monotonic_ns())
-            .fill_all(&datapath.buckets(), monotonic_ns());
+        Refill::starting_at(refill_params(&rules), 1, monotonic_ns()).fill_all(
+            &datapath.buckets(),
+            &datapath.heartbeat(),
+            monotonic_ns(),
+        );
         datapath.heartbeat().beat(monotonic_ns());
         Fixture { datapath, rules }
     }

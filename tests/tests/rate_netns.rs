@@ -95,7 +95,13 @@ fn floods_get_burst_plus_rate(settings: &str, period: f64) {
             (flood, counting.join().unwrap())
         });
         drop(guardd);
-        let t = elapsed.as_secs_f64();
+        // From the first frame to the last: the flood sends frame k at k / pps (elapsed also
+        // holds the loop's last pause).
+        let t = if sent[0] as f64 >= pps as f64 * 5.0 {
+            (sent[0] - 1) as f64 / pps as f64
+        } else {
+            elapsed.as_secs_f64()
+        };
         let delivered = got.get(&src).copied().unwrap_or(0) as f64;
         let want = burst as f64 + rate * t;
         let bound = burst as f64 + rate * (t + period);
@@ -295,6 +301,12 @@ fn killed_daemon_fails_open_after_stale_but_deny_holds() {
         0,
         "the deny list still drops"
     );
+    // All passed; the first few on what the bucket earned until the heartbeat went stale
+    // (the kernel accrues up to refill_stale_after: 1 s x 10/s), the rest as stale_refill.
     let stale = guardd.packets("pass", "stale_refill");
-    assert!(stale >= sent[0] as u64, "counted as stale_refill: {stale}");
+    assert!(
+        stale + 10 >= sent[0] as u64,
+        "counted as stale_refill: {stale} of {}",
+        sent[0]
+    );
 }

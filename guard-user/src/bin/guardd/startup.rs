@@ -122,7 +122,6 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     };
     let mut datapath = Datapath::load(objects::guard(), Some(&pins), sizes)?;
     datapath.set_flags(runtime_flags(&config))?;
-    datapath.set_refill_timing(config.refill_period, config.refill_stale_after)?;
     // Rules go live with full buckets (new ones) or their adopted state. Adopted buckets are
     // refilled from where the previous daemon left each slice (pinned in HEARTBEAT), so
     // tokens keep accruing across a restart; the burst caps what a long absence adds.
@@ -141,15 +140,16 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         (false, Some(slices)) => slices.into_iter().map(|t| t.min(now)).collect(),
         (false, None) => vec![beat; ticks as usize],
     };
-    let work = Refill::new(refill_params(&rules), last);
+    let mut work = Refill::new(refill_params(&rules), last);
     if datapath.fresh_buckets {
-        work.fill_all(&datapath.buckets(), now);
-        // New buckets start full now: record that for every slice, so a restart resumes
-        // the rotation from here.
-        for slice in 0..ticks {
-            heartbeat.save_slice(ticks, slice, now);
-        }
+        // New buckets start full now, recorded for every slice, so a restart resumes the
+        // rotation from here.
+        work.fill_all(&datapath.buckets(), &heartbeat, now);
+    } else {
+        // The kernel reads each slice's time with this slicing (`ticks` may have changed).
+        work.save_slices(&heartbeat);
     }
+    datapath.set_refill_timing(ticks, config.refill_stale_after)?;
     let refiller = Refiller::start(
         work,
         datapath.buckets(),

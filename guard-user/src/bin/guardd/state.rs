@@ -283,8 +283,12 @@ impl Daemon {
         let counts = tables.counts;
         self.datapath.set_flags(startup::runtime_flags(&config))?;
         // The refill keeps its period until a restart (see below).
+        let ticks = guard_user::refill::ticks_per_period(
+            self.config.refill_period,
+            self.config.refill_batches_per_second,
+        );
         self.datapath
-            .set_refill_timing(self.config.refill_period, config.refill_stale_after)?;
+            .set_refill_timing(ticks, config.refill_stale_after)?;
         self.datapath.write_tables(tables)?;
         self.datapath.set_rules(&rules)?;
         self.refiller.set_rules(refill_params(&rules));

@@ -313,7 +313,7 @@ fn refill_bench() -> anyhow::Result<()> {
     let mut ticks = Vec::new();
     for _ in 0..64 {
         let t = std::time::Instant::now();
-        work.tick(&buckets, monotonic_ns());
+        work.tick(&buckets, &f.datapath.heartbeat(), monotonic_ns());
         ticks.push(t.elapsed().as_secs_f64() * 1e6);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
