@@ -256,10 +256,12 @@ fn a_drop_by_one_rule_refunds_the_others() {
         Verdict::Drop,
         Reason::Rate,
     );
-    assert_eq!(
-        f.datapath.buckets().get(wide),
-        before,
-        "the wide rule's token was given back"
+    // The token was given back; what the full bucket earned since its refill stays burned
+    // (under a token at 1/s: nothing on a fast host within one clock tick, more under qemu).
+    let after = f.datapath.buckets().get(wide);
+    assert!(
+        after.credit == before.credit && after.spent.wrapping_sub(before.spent) < TOKEN_SCALE,
+        "the wide rule's token was given back: {before:?} -> {after:?}"
     );
     assert_eq!(f.rule_counters(), vec![(0, 0), (0, 1)]);
     // TCP is not matched by the udp rule: the wide rule alone charges it.
