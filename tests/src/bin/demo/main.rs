@@ -23,7 +23,7 @@ use guard_tests::{
     packet::udp_from,
     traffic::{RawSender, Receiver},
 };
-use guard_user::config::EMBEDDED_DEFAULT;
+use guard_user::config::{Config, EMBEDDED_DEFAULT};
 
 mod application;
 
@@ -44,8 +44,49 @@ struct Flow {
     pps: u32,
     sent: usize,
     received: usize,
-    /// What guard should let through per second, for the table.
-    expect: &'static str,
+    /// What guard should let through.
+    expect: Expect,
+}
+
+/// What guard lets through of a flow, by the rule that holds it.
+#[derive(Clone, Copy)]
+enum Expect {
+    All,
+    Rate {
+        rate: f64,
+        burst: f64,
+        refill_period: f64,
+    },
+    None,
+}
+
+impl Expect {
+    fn label(self) -> String {
+        match self {
+            Expect::All => "all".into(),
+            Expect::Rate { rate, .. } => format!("{rate:.0}/s"),
+            Expect::None => "none".into(),
+        }
+    }
+
+    /// Whether `received` of `sent` over `secs` is what the rule promises: everything, nothing,
+    /// or for a rate rule at most the admission bound `burst + rate x (T + refill_period)` and
+    /// at least 90% of `burst + rate x T`.
+    fn met(self, sent: usize, received: usize, secs: f64) -> bool {
+        match self {
+            Expect::All => received == sent,
+            Expect::None => received == 0,
+            Expect::Rate {
+                rate,
+                burst,
+                refill_period,
+            } => {
+                let due = burst + rate * secs;
+                let bound = due + rate * refill_period;
+                (received as f64) <= bound && received as f64 >= 0.9 * due.min(sent as f64)
+            }
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +97,20 @@ fn main() -> anyhow::Result<()> {
     let deny = dir.path().join("deny.txt");
     std::fs::write(&deny, "# demo deny list\n198.18.0.3\n")?;
     let config = format!("{EMBEDDED_DEFAULT}\n{PER_NET_RULE}\n[lists]\ndeny = [{deny:?}]\n");
+    let parsed = Config::parse(&config, "<demo config>")?;
+    // The limits each flood is held to, from the rules guardd runs with.
+    let rule = |name: &str| {
+        let r = parsed
+            .rules
+            .iter()
+            .find(|r| r.name.as_str() == name)
+            .expect("demo rule");
+        Expect::Rate {
+            rate: r.rate,
+            burst: f64::from(r.burst),
+            refill_period: parsed.refill_period.as_secs_f64(),
+        }
+    };
     let guardd = Guardd::start(&bed.server, &bed.server_if, &config);
     let status = guardd.ctl_json(&["status"]);
     println!(
@@ -73,7 +128,7 @@ fn main() -> anyhow::Result<()> {
             pps: 50,
             sent: 0,
             received: 0,
-            expect: "all",
+            expect: Expect::All,
         },
         Flow {
             label: "2001:db8::2",
@@ -82,7 +137,7 @@ fn main() -> anyhow::Result<()> {
             pps: 50,
             sent: 0,
             received: 0,
-            expect: "all",
+            expect: Expect::All,
         },
         Flow {
             label: "198.18.5.5",
@@ -91,7 +146,7 @@ fn main() -> anyhow::Result<()> {
             pps: 5000,
             sent: 0,
             received: 0,
-            expect: "1000/s",
+            expect: rule("per-source"),
         },
         Flow {
             label: "198.18.7.0/24",
@@ -100,7 +155,7 @@ fn main() -> anyhow::Result<()> {
             pps: 5000,
             sent: 0,
             received: 0,
-            expect: "2000/s",
+            expect: rule("per-network"),
         },
         Flow {
             label: "2001:db8:1:2::/64",
@@ -116,7 +171,7 @@ fn main() -> anyhow::Result<()> {
             pps: 5000,
             sent: 0,
             received: 0,
-            expect: "1000/s",
+            expect: rule("per-source"),
         },
         Flow {
             label: "198.18.0.3",
@@ -125,7 +180,7 @@ fn main() -> anyhow::Result<()> {
             pps: 5000,
             sent: 0,
             received: 0,
-            expect: "none",
+            expect: Expect::None,
         },
     ];
     let frames: Vec<Vec<Vec<u8>>> = flows
@@ -174,11 +229,10 @@ fn main() -> anyhow::Result<()> {
         print_table(second, start.elapsed(), &flows, &guardd);
     }
     let secs = start.elapsed().as_secs_f64();
-    let legit_ok = flows[..2].iter().all(|f| f.received == f.sent);
-    let denied_ok = flows[5].received == 0;
-    let limited_ok = flows[2..5]
-        .iter()
-        .all(|f| (f.received as f64) < f.sent as f64 * 0.5);
+    let met = |f: &Flow| f.expect.met(f.sent, f.received, secs);
+    let legit_ok = flows[..2].iter().all(met);
+    let limited_ok = flows[2..5].iter().all(met);
+    let denied_ok = met(&flows[5]);
     println!(
         "\nover {secs:.1}s: legitimate traffic delivered in full: {}; floods held to their rules: {}; \
          denied source dropped: {}",
@@ -217,7 +271,7 @@ fn print_table(second: u32, elapsed: Duration, flows: &[Flow], guardd: &Guardd) 
             f.received,
             f.sent.saturating_sub(f.received),
             f.received as f64 / secs,
-            f.expect
+            f.expect.label()
         );
     }
     let stats = guardd.ctl_json(&["stats"]);
