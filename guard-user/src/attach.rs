@@ -4,7 +4,10 @@
 //! On start, an existing pinned link is adopted and its program replaced atomically
 //! (`bpf_link_update`), so a restart never leaves the interface unprotected.
 
-use std::path::PathBuf;
+use std::{
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
 
 use aya::programs::{
     ProgramError, Xdp, XdpMode,
@@ -13,7 +16,11 @@ use aya::programs::{
 };
 use tracing::{info, warn};
 
-use crate::{config::XdpModeSetting, pins::PinLayout};
+use crate::{
+    bpf_info::{self, ProgIdentity},
+    config::XdpModeSetting,
+    pins::PinLayout,
+};
 
 /// The XDP mode an interface is attached in.
 #[derive(
@@ -68,6 +75,17 @@ pub enum AttachError {
          guard needs Linux 5.9 or newer (BPF_LINK_TYPE_XDP)"
     )]
     NoBpfLink { iface: String },
+    #[error(
+        "cannot take over the pinned link of {iface} at {path}: {reason}; it still enforces \
+         the program it runs (`guardctl detach` removes it)"
+    )]
+    Adopt {
+        iface: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot pin the program at {path}: {reason}")]
+    PinProgram { path: PathBuf, reason: String },
     #[error("cannot pin the link of {iface} at {path}: {reason}")]
     Pin {
         iface: String,
@@ -120,7 +138,7 @@ pub fn attach(
             iface: iface.to_string(),
         });
     };
-    let our_id = prog.info().map_or(0, |i| i.id());
+    let our_id = our_identity(prog).map_or(0, |i| i.id);
     let done = |mode, adopted, program_id| Attachment {
         iface: iface.to_string(),
         mode,
@@ -129,7 +147,7 @@ pub fn attach(
         ifindex: index,
     };
     if let Some((path, mode)) = pins.find_link(iface) {
-        match adopt(prog, &path, index) {
+        match adopt(prog, &path, index, pins) {
             Ok(Adopted::Kept(id)) => {
                 info!(
                     iface,
@@ -140,6 +158,7 @@ pub fn attach(
                 return Ok(done(mode, true, id));
             }
             Ok(Adopted::Replaced) => {
+                pin_program(prog, pins)?;
                 info!(
                     iface,
                     mode = mode.as_str(),
@@ -148,10 +167,17 @@ pub fn attach(
                 );
                 return Ok(done(mode, true, our_id));
             }
-            Err(e) => {
+            Err(Unusable::Dead(why)) => {
                 // The interface was re-created or the link detached: start over.
-                warn!(iface, error = %e, "pinned link is unusable; attaching anew");
+                warn!(iface, why, "pinned link is unusable; attaching anew");
                 let _ = std::fs::remove_file(&path);
+            }
+            Err(Unusable::Other(reason)) => {
+                return Err(AttachError::Adopt {
+                    iface: iface.to_string(),
+                    path,
+                    reason,
+                });
             }
         }
     }
@@ -176,6 +202,7 @@ pub fn attach(
                     source,
                 })?;
                 pin_link(link, iface, &pins.link(iface, mode))?;
+                pin_program(prog, pins)?;
                 info!(iface, mode = mode.as_str(), "attached");
                 return Ok(done(mode, false, our_id));
             }
@@ -201,47 +228,82 @@ pub fn attach(
 
 /// Takes over a pinned link: keeps its program when it is the same code on the same maps (a
 /// restart of the same guardd changes nothing in the kernel), else replaces it atomically.
-fn adopt(prog: &mut Xdp, path: &std::path::Path, ifindex: u32) -> Result<Adopted, String> {
-    let chain = |e: &dyn std::error::Error| crate::error_chain(e);
-    match crate::link_ifindex::xdp_link_ifindex(path) {
+/// `Err(Dead)` when the link is no longer attached to this interface; other errors leave the
+/// link (and enforcement) as it is.
+fn adopt(prog: &mut Xdp, path: &Path, ifindex: u32, pins: &PinLayout) -> Result<Adopted, Unusable> {
+    let other = |what: &str, e: &dyn std::error::Error| {
+        Unusable::Other(format!("{what}: {}", crate::error_chain(e)))
+    };
+    match bpf_info::xdp_link_ifindex(path) {
         Ok(i) if i == ifindex => {}
         Ok(_) => {
-            return Err(
-                "the pinned link belonged to an earlier interface of that name (deleted since)"
-                    .into(),
-            );
+            return Err(Unusable::Dead(
+                "the pinned link belonged to an earlier interface of that name (deleted since)",
+            ));
         }
-        Err(e) => return Err(format!("reading the pinned link: {e}")),
+        Err(e) => return Err(other("reading the pinned link", &e)),
     }
-    let pinned = PinnedLink::from_pin(path).map_err(|e| chain(&e))?;
+    let pinned = PinnedLink::from_pin(path).map_err(|e| other("opening the pinned link", &e))?;
     let fd_link = FdLink::from(pinned);
-    let attached = fd_link.info().map_err(|e| chain(&e))?.program_id();
+    let attached = fd_link
+        .info()
+        .map_err(|e| other("reading the pinned link", &e))?
+        .program_id();
     if attached == 0 {
-        return Err("the pinned link no longer has a program (its interface went away)".into());
+        return Err(Unusable::Dead(
+            "the pinned link no longer has a program (its interface went away)",
+        ));
     }
-    // The same code on the same maps: a tag ignores which maps the code refers to, and a
-    // map this load created anew (one the pins lacked, or BUCKETS resized) is not the one
-    // the attached program uses.
-    let map_set = |ids: Option<Vec<u32>>| {
-        let mut ids = ids.unwrap_or_default();
-        ids.sort_unstable();
-        ids
-    };
-    let ours = prog.info().map_err(|e| chain(&e))?;
-    let our_maps = map_set(ours.map_ids().map_err(|e| chain(&e))?);
-    let same = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| p.id() == attached && p.tag() == ours.tag())
-        .any(|p| p.map_ids().is_ok_and(|ids| map_set(ids) == our_maps));
+    let ours = our_identity(prog).map_err(|e| other("reading the loaded program", &e))?;
+    // The attached program is known by its pin (see `PinLayout::program`); without one (or
+    // when it is another program) it is replaced.
+    let same = bpf_info::pinned_prog_identity(&pins.program())
+        .is_ok_and(|p| p.id == attached && p.same_program(&ours));
     if same {
         return Ok(Adopted::Kept(attached));
     }
-    let link = XdpLink::try_from(fd_link).map_err(|e| chain(&e))?;
-    let id = prog.attach_to_link(link).map_err(|e| chain(&e))?;
+    let link = XdpLink::try_from(fd_link).map_err(|e| other("adopting the pinned link", &e))?;
+    let id = prog
+        .attach_to_link(link)
+        .map_err(|e| other("replacing the program of the pinned link", &e))?;
     // Keep the link out of the program's drop list: the pin holds it from now on.
-    let link = prog.take_link(id).map_err(|e| chain(&e))?;
+    let link = prog
+        .take_link(id)
+        .map_err(|e| other("replacing the program of the pinned link", &e))?;
     drop(link);
     Ok(Adopted::Replaced)
+}
+
+/// Why a pinned link was not adopted.
+enum Unusable {
+    /// Detached from this interface for good: attach anew.
+    Dead(&'static str),
+    /// Anything else: the link may still enforce, so it is left alone.
+    Other(String),
+}
+
+fn our_identity(prog: &Xdp) -> Result<ProgIdentity, std::io::Error> {
+    let fd = prog.fd().map_err(std::io::Error::other)?;
+    bpf_info::prog_identity(fd.as_fd())
+}
+
+/// Pins `prog` as the program the links run, replacing the previous pin in one rename.
+fn pin_program(prog: &mut Xdp, pins: &PinLayout) -> Result<(), AttachError> {
+    let path = pins.program();
+    let fail = |e: &dyn std::error::Error| AttachError::PinProgram {
+        path: path.clone(),
+        reason: crate::error_chain(e),
+    };
+    if bpf_info::pinned_prog_identity(&path)
+        .is_ok_and(|p| our_identity(prog).is_ok_and(|o| o.id == p.id))
+    {
+        return Ok(());
+    }
+    // bpffs refuses '.' in names.
+    let tmp = path.with_file_name(format!("{}-new", guard_common::PROGRAM_NAME));
+    let _ = std::fs::remove_file(&tmp);
+    prog.pin(&tmp).map_err(|e| fail(&e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| fail(&e))
 }
 
 fn pin_link(link: XdpLink, iface: &str, path: &std::path::Path) -> Result<(), AttachError> {

@@ -88,8 +88,8 @@ pub mod guardctl {
         /// Ban an address or CIDR (TTL omitted: escalation from [bans]).
         Ban {
             cidr: String,
-            /// e.g. 10m, 1h, 2d (at most 30 days).
-            #[arg(long, value_parser = humantime::parse_duration)]
+            /// e.g. 10m, 1h, 2d (1s to 30 days).
+            #[arg(long, value_parser = crate::requests::ttl_text)]
             ttl: Option<Duration>,
             #[arg(long)]
             reason: Option<String>,
@@ -101,7 +101,8 @@ pub mod guardctl {
         /// Allow an address or CIDR past every rule (TTL omitted: until removed).
         Allow {
             cidr: String,
-            #[arg(long, value_parser = humantime::parse_duration)]
+            /// e.g. 10m, 1h, 2d (1s to 30 days).
+            #[arg(long, value_parser = crate::requests::ttl_text)]
             ttl: Option<Duration>,
             #[arg(long)]
             reason: Option<String>,

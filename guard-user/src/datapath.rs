@@ -47,6 +47,11 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{error}; putting back the previous state failed too ({undo}): restart guardd")]
+    Undo {
+        error: Box<DatapathError>,
+        undo: Box<DatapathError>,
+    },
     #[error("cannot read a random key from /dev/urandom: {0}")]
     Random(#[source] std::io::Error),
 }
@@ -76,6 +81,16 @@ const DYN_MAPS: [&str; 4] = [
     map_names::DYN_META,
     map_names::BAN_HIST,
 ];
+
+/// What a reload writes (see `Datapath::apply`).
+pub struct Change<'a> {
+    pub tables: Tables,
+    pub rules: &'a RuleSet,
+    /// `guard_common::lists::flags`.
+    pub flags: u32,
+    pub refill_ticks: u32,
+    pub stale_after: std::time::Duration,
+}
 
 /// The program and typed handles on its maps.
 pub struct Datapath {
@@ -262,6 +277,36 @@ impl Datapath {
         self.runtime.refill_ticks = ticks;
         self.runtime.stale_after_ns = stale_after.as_nanos() as u64;
         self.write_runtime()
+    }
+
+    /// Applies a reload's lists, rules and runtime settings, all or nothing: the lists and
+    /// rules first, then the runtime config (flags, refill timing) in one write. When a
+    /// write fails, the previous lists, rules and runtime config are written back and the
+    /// error returned. `old_rules` are the rules in force.
+    pub fn apply(&mut self, change: Change<'_>, old_rules: &RuleSet) -> Result<(), DatapathError> {
+        let saved_runtime = self.runtime;
+        let saved_tables = self.written.clone();
+        let res = self.write_tables(change.tables).and_then(|()| {
+            self.set_rules(change.rules)?;
+            self.runtime.flags = change.flags;
+            self.set_refill_timing(change.refill_ticks, change.stale_after)
+        });
+        let Err(error) = res else { return Ok(()) };
+        let undo = (|| {
+            if let Some(tables) = saved_tables {
+                self.write_tables(tables)?;
+            }
+            self.set_rules(old_rules)?;
+            self.runtime = saved_runtime;
+            self.write_runtime()
+        })();
+        Err(match undo {
+            Ok(()) => error,
+            Err(undo) => DatapathError::Undo {
+                error: Box::new(error),
+                undo: Box::new(undo),
+            },
+        })
     }
 
     /// Writes the rules; the count goes last so the kernel never sees a half-written rule.

@@ -1,5 +1,6 @@
 //! guard's userspace: the daemon `guardd`, the CLI `guardctl`, and what they share.
 pub mod attach;
+pub mod bpf_info;
 pub mod buckets;
 pub mod cli;
 pub mod client;
@@ -7,12 +8,13 @@ pub mod config;
 pub mod datapath;
 pub mod dyn_regions;
 pub mod dynamic;
-pub mod link_ifindex;
 pub mod lists;
 pub mod model;
 pub mod netif;
 pub mod objects;
+pub mod owners;
 pub mod pins;
+pub mod privileges;
 pub mod refill;
 pub mod requests;
 pub mod rules;

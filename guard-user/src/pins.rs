@@ -3,7 +3,10 @@
 //! ```text
 //! <pin_dir>/v<SCHEMA_VERSION>/maps/<MAP>          one pin per map
 //! <pin_dir>/v<SCHEMA_VERSION>/links/<mode>/<iface> the XDP bpf_link of an interface
+//! <pin_dir>/v<SCHEMA_VERSION>/progs/guard          the program the links run
 //! ```
+//! The program pin lets a restarted guardd see which program its links run without
+//! `bpf_prog_get_fd_by_id`, which needs CAP_SYS_ADMIN.
 //! bpffs refuses `.` in names, so a `.` in an interface name (`eth0.100`) is written `:`,
 //! which Linux never allows in interface names.
 //! ```text
@@ -65,6 +68,11 @@ impl PinLayout {
         self.dir().join("maps").join(name)
     }
 
+    /// The pin of the program the links run.
+    pub fn program(&self) -> PathBuf {
+        self.dir().join("progs").join(guard_common::PROGRAM_NAME)
+    }
+
     fn links_dir(&self) -> PathBuf {
         self.dir().join("links")
     }
@@ -107,7 +115,8 @@ impl PinLayout {
             });
         }
         let link_dirs = AttachMode::ALL.map(|m| self.links_dir().join(m.as_str()));
-        for dir in std::iter::once(self.dir().join("maps")).chain(link_dirs) {
+        let dirs = [self.dir().join("maps"), self.dir().join("progs")];
+        for dir in dirs.into_iter().chain(link_dirs) {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
         Ok(())

@@ -51,6 +51,21 @@ pub fn one<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))
 }
 
+/// A TTL as people write it (`--ttl 10m`, `escalation = ["1h"]`): whole seconds from 1 s to
+/// 30 days, the bounds of the API's `ttl_secs`.
+pub fn ttl_text(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    ttl_duration(d).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// Whole seconds from 1 s to 30 days.
+pub fn ttl_duration(d: Duration) -> Result<Duration, String> {
+    if d.subsec_nanos() != 0 || ttl(d.as_secs()).is_err() {
+        return Err("must be whole seconds between 1s and 30 days".into());
+    }
+    Ok(d)
+}
+
 pub fn ttl(secs: u64) -> Result<Duration, String> {
     if (1..=MAX_TTL_SECS).contains(&secs) {
         Ok(Duration::from_secs(secs))

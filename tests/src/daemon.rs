@@ -1,7 +1,8 @@
 //! A real guardd process in a testbed namespace, and guardctl against it.
 //!
 //! guardd runs under `nsenter --net` (not `ip netns exec`, which remounts /sys and hides
-//! the host's bpffs), so its pins land on the host's /sys/fs/bpf and are removed on drop.
+//! the host's bpffs), so its pins land on the host's /sys/fs/bpf and are removed on drop,
+//! and with exactly the capabilities of the shipped unit (`unit_caps`).
 
 use std::{
     path::{Path, PathBuf},
@@ -44,9 +45,7 @@ pub fn bulk_bans_body(first: std::net::Ipv4Addr, count: u32, ttl_secs: u64) -> S
 
 /// Runs `guardd` in `ns` with `args` and waits for it to exit (at most `limit`).
 pub fn run_guardd(ns: &Netns, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={}", ns.path()))
-        .arg(bin("guardd"))
+    let mut child = crate::unit_caps::guardd_in(ns)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -63,8 +62,15 @@ pub fn run_guardd(ns: &Netns, args: &[&str], limit: Duration) -> Output {
     child.wait_with_output().expect("guardd output")
 }
 
+/// A pin directory on the host's bpffs no other test uses.
+pub fn unique_pin_dir() -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/guard-test-{}", unique_tag()))
+}
+
 pub struct Guardd {
     child: Option<Child>,
+    /// A guardd that went to the background (no `--foreground`): not our child.
+    background: Option<Pid>,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub pin_dir: PathBuf,
@@ -80,10 +86,18 @@ impl Guardd {
 
     /// Starts guardd on several interfaces.
     pub fn start_on(ns: &Netns, ifaces: &[&str], config: &str) -> Guardd {
+        let mut g = Guardd::prepared(config);
+        g.spawn_on(ns, ifaces);
+        g
+    }
+
+    /// A temporary directory with `config`, a socket path and a pin directory of its own.
+    fn prepared(config: &str) -> Guardd {
         let dir = tempfile::tempdir().expect("tempdir");
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/guard-test-{}", unique_tag()));
-        let mut g = Guardd {
+        let pin_dir = unique_pin_dir();
+        let g = Guardd {
             child: None,
+            background: None,
             socket: dir.path().join("guard.sock"),
             config: dir.path().join("guard.toml"),
             log: dir.path().join("guardd.log"),
@@ -91,7 +105,6 @@ impl Guardd {
             dir,
         };
         std::fs::write(&g.config, config).expect("write config");
-        g.spawn_on(ns, ifaces);
         g
     }
 
@@ -107,9 +120,7 @@ impl Guardd {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", ns.path()))
-            .arg(bin("guardd"))
+        let child = crate::unit_caps::guardd_in(ns)
             .arg("--foreground")
             .args(ifaces.iter().flat_map(|i| ["--iface", i]))
             .arg("--config")
@@ -162,15 +173,57 @@ impl Guardd {
     }
 
     pub fn pid(&self) -> Pid {
+        if let Some(pid) = self.background {
+            return pid;
+        }
         Pid::from_raw(self.child.as_ref().expect("guardd running").id() as i32)
+    }
+
+    /// Starts guardd without `--foreground`, as a script would, with `env` added: it goes to
+    /// the background once ready. Its stderr before that is in `log()`.
+    pub fn start_background(ns: &Netns, iface: &str, config: &str, env: &[(&str, &str)]) -> Guardd {
+        let mut g = Guardd::prepared(config);
+        let out = crate::unit_caps::guardd_in(ns)
+            .args(["--iface", iface, "--config"])
+            .arg(&g.config)
+            .arg("--socket")
+            .arg(&g.socket)
+            .arg("--pin-dir")
+            .arg(&g.pin_dir)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run guardd");
+        std::fs::write(&g.log, &out.stderr).expect("log");
+        assert!(
+            out.status.success(),
+            "guardd did not start in the background: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pid = g.ctl_json(&["status"])["pid"].as_i64().expect("pid");
+        g.background = Some(Pid::from_raw(pid as i32));
+        g
     }
 
     pub fn signal(&self, sig: Signal) {
         nix::sys::signal::kill(self.pid(), sig).expect("signal guardd");
     }
 
-    /// SIGTERM and wait (at most 10 s); returns the exit status.
+    /// SIGTERM and wait (at most 10 s); returns the exit status (of a background guardd,
+    /// only whether it exited).
     pub fn stop(&mut self) -> ExitStatus {
+        if let Some(pid) = self.background.take() {
+            use std::os::unix::process::ExitStatusExt;
+            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            let start = Instant::now();
+            while nix::sys::signal::kill(pid, None).is_ok() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "background guardd ignored SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return ExitStatus::from_raw(0);
+        }
         let mut child = self.child.take().expect("guardd running");
         let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
         let start = Instant::now();
@@ -338,6 +391,15 @@ impl Guardd {
 
 impl Drop for Guardd {
     fn drop(&mut self) {
+        if let Some(pid) = self.background.take() {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let start = Instant::now();
+            while nix::sys::signal::kill(pid, None).is_ok()
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

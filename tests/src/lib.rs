@@ -1,13 +1,17 @@
 //! Test support for guard: packet builders, a BPF_PROG_TEST_RUN harness, network-namespace
 //! testbeds, bounded traffic and a guardd process handle. Everything it creates is removed
 //! on drop.
+pub mod bed;
 pub mod bench_record;
 pub mod daemon;
 pub mod fixture;
 pub mod http;
+pub mod inject;
 pub mod netns;
 pub mod packet;
+pub mod tools;
 pub mod traffic;
+pub mod unit_caps;
 
 /// Positional argument `n` of this process parsed as `T`, or `default` when it is absent or
 /// does not parse (the bench and demo binaries' optional arguments).

@@ -14,7 +14,7 @@ use guard_tests::{
 };
 use guard_user::{
     buckets::monotonic_ns,
-    dynamic::{DynamicTable, Kind, Request},
+    dynamic::{DynamicTable, Escalation, Kind, Request},
 };
 use ipnet::IpNet;
 
@@ -42,7 +42,10 @@ impl Bed {
                 Kind::Ban,
                 &[req],
                 &[],
-                &[Duration::from_secs(600)],
+                &Escalation {
+                    ttls: vec![Duration::from_secs(600)],
+                    default_ttl: Duration::from_secs(600),
+                },
                 monotonic_ns(),
                 |_| Ok(()),
             )

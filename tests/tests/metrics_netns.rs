@@ -1,4 +1,5 @@
-//! The Prometheus endpoint under real traffic: the scrape parses as Prometheus text (with the
+//! The Prometheus endpoint under real traffic: the scrape passes Prometheus' own
+//! `promtool check metrics` (HELP on every metric), parses as Prometheus text (with the
 //! prometheus-parse crate) and its counters equal the packets the test sent, by reason.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
@@ -25,6 +26,7 @@ fn scrape(bed: &Testbed) -> HashMap<String, f64> {
     };
     let (outcome, body) = get(&rt, route, "/metrics");
     assert_eq!(outcome, Outcome::Answered(200), "{body}");
+    promtool_check(&body);
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let parsed =
         prometheus_parse::Scrape::parse(lines).expect("the scrape parses as Prometheus text");
@@ -44,6 +46,33 @@ fn scrape(bed: &Testbed) -> HashMap<String, f64> {
             (format!("{}{{{}}}", s.metric, labels.join(",")), value)
         })
         .collect()
+}
+
+/// `promtool check metrics` on the scrape (Debian's prometheus package, unpacked by
+/// `cargo xtask test` into target/tools).
+fn promtool_check(body: &str) {
+    use std::io::Write;
+    let promtool = guard_tests::tools::promtool();
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", promtool.display()));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\nscrape:\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -8,60 +8,15 @@ use std::{
 };
 
 use guard_tests::{
-    daemon::{Guardd, bulk_bans_body},
-    netns::{Testbed, client4, client6},
+    bed::GuardBed,
+    daemon::bulk_bans_body,
+    netns::{client4, client6},
     packet::udp_from,
-    traffic::{RawSender, Receiver},
 };
 use guard_user::pins::PinLayout;
 
-struct Bed {
-    bed: Testbed,
-    g: Guardd,
-    rx: Receiver,
-    tx: RawSender,
-    dir: tempfile::TempDir,
-}
-
-fn start(config: &str) -> Bed {
-    let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
-    // Lists named in a config start empty; tests write them and reload.
-    std::fs::write(dir.path().join("deny.txt"), "").unwrap();
-    let config = config.replace("{dir}", dir.path().to_str().unwrap());
-    let g = Guardd::start(&bed.server, &bed.server_if, &config);
-    let rx = Receiver::bind(&bed.server);
-    let tx = RawSender::open(&bed.client, &bed.client_if);
-    Bed {
-        bed,
-        g,
-        rx,
-        tx,
-        dir,
-    }
-}
-
-impl Bed {
-    /// Sends `n` frames from `src` (paced, bounded) and returns how many arrived.
-    fn deliver(&self, src: IpAddr, n: usize) -> usize {
-        let pps = 2000;
-        let (sent, _) = self.tx.flood(
-            &[udp_from(src, self.rx.port)],
-            pps,
-            Duration::from_secs_f64(n as f64 / pps as f64),
-        );
-        let got = self
-            .rx
-            .collect(Duration::from_millis(250), Duration::from_secs(5));
-        assert_eq!(sent[0], n, "sent");
-        got.get(&src).copied().unwrap_or(0)
-    }
-
-    fn ok(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
-        let (code, json) = self.g.api(method, path, Some(body));
-        assert_eq!(code, 200, "{method} {path} {body}: {json}");
-        json
-    }
+fn start(config: &str) -> GuardBed {
+    GuardBed::start(config)
 }
 
 #[test]
@@ -360,4 +315,50 @@ fn a_restart_onto_pins_missing_a_map_replaces_the_program() {
         "a new ban in a new region holds"
     );
     assert_eq!(b.deliver(client6(6), 20), 20, "others pass");
+}
+
+#[test]
+fn ban_history_churn_never_refuses_a_ban_the_table_could_take() {
+    // The maps hold max_entries + 65,536 (temporary allows) = 85,536 entries; 5 rounds of
+    // 19,999 distinct sources with 1 s bans leave 99,995 histories (kept 24 h) behind.
+    let b = start("[bans]\nmax_entries = 20000\n");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.8","ttl_secs":600,"reason":"long"}"#,
+    );
+    let hist_pin = b.map_pin(guard_common::map_names::BAN_HIST);
+    let capacity = aya::maps::MapInfo::from_pin(&hist_pin)
+        .unwrap()
+        .max_entries() as usize;
+    assert_eq!(capacity, 85_536);
+    for round in 0..5u32 {
+        let first = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + round * 19_999);
+        let (code, json) =
+            b.g.api("POST", "/v1/bans", Some(&bulk_bans_body(first, 19_999, 1)));
+        assert_eq!(code, 200, "round {round}: {json}");
+        // Wait for the 1 s bans to expire and be swept (every second).
+        let t = Instant::now();
+        while b.g.ctl_json(&["stats"])["bans_active"] != 1 {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "round {round}: not swept"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let hist = guard_tests::inject::keys::<
+        guard_common::dynamic::DynMetaKey,
+        guard_common::dynamic::BanHistory,
+    >(&hist_pin);
+    assert!(hist.len() <= capacity, "{} histories", hist.len());
+    assert!(
+        hist.len() > 80_000,
+        "evicts only what it must: {}",
+        hist.len()
+    );
+    // The source banned throughout kept its history: its next ban is its second.
+    b.ok("DELETE", "/v1/bans/198.18.0.8", "");
+    let again = b.ok("POST", "/v1/bans", r#"{"cidr":"198.18.0.8"}"#);
+    assert_eq!(again["applied"][0]["ban_number"], 2, "{again}");
 }

@@ -86,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Test => {
             setup::build_tools()?;
             setup::runtime()?;
+            setup::promtool()?;
             cargo(&["build", "-p", "guard-user"])?;
             test_summary::run_cargo_test(&[
                 "test",

@@ -93,14 +93,61 @@ pub fn apt_install<S: AsRef<str>>(pkgs: &[S], why: &str) -> anyhow::Result<()> {
         );
     }
     say(&format!("installing {} ({why})", missing.join(" ")));
-    static UPDATED: AtomicBool = AtomicBool::new(false);
-    if !UPDATED.swap(true, Ordering::Relaxed) {
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-    }
+    apt_update_once()?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// `apt-get update`, once per xtask run (a fresh machine has no package lists).
+fn apt_update_once() -> anyhow::Result<()> {
+    static UPDATED: AtomicBool = AtomicBool::new(false);
+    if !UPDATED.swap(true, Ordering::Relaxed) {
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+    }
+    Ok(())
+}
+
+/// Downloads Debian package `pkg` and unpacks it under `dir` (not installed: no services
+/// start, nothing changes outside `dir`). Skipped when `dir/<marker>` exists.
+pub fn unpack_deb(pkg: &str, dir: &Path, marker: &str) -> anyhow::Result<()> {
+    if dir.join(marker).exists() {
+        return Ok(());
+    }
+    say(&format!(
+        "downloading {pkg} and unpacking it into {}",
+        dir.display()
+    ));
+    std::fs::create_dir_all(dir)?;
+    let download = dir.join(".download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download)?;
+    let fetch = || {
+        run(Command::new("apt-get")
+            .args(["download", pkg])
+            .current_dir(&download))
+    };
+    if fetch().is_err() {
+        apt_update_once()?;
+        fetch()?;
+    }
+    let deb = std::fs::read_dir(&download)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .with_context(|| format!("apt-get download {pkg} left no .deb"))?;
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir))?;
+    std::fs::remove_dir_all(&download)?;
+    Ok(())
+}
+
+/// Prometheus' promtool (the tests check guardd's metrics with it), from Debian's package,
+/// unpacked into target/tools.
+pub fn promtool() -> anyhow::Result<PathBuf> {
+    let dir = workspace_root().join("target/tools/prometheus");
+    unpack_deb("prometheus", &dir, "usr/bin/promtool")?;
+    Ok(dir.join("usr/bin/promtool"))
 }
 
 fn cargo_home() -> PathBuf {

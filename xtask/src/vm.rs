@@ -132,22 +132,7 @@ fn kernel(work: &Path, meta: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
         .with_context(|| format!("{meta} names no linux-image package"))?
         .to_string();
     let dir = work.join(&image);
-    if !dir.join("boot").exists() {
-        println!("vm-test: downloading {image}");
-        std::fs::create_dir_all(&dir)?;
-        run(Command::new("apt-get")
-            .args(["download", &image])
-            .current_dir(work))?;
-        let deb = std::fs::read_dir(work)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{image}_")))
-            })
-            .context("downloaded .deb")?;
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
-    }
+    crate::setup::unpack_deb(&image, &dir, "boot")?;
     let vmlinuz = std::fs::read_dir(dir.join("boot"))?
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -201,6 +186,8 @@ fn initramfs(
     }
     copy_with_libs(Path::new("/usr/sbin/ip"), &dir, "/sbin/ip")?;
     copy_with_libs(Path::new("/usr/bin/nsenter"), &dir, "/usr/bin/nsenter")?;
+    // guardd runs under the unit's capabilities (tests/src/unit_caps.rs reads the unit).
+    copy_with_libs(Path::new("/usr/bin/setpriv"), &dir, "/usr/bin/setpriv")?;
     for (name, exe) in tests {
         copy_with_libs(exe, &dir, &format!("/guard/tests/{name}"))?;
     }
@@ -213,6 +200,10 @@ fn initramfs(
     }
     std::fs::create_dir_all(data_target.parent().unwrap())?;
     std::fs::copy(&data, &data_target)?;
+    let unit = root.join("packaging/guard.service");
+    let unit_target = dir.join(unit.strip_prefix("/")?);
+    std::fs::create_dir_all(unit_target.parent().unwrap())?;
+    std::fs::copy(&unit, &unit_target)?;
     // veth (a module in Debian's kernels), decompressed for busybox insmod.
     let mut ko = None;
     for ext in ["veth.ko", "veth.ko.xz", "veth.ko.zst"] {

@@ -330,8 +330,14 @@ impl Config {
                 format!("must be between 1 and {}", limits::MAX_BANS),
             );
         }
-        if self.bans.escalation.is_empty() {
-            return err("bans.escalation".into(), "needs at least one TTL".into());
+        // The API's bounds (`ttl_secs`), so a config cannot make a ban the API would refuse.
+        let ttl = |key: String, d: Duration| match crate::requests::ttl_duration(d) {
+            Ok(_) => Ok(()),
+            Err(e) => err(key, e),
+        };
+        ttl("bans.default_ttl".into(), self.bans.default_ttl)?;
+        for (i, d) in self.bans.escalation.iter().enumerate() {
+            ttl(format!("bans.escalation[{i}]"), d.0)?;
         }
         Ok(())
     }

@@ -158,8 +158,20 @@ fn cross_field_rules_are_checked() {
             "refill_batches_per_second: must be between",
         ),
         (
-            "[bans]\nescalation = []\n".to_string(),
-            "bans.escalation: needs at least one TTL",
+            "[bans]\nescalation = [\"0s\"]\n".to_string(),
+            "bans.escalation[0]: must be whole seconds between 1s and 30 days",
+        ),
+        (
+            "[bans]\nescalation = [\"10m\", \"31days\"]\n".to_string(),
+            "bans.escalation[1]: must be whole seconds between 1s and 30 days",
+        ),
+        (
+            "[bans]\nescalation = [\"1500ms\"]\n".to_string(),
+            "bans.escalation[0]: must be whole seconds",
+        ),
+        (
+            "[bans]\ndefault_ttl = \"0s\"\n".to_string(),
+            "bans.default_ttl: must be whole seconds between 1s and 30 days",
         ),
     ];
     for (text, want) in cases {

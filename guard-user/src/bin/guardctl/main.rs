@@ -103,7 +103,7 @@ async fn add(
 ) -> anyhow::Result<()> {
     let req = EntryRequest {
         cidr,
-        ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+        ttl_secs: ttl.map(|t| t.as_secs()),
         reason,
     };
     let applied: Applied = client.post(route, &req).await?;
@@ -156,17 +156,37 @@ fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes the pins, only when no daemon owns them: none answers on the socket, and no
+/// process holds the pinned maps (a guardd on another socket, or one that is hung).
 async fn detach(client: &Client, pins: &PinLayout) -> anyhow::Result<()> {
-    if let Ok(s) = client.get::<Status>("/v1/status").await {
-        anyhow::bail!(
+    match client.get::<Status>("/v1/status").await {
+        Ok(s) => anyhow::bail!(
             "guardd (pid {}) is running on {}: stop it first (systemctl stop guard), then detach",
             s.pid,
             client.socket().display()
-        );
+        ),
+        Err(ClientError::Unreachable { .. }) => {}
+        Err(e) => anyhow::bail!(
+            "something answers on {} but not as guardd does ({}): not detaching while a \
+             daemon may own the pins",
+            client.socket().display(),
+            guard_user::error_chain(&e)
+        ),
     }
     if !pins.exists() {
         println!("nothing to detach under {}", pins.root().display());
         return Ok(());
+    }
+    let owners = guard_user::owners::owners(pins)
+        .context("not detaching: cannot tell whether a daemon owns the pins")?;
+    if let Some(o) = owners.first() {
+        anyhow::bail!(
+            "process {} ({}) holds guard's maps under {} (a guardd on another socket?): \
+             stop it first, then detach",
+            o.pid,
+            o.comm,
+            pins.root().display()
+        );
     }
     let links = pins.linked_interfaces();
     pins.remove_all()?;

@@ -5,6 +5,7 @@ mod api;
 mod daemonize;
 mod events;
 mod ifaces;
+mod logging;
 mod memory;
 mod metrics;
 mod startup;
@@ -30,7 +31,18 @@ fn main() -> ExitCode {
             }
         }
     };
-    init_logging();
+    let log_target = match logging::init(opts.foreground) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "guardd: error: cannot open the log file ({e}); set GUARD_LOG_FILE to a writable file"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(target) = log_target {
+        tracing::info!("running in the background; logging to {target}");
+    }
     match startup::run(opts, ready) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -38,19 +50,5 @@ fn main() -> ExitCode {
             eprintln!("guardd: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Logs to stderr; `RUST_LOG` filters. Under systemd (journald adds its own) no timestamps.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().with_ansi(false).init();
-    } else {
-        builder.init();
     }
 }

@@ -373,26 +373,21 @@ fn check_kernel() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails with the missing capability's name rather than an EPERM from deep inside a load.
+/// Fails with the missing capabilities' names rather than an EPERM from deep inside a load.
 fn check_privileges() -> anyhow::Result<()> {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_BPF: u32 = 39;
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .context("no CapEff in /proc/self/status")?;
-    let has = |cap: u32| eff & (1 << cap) != 0;
-    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
-        bail!(
-            "missing privileges: guardd needs CAP_BPF (or CAP_SYS_ADMIN) to load its XDP program"
-        );
+    use guard_user::privileges;
+    let eff = privileges::effective().context("reading this process's capabilities")?;
+    let missing = privileges::missing(eff);
+    if missing.is_empty() {
+        return Ok(());
     }
-    if !has(CAP_NET_ADMIN) {
-        bail!("missing privileges: guardd needs CAP_NET_ADMIN to attach XDP programs");
-    }
-    Ok(())
+    let list: Vec<String> = missing
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.why))
+        .collect();
+    bail!(
+        "missing privileges: guardd needs {}; run it as root or grant them \
+         (the shipped unit's AmbientCapabilities)",
+        list.join(", ")
+    )
 }

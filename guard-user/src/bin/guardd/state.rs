@@ -4,7 +4,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use axum::http::StatusCode;
@@ -13,7 +13,7 @@ use guard_common::{
     tokens::{TOKEN_SCALE, available},
 };
 use guard_user::{
-    dynamic::{DynError, DynamicTable, Entry, Kind, Request},
+    dynamic::{DynError, DynamicTable, Entry, Escalation, Kind, Request},
     model::{PenaltyResult, RulePenalty},
 };
 use ipnet::IpNet;
@@ -23,14 +23,14 @@ use guard_user::{
     attach::Attachment,
     buckets::monotonic_ns,
     config::Config,
-    datapath::Datapath,
+    datapath::{Change, Datapath},
     model::{InterfaceStatus, RefillSummary, RuleCount, Stats, Status},
     pins::PinLayout,
     refill::{Refiller, refill_params},
     rules::RuleSet,
     tables::ListCounts,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::{Options, startup};
 
@@ -67,7 +67,9 @@ impl From<DynError> for Refusal {
             | DynError::AllowsFull { .. }
             | DynError::TooManyLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,
             DynError::NotFound { .. } => StatusCode::NOT_FOUND,
-            DynError::Map { .. } | DynError::MissingMap { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            DynError::Map { .. } | DynError::MissingMap { .. } | DynError::Undo { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         Refusal(code, guard_user::error_chain(&e))
     }
@@ -113,7 +115,10 @@ impl Daemon {
             config,
             ..
         } = self;
-        let escalation: Vec<Duration> = config.bans.escalation.iter().map(|d| d.0).collect();
+        let escalation = Escalation {
+            ttls: config.bans.escalation.iter().map(|d| d.0).collect(),
+            default_ttl: config.bans.default_ttl,
+        };
         let set_lens = |lens: &DynLens| {
             datapath.set_dyn_lens(lens).map_err(|e| DynError::Map {
                 name: "CONFIG",
@@ -249,48 +254,34 @@ impl Daemon {
         })
     }
 
-    /// Re-reads the config and the lists and applies them; on any error the running
-    /// configuration stays as it was and the error is returned.
+    /// Re-reads the config and the lists and applies them, all or nothing: everything is
+    /// validated and built first; settings that only a restart can apply refuse the reload;
+    /// a kernel write that fails puts the previous lists, rules and flags back. On any error
+    /// the running configuration stays as it was and the error is returned.
     pub fn reload(&mut self) -> anyhow::Result<()> {
         let config = startup::effective_config(&self.opts).context("reload refused")?;
         let (tables, allow_nets) = startup::build_tables(&config).context("reload refused")?;
         let rules = RuleSet::compile(&config.rules);
-        if !rules.same_layout(&self.rules) {
-            anyhow::bail!(
-                "reload refused: the rules' bucket layout changed (how many rules, or their \
-                 `buckets`); restart guardd to apply it"
-            );
-        }
-        for (what, changed) in [
-            ("interfaces", config.interfaces != self.config.interfaces),
-            ("pin_dir", config.pin_dir != self.config.pin_dir),
-            ("api.socket", config.api.socket != self.config.api.socket),
-            ("xdp_mode", config.xdp_mode != self.config.xdp_mode),
-            (
-                "refill_period",
-                config.refill_period != self.config.refill_period,
-            ),
-            (
-                "refill_batches_per_second",
-                config.refill_batches_per_second != self.config.refill_batches_per_second,
-            ),
-        ] {
-            if changed {
-                warn!("{what} changed: it takes effect when guardd restarts");
-            }
+        if let Some(why) = restart_only_change(&self.config, &config, &rules, &self.rules) {
+            anyhow::bail!("reload refused: {why}; restart guardd to apply it");
         }
         startup::warn_about_own_addresses(&tables, &self.config.interfaces);
         let counts = tables.counts;
-        self.datapath.set_flags(startup::runtime_flags(&config))?;
-        // The refill keeps its period until a restart (see below).
+        // The refill keeps its period (refused above when it changed).
         let ticks = guard_user::refill::ticks_per_period(
             self.config.refill_period,
             self.config.refill_batches_per_second,
         );
+        let change = Change {
+            tables,
+            rules: &rules,
+            flags: startup::runtime_flags(&config),
+            refill_ticks: ticks,
+            stale_after: config.refill_stale_after,
+        };
         self.datapath
-            .set_refill_timing(ticks, config.refill_stale_after)?;
-        self.datapath.write_tables(tables)?;
-        self.datapath.set_rules(&rules)?;
+            .apply(change, &self.rules)
+            .context("reload failed; the previous configuration stays in force")?;
         self.refiller.set_rules(refill_params(&rules));
         self.rules = rules;
         self.lists = counts;
@@ -306,6 +297,37 @@ impl Daemon {
         self.config = config;
         Ok(())
     }
+}
+
+/// The first setting of `new` that differs from `old` and takes a restart to apply, if any.
+fn restart_only_change(
+    old: &Config,
+    new: &Config,
+    new_rules: &RuleSet,
+    old_rules: &RuleSet,
+) -> Option<String> {
+    let changed = [
+        ("interfaces", old.interfaces != new.interfaces),
+        ("xdp_mode", old.xdp_mode != new.xdp_mode),
+        ("pin_dir", old.pin_dir != new.pin_dir),
+        ("api.socket", old.api.socket != new.api.socket),
+        (
+            "api.socket_mode",
+            old.api.socket_mode != new.api.socket_mode,
+        ),
+        ("metrics.listen", old.metrics.listen != new.metrics.listen),
+        ("refill_period", old.refill_period != new.refill_period),
+        (
+            "refill_batches_per_second",
+            old.refill_batches_per_second != new.refill_batches_per_second,
+        ),
+    ];
+    if let Some((key, _)) = changed.iter().find(|(_, c)| *c) {
+        return Some(format!("{key} changed"));
+    }
+    (!new_rules.same_layout(old_rules)).then(|| {
+        "the rules' bucket layout changed (how many rules, or their `buckets`)".to_string()
+    })
 }
 
 /// How deep in debt a penalty may take a bucket: this many seconds of its refill.

@@ -136,7 +136,7 @@ fn full_config_bench(
     allow: &[IpNet],
     deny: &[IpNet],
 ) -> anyhow::Result<()> {
-    use guard_user::dynamic::{DynamicTable, Kind, Request};
+    use guard_user::dynamic::{DynamicTable, Escalation, Kind, Request};
     let rules = "[[rules]]\nname = \"web\"\nprotocol = \"udp\"\nports = [443]\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n\
                  [[rules]]\nname = \"per-source\"\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n";
     let mut empty = Fixture::new(&[], &[]);
@@ -166,7 +166,10 @@ fn full_config_bench(
         Kind::Ban,
         &bans,
         &[],
-        &[std::time::Duration::from_secs(600)],
+        &Escalation {
+            ttls: vec![std::time::Duration::from_secs(600)],
+            default_ttl: std::time::Duration::from_secs(600),
+        },
         now,
         |_| Ok(()),
     )?;

@@ -1,12 +1,15 @@
 //! Prometheus metrics at `metrics.listen`: the kernel's per-CPU counters are read at scrape
 //! time (a `Collector`), refill durations and API requests are recorded as they happen.
+//! Scrapers get OpenMetrics when they ask for it, else the Prometheus text format.
+
+mod text_format;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
     extract::{MatchedPath, Request, State},
-    http::header,
+    http::{HeaderMap, header},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
@@ -151,15 +154,18 @@ pub async fn serve(
     axum::serve(listener, app).await
 }
 
-async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
+async fn scrape(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
     let mut body = String::new();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     match encode(&mut body, &registry) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+        Ok(()) if text_format::wants_openmetrics(accept) => (
+            [(header::CONTENT_TYPE, text_format::OPENMETRICS_CONTENT_TYPE)],
             body,
+        )
+            .into_response(),
+        Ok(()) => (
+            [(header::CONTENT_TYPE, text_format::CONTENT_TYPE)],
+            text_format::to_text_format(&body),
         )
             .into_response(),
         Err(_) => (

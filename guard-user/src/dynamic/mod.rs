@@ -3,15 +3,20 @@
 //! The kernel enforces entries and their TTLs; this keeps an index of them (rebuilt from the
 //! pinned maps after a restart) for listing, expiry sweeps and conflict checks, the
 //! metadata the kernel does not need (reason, creation time) in `DYN_META`, and the
-//! escalation history in `BAN_HIST`. A batch is checked whole before anything is written.
+//! escalation history in `BAN_HIST` (`history`). A batch is checked whole before anything
+//! is written, and a kernel write that fails part-way puts back everything the batch wrote
+//! (`undo`): nothing is half-applied.
+
+mod history;
+mod scan;
+mod undo;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
-    net::IpAddr,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use aya::maps::{Array, HashMap, MapData, MapError};
+use aya::maps::{Array, HashMap, IterableMap, MapData, MapError};
 use guard_common::{
     V6Key, V6Len,
     dynamic::{
@@ -22,10 +27,13 @@ use guard_common::{
 };
 use ipnet::IpNet;
 
-use crate::{dyn_regions::Regions, tables::v6_words};
+pub use history::{ESCALATION_WINDOW, Escalation};
+pub use scan::pinned_entries;
 
-/// Window in which repeated bans of a source escalate.
-pub const ESCALATION_WINDOW: Duration = Duration::from_secs(24 * 3600);
+use crate::{dyn_regions::Regions, tables::v6_words};
+use history::History;
+use scan::{lens_of, meta_key, net_of, scan};
+use undo::{Record, Undo};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -85,6 +93,15 @@ impl Entry {
         })
     }
 
+    /// The entry as the kernel holds it.
+    pub fn kernel(&self) -> DynEntry {
+        DynEntry {
+            expires_ns: self.expires_mono_ns,
+            kind: self.kind.code(),
+            _reserved: 0,
+        }
+    }
+
     /// The entry as the API shows it: monotonic expiry turned into wall-clock time.
     pub fn view(&self) -> crate::model::EntryView {
         let remaining = self.remaining();
@@ -133,6 +150,11 @@ pub enum DynError {
         #[source]
         source: MapError,
     },
+    #[error("{error}; putting back what it wrote failed too ({undo}): restart guardd to resync")]
+    Undo {
+        error: Box<DynError>,
+        undo: Box<DynError>,
+    },
     #[error("the {name} map was not handed over")]
     MissingMap { name: &'static str },
 }
@@ -152,6 +174,7 @@ pub struct DynamicTable {
     regions: Regions,
     entries: BTreeMap<IpNet, Entry>,
     expiry: BTreeSet<(u64, IpNet)>,
+    history: History,
     bans: usize,
     allows: usize,
     pub max_bans: usize,
@@ -164,34 +187,18 @@ fn map_err(name: &'static str) -> impl Fn(MapError) -> DynError {
     move |source| DynError::Map { name, source }
 }
 
-fn meta_key(net: &IpNet) -> DynMetaKey {
-    let (family, addr) = match net.network() {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (4, b)
-        }
-        IpAddr::V6(a) => (6, a.octets()),
-    };
-    DynMetaKey {
-        family,
-        prefix_len: net.prefix_len() as u32,
-        addr,
-    }
-}
-
-fn net_of(key: &DynMetaKey) -> Option<IpNet> {
-    let addr: IpAddr = match key.family {
-        4 => IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]]),
-        _ => IpAddr::from(key.addr),
-    };
-    IpNet::new(addr, key.prefix_len as u8).ok()
-}
-
 fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// One entry of a batch, planned before anything is written.
+struct Planned {
+    entry: Entry,
+    meta: DynMeta,
+    /// Bans: the history the ban writes.
+    hist: Option<BanHistory>,
 }
 
 impl DynamicTable {
@@ -207,12 +214,25 @@ impl DynamicTable {
         let region_map = maps.regions.take().ok_or(DynError::MissingMap {
             name: "DYN_REGIONS",
         })?;
+        let hist_capacity = maps
+            .hist
+            .map()
+            .info()
+            .map_err(map_err("BAN_HIST"))?
+            .max_entries() as usize;
+        let found: Vec<(IpNet, BanHistory)> = maps
+            .hist
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(k, h)| Some((net_of(&k)?, h)))
+            .collect();
         let mut t = DynamicTable {
             maps,
             region_map,
             regions: Regions::default(),
             entries: BTreeMap::new(),
             expiry: BTreeSet::new(),
+            history: History::new(hist_capacity, found),
             bans: 0,
             allows: 0,
             max_bans,
@@ -239,16 +259,17 @@ impl DynamicTable {
         self.allows
     }
 
+    /// Sources with an escalation history (`BAN_HIST` entries).
+    pub fn histories(&self) -> usize {
+        self.history.len()
+    }
+
     pub fn list(&self, kind: Kind) -> Vec<Entry> {
         self.entries
             .values()
             .filter(|e| e.kind == kind)
             .cloned()
             .collect()
-    }
-
-    pub fn get(&self, net: &IpNet) -> Option<&Entry> {
-        self.entries.get(net)
     }
 
     /// The prefix lengths the kernel must probe, longest first.
@@ -259,17 +280,66 @@ impl DynamicTable {
     /// Adds entries of one kind, all or none. `static_allows` are the allow list's entries
     /// (a ban inside one is refused, like a ban inside a temporary allow). `escalation`
     /// gives ban TTLs when a request has none. `set_lens` is called with the lengths the
-    /// kernel must probe before any entry is written.
+    /// kernel must probe before any entry is written (and with the old ones again if the
+    /// batch is undone). A request naming a prefix twice applies the last.
     pub fn add(
         &mut self,
         kind: Kind,
         reqs: &[Request],
         static_allows: &[IpNet],
-        escalation: &[Duration],
+        escalation: &Escalation,
         now_mono: u64,
         mut set_lens: impl FnMut(&DynLens) -> Result<(), DynError>,
     ) -> Result<Vec<Entry>, DynError> {
-        // Checks first: conflicts, capacity, prefix lengths.
+        let reqs = last_of_each(reqs);
+        self.check(kind, &reqs, static_allows)?;
+        let old_lens = self.lens()?;
+        let new_lens = lens_of(self.entries.keys().chain(reqs.iter().map(|r| &r.net)))?;
+        let plan = self.plan(kind, &reqs, escalation, now_mono);
+        let batch: HashSet<IpNet> = reqs.iter().map(|r| r.net).collect();
+        let new_hists = plan
+            .iter()
+            .filter(|p| p.hist.is_some() && self.history.get(&p.entry.net).is_none())
+            .count();
+        let evict = self.history.evictions(new_hists, |n| {
+            batch.contains(n) || self.entries.get(n).is_some_and(|e| e.kind == Kind::Ban)
+        });
+        let mut undo = Undo::default();
+        let written = set_lens(&new_lens).and_then(|()| self.write(&plan, &evict, &mut undo));
+        if let Err(e) = written {
+            let restored = undo.rollback(self).map_err(map_err("DYN (undo)"));
+            let lens = set_lens(&old_lens);
+            return Err(match restored.and(lens) {
+                Ok(()) => e,
+                Err(undo_error) => DynError::Undo {
+                    error: Box::new(e),
+                    undo: Box::new(undo_error),
+                },
+            });
+        }
+        // Everything is in the kernel: the index follows.
+        for net in &evict {
+            self.history.remove(net);
+        }
+        let mut applied = Vec::with_capacity(plan.len());
+        for p in plan {
+            if let Some(h) = p.hist {
+                self.history.set(p.entry.net, h);
+            }
+            self.unindex(&p.entry.net);
+            self.index(p.entry.clone());
+            applied.push(p.entry);
+        }
+        Ok(applied)
+    }
+
+    /// Conflicts with allows, and room in the table.
+    fn check(
+        &mut self,
+        kind: Kind,
+        reqs: &[Request],
+        static_allows: &[IpNet],
+    ) -> Result<(), DynError> {
         if kind == Kind::Ban {
             let allows: HashSet<IpNet> = static_allows
                 .iter()
@@ -296,121 +366,141 @@ impl DynamicTable {
                 }
             }
         }
-        let new: BTreeSet<IpNet> = reqs
+        let adding = reqs
             .iter()
-            .map(|r| r.net)
-            .filter(|n| self.entries.get(n).is_none_or(|e| e.kind != kind))
-            .collect();
+            .filter(|r| self.entries.get(&r.net).is_none_or(|e| e.kind != kind))
+            .count();
         let (active, max) = match kind {
             Kind::Ban => (self.bans, self.max_bans),
             Kind::Allow => (self.allows, self.max_allows),
         };
-        if active + new.len() > max {
+        if active + adding > max {
             self.refused_full += 1;
             return Err(match kind {
                 Kind::Ban => DynError::BansFull {
                     active,
                     max,
-                    adding: new.len(),
+                    adding,
                 },
                 Kind::Allow => DynError::AllowsFull {
                     active,
                     max,
-                    adding: new.len(),
+                    adding,
                 },
             });
         }
-        let all_lens = lens_of(self.entries.keys().chain(reqs.iter().map(|r| &r.net)))?;
-        set_lens(&all_lens)?;
-        // The regions of entries new to the table are marked before the entries exist.
-        let fresh: BTreeSet<IpNet> = reqs
+        Ok(())
+    }
+
+    /// The entries, metadata and histories the batch will write.
+    fn plan(
+        &self,
+        kind: Kind,
+        reqs: &[Request],
+        escalation: &Escalation,
+        now_mono: u64,
+    ) -> Vec<Planned> {
+        let now_unix = unix_now_ns();
+        reqs.iter()
+            .map(|r| {
+                let hist = (kind == Kind::Ban).then(|| self.history.next(&r.net, now_unix));
+                let ttl = match hist {
+                    Some(h) => Some(r.ttl.unwrap_or_else(|| escalation.ttl(h.count))),
+                    None => r.ttl,
+                };
+                let mut reason = [0u8; REASON_MAX];
+                let n = r.reason.len().min(REASON_MAX);
+                reason[..n].copy_from_slice(&r.reason.as_bytes()[..n]);
+                Planned {
+                    entry: Entry {
+                        net: r.net,
+                        kind,
+                        expires_mono_ns: ttl.map_or(0, |t| now_mono + t.as_nanos() as u64),
+                        created_unix_ns: now_unix,
+                        reason: r.reason.clone(),
+                        ban_number: hist.map_or(0, |h| h.count),
+                    },
+                    meta: DynMeta {
+                        created_unix_ns: now_unix,
+                        reason_len: n as u32,
+                        kind: kind.code(),
+                        reason,
+                    },
+                    hist,
+                }
+            })
+            .collect()
+    }
+
+    /// Writes a planned batch, recording in `undo` what each write replaced. Regions are
+    /// marked before the entries they cover exist; an entry goes in last, after its
+    /// metadata and history.
+    fn write(
+        &mut self,
+        plan: &[Planned],
+        evict: &[IpNet],
+        undo: &mut Undo,
+    ) -> Result<(), DynError> {
+        for p in plan
             .iter()
-            .map(|r| r.net)
-            .filter(|n| !self.entries.contains_key(n))
-            .collect();
-        for net in &fresh {
+            .filter(|p| !self.entries.contains_key(&p.entry.net))
+        {
+            undo.push(Record::Cover(p.entry.net));
             self.regions
-                .cover(&mut self.region_map, net)
+                .cover(&mut self.region_map, &p.entry.net)
                 .map_err(map_err("DYN_REGIONS"))?;
         }
-        let now_unix = unix_now_ns();
-        let mut applied = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            let mkey = meta_key(&r.net);
-            let mut ban_number = 0;
-            let ttl = match kind {
-                Kind::Allow => r.ttl,
-                Kind::Ban => {
-                    let prev = self.maps.hist.get(&mkey, 0).ok().filter(|h| {
-                        now_unix.saturating_sub(h.last_unix_ns)
-                            < ESCALATION_WINDOW.as_nanos() as u64
-                    });
-                    ban_number = prev.map_or(0, |h| h.count) + 1;
-                    let hist = BanHistory {
-                        last_unix_ns: now_unix,
-                        count: ban_number,
-                        _reserved: 0,
-                    };
-                    self.maps
-                        .hist
-                        .insert(mkey, hist, 0)
-                        .map_err(map_err("BAN_HIST"))?;
-                    let nth = (ban_number as usize).min(escalation.len()).max(1) - 1;
-                    Some(r.ttl.unwrap_or(escalation[nth]))
-                }
+        for net in evict {
+            let key = meta_key(net);
+            undo.push(Record::Hist(key, self.history.get(net)));
+            match self.maps.hist.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("BAN_HIST")(e)),
+            }
+        }
+        for p in plan {
+            let net = p.entry.net;
+            let key = meta_key(&net);
+            if let Some(h) = p.hist {
+                undo.push(Record::Hist(key, self.history.get(&net)));
+                self.maps
+                    .hist
+                    .insert(key, h, 0)
+                    .map_err(map_err("BAN_HIST"))?;
+            }
+            // Only an indexed entry has metadata worth putting back (a lookup per new entry
+            // would double a bulk ban's syscalls).
+            let meta_before = match self.entries.contains_key(&net) {
+                true => self.maps.meta.get(&key, 0).ok(),
+                false => None,
             };
-            let expires = ttl.map_or(0, |t| now_mono + t.as_nanos() as u64);
-            let mut reason = [0u8; REASON_MAX];
-            let n = r.reason.len().min(REASON_MAX);
-            reason[..n].copy_from_slice(&r.reason.as_bytes()[..n]);
-            let meta = DynMeta {
-                created_unix_ns: now_unix,
-                reason_len: n as u32,
-                kind: kind.code(),
-                reason,
-            };
+            undo.push(Record::Meta(key, meta_before));
             self.maps
                 .meta
-                .insert(mkey, meta, 0)
+                .insert(key, p.meta, 0)
                 .map_err(map_err("DYN_META"))?;
-            let entry = DynEntry {
-                expires_ns: expires,
-                kind: kind.code(),
-                _reserved: 0,
-            };
-            match r.net {
-                IpNet::V4(n) => self
-                    .maps
-                    .v4
-                    .insert(
-                        V4Len::new(n.prefix_len() as u32).key(u32::from(n.network())),
-                        entry,
-                        0,
-                    )
-                    .map_err(map_err("DYN_V4"))?,
-                IpNet::V6(n) => self
-                    .maps
-                    .v6
-                    .insert(
-                        V6Len::new(n.prefix_len() as u32).key(&v6_words(&n.network())),
-                        entry,
-                        0,
-                    )
-                    .map_err(map_err("DYN_V6"))?,
+            let before = self.entries.get(&net).map(Entry::kernel);
+            let value = p.entry.kernel();
+            match net {
+                IpNet::V4(n) => {
+                    let k = V4Len::new(n.prefix_len() as u32).key(u32::from(n.network()));
+                    undo.push(Record::V4(k, before));
+                    self.maps
+                        .v4
+                        .insert(k, value, 0)
+                        .map_err(map_err("DYN_V4"))?;
+                }
+                IpNet::V6(n) => {
+                    let k = V6Len::new(n.prefix_len() as u32).key(&v6_words(&n.network()));
+                    undo.push(Record::V6(k, before));
+                    self.maps
+                        .v6
+                        .insert(k, value, 0)
+                        .map_err(map_err("DYN_V6"))?;
+                }
             }
-            let e = Entry {
-                net: r.net,
-                kind,
-                expires_mono_ns: expires,
-                created_unix_ns: now_unix,
-                reason: r.reason.clone(),
-                ban_number,
-            };
-            self.unindex(&r.net);
-            self.index(e.clone());
-            applied.push(e);
         }
-        Ok(applied)
+        Ok(())
     }
 
     /// Removes an entry of `kind`; the kernel forgets it at once.
@@ -426,8 +516,8 @@ impl DynamicTable {
         Ok(e)
     }
 
-    /// Removes entries whose TTL has passed (the kernel already ignores them) and history
-    /// older than the escalation window. Returns what was removed.
+    /// Removes entries whose TTL has passed (the kernel already ignores them) and histories
+    /// a window old. Returns what was removed.
     pub fn sweep(&mut self, now_mono: u64) -> Result<Vec<Entry>, DynError> {
         let due: Vec<IpNet> = self
             .expiry
@@ -441,20 +531,14 @@ impl DynamicTable {
             out.extend(self.unindex(&net));
             self.uncover(&net)?;
         }
-        let now_unix = unix_now_ns();
-        let old: Vec<DynMetaKey> = self
-            .maps
-            .hist
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, h)| {
-                now_unix.saturating_sub(h.last_unix_ns) >= ESCALATION_WINDOW.as_nanos() as u64
-            })
-            .filter(|(k, _)| net_of(k).is_none_or(|n| !self.entries.contains_key(&n)))
-            .map(|(k, _)| k)
-            .collect();
-        for k in old {
-            let _ = self.maps.hist.remove(&k);
+        let old = self
+            .history
+            .expired(unix_now_ns(), |n| self.entries.contains_key(n));
+        for net in old {
+            match self.maps.hist.remove(&meta_key(&net)) {
+                Ok(()) | Err(MapError::KeyNotFound) => self.history.remove(&net),
+                Err(e) => return Err(map_err("BAN_HIST")(e)),
+            }
         }
         Ok(out)
     }
@@ -508,112 +592,18 @@ impl DynamicTable {
     }
 }
 
-/// Every entry in the maps with its metadata, and whether it is still live. Reads only.
-fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
-    let mut found: Vec<(IpNet, DynEntry)> = Vec::new();
-    for k in maps.v4.keys().filter_map(Result::ok) {
-        if let (Ok(e), Ok(net)) = (
-            maps.v4.get(&k, 0),
-            IpNet::new(IpAddr::from(k.addr.to_be_bytes()), k.prefix_len as u8),
-        ) {
-            found.push((net, e));
+/// The requests with each prefix once (its last request), in order of first appearance.
+fn last_of_each(reqs: &[Request]) -> Vec<Request> {
+    let mut at: std::collections::HashMap<IpNet, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Request> = Vec::with_capacity(reqs.len());
+    for r in reqs {
+        match at.get(&r.net) {
+            Some(&i) => out[i] = r.clone(),
+            None => {
+                at.insert(r.net, out.len());
+                out.push(r.clone());
+            }
         }
     }
-    for k in maps.v6.keys().filter_map(Result::ok) {
-        let bytes: Vec<u8> = k.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let octets: [u8; 16] = bytes.try_into().expect("16 bytes");
-        if let (Ok(e), Ok(net)) = (
-            maps.v6.get(&k, 0),
-            IpNet::new(IpAddr::from(octets), k.prefix_len as u8),
-        ) {
-            found.push((net, e));
-        }
-    }
-    found
-        .into_iter()
-        .map(|(net, e)| {
-            let meta = maps.meta.get(&meta_key(&net), 0).ok();
-            let entry = Entry {
-                net,
-                kind: if e.kind == KIND_ALLOW {
-                    Kind::Allow
-                } else {
-                    Kind::Ban
-                },
-                expires_mono_ns: e.expires_ns,
-                created_unix_ns: meta.map_or(0, |m| m.created_unix_ns),
-                reason: meta
-                    .map(|m| {
-                        String::from_utf8_lossy(
-                            &m.reason[..(m.reason_len as usize).min(REASON_MAX)],
-                        )
-                        .into_owned()
-                    })
-                    .unwrap_or_default(),
-                ban_number: maps.hist.get(&meta_key(&net), 0).map_or(0, |h| h.count),
-            };
-            (entry, e.live(now_mono))
-        })
-        .collect()
-}
-
-/// The live entries of `kind` in the pinned maps, for when guardd is not running.
-pub fn pinned_entries(
-    pins: &crate::pins::PinLayout,
-    kind: Kind,
-    now_mono: u64,
-) -> Result<Vec<Entry>, DynError> {
-    use aya::maps::Map;
-    use guard_common::map_names;
-    fn open<T: TryFrom<Map, Error = MapError>>(
-        pins: &crate::pins::PinLayout,
-        name: &'static str,
-    ) -> Result<T, DynError> {
-        let data = MapData::from_pin(pins.map(name)).map_err(map_err(name))?;
-        T::try_from(Map::HashMap(data)).map_err(map_err(name))
-    }
-    let maps = DynamicMaps {
-        v4: open(pins, map_names::DYN_V4)?,
-        v6: open(pins, map_names::DYN_V6)?,
-        meta: open(pins, map_names::DYN_META)?,
-        hist: open(pins, map_names::BAN_HIST)?,
-        regions: None,
-    };
-    let mut out: Vec<Entry> = scan(&maps, now_mono)
-        .into_iter()
-        .filter(|(e, live)| *live && e.kind == kind)
-        .map(|(e, _)| e)
-        .collect();
-    out.sort_by_key(|a| a.net);
-    Ok(out)
-}
-
-/// The distinct prefix lengths of `nets` per family, longest first, as the kernel wants them.
-fn lens_of<'a>(nets: impl Iterator<Item = &'a IpNet>) -> Result<DynLens, DynError> {
-    let mut v4 = BTreeSet::new();
-    let mut v6 = BTreeSet::new();
-    for n in nets {
-        match n {
-            IpNet::V4(n) => v4.insert(n.prefix_len()),
-            IpNet::V6(n) => v6.insert(n.prefix_len()),
-        };
-    }
-    for (family, set) in [("IPv4", &v4), ("IPv6", &v6)] {
-        if set.len() > MAX_DYN_LENS {
-            return Err(DynError::TooManyLengths {
-                family,
-                count: set.len(),
-            });
-        }
-    }
-    let mut lens = DynLens::EMPTY;
-    lens.v4_count = v4.len() as u32;
-    lens.v6_count = v6.len() as u32;
-    for (slot, len) in lens.v4.iter_mut().zip(v4.iter().rev()) {
-        *slot = V4Len::new(*len as u32);
-    }
-    for (slot, len) in lens.v6.iter_mut().zip(v6.iter().rev()) {
-        *slot = V6Len::new(*len as u32);
-    }
-    Ok(lens)
+    out
 }

@@ -1,0 +1,147 @@
+//! Reading the bans-and-allows maps: their keys, every entry they hold (at start, and for
+//! guardctl when guardd is down), and the prefix lengths the kernel must probe.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use aya::maps::{MapData, MapError};
+use guard_common::V6Len;
+use guard_common::dynamic::{
+    DynEntry, DynLens, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS, REASON_MAX, V4Len,
+};
+use ipnet::IpNet;
+
+use super::{DynError, DynamicMaps, Entry, Kind, map_err};
+
+pub(super) fn meta_key(net: &IpNet) -> DynMetaKey {
+    let (family, addr) = match net.network() {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (4, b)
+        }
+        IpAddr::V6(a) => (6, a.octets()),
+    };
+    DynMetaKey {
+        family,
+        prefix_len: net.prefix_len() as u32,
+        addr,
+    }
+}
+
+pub(super) fn net_of(key: &DynMetaKey) -> Option<IpNet> {
+    let addr: IpAddr = match key.family {
+        4 => IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]]),
+        _ => IpAddr::from(key.addr),
+    };
+    IpNet::new(addr, key.prefix_len as u8).ok()
+}
+
+/// Every entry in the maps with its metadata, and whether it is still live. Reads only.
+pub(super) fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
+    let mut found: Vec<(IpNet, DynEntry)> = Vec::new();
+    for k in maps.v4.keys().filter_map(Result::ok) {
+        if let (Ok(e), Ok(net)) = (
+            maps.v4.get(&k, 0),
+            IpNet::new(IpAddr::from(k.addr.to_be_bytes()), k.prefix_len as u8),
+        ) {
+            found.push((net, e));
+        }
+    }
+    for k in maps.v6.keys().filter_map(Result::ok) {
+        let bytes: Vec<u8> = k.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let octets: [u8; 16] = bytes.try_into().expect("16 bytes");
+        if let (Ok(e), Ok(net)) = (
+            maps.v6.get(&k, 0),
+            IpNet::new(IpAddr::from(octets), k.prefix_len as u8),
+        ) {
+            found.push((net, e));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(net, e)| {
+            let meta = maps.meta.get(&meta_key(&net), 0).ok();
+            let entry = Entry {
+                net,
+                kind: if e.kind == KIND_ALLOW {
+                    Kind::Allow
+                } else {
+                    Kind::Ban
+                },
+                expires_mono_ns: e.expires_ns,
+                created_unix_ns: meta.map_or(0, |m| m.created_unix_ns),
+                reason: meta
+                    .map(|m| {
+                        String::from_utf8_lossy(
+                            &m.reason[..(m.reason_len as usize).min(REASON_MAX)],
+                        )
+                        .into_owned()
+                    })
+                    .unwrap_or_default(),
+                ban_number: maps.hist.get(&meta_key(&net), 0).map_or(0, |h| h.count),
+            };
+            (entry, e.live(now_mono))
+        })
+        .collect()
+}
+
+/// The live entries of `kind` in the pinned maps, for when guardd is not running.
+pub fn pinned_entries(
+    pins: &crate::pins::PinLayout,
+    kind: Kind,
+    now_mono: u64,
+) -> Result<Vec<Entry>, DynError> {
+    use aya::maps::Map;
+    use guard_common::map_names;
+    fn open<T: TryFrom<Map, Error = MapError>>(
+        pins: &crate::pins::PinLayout,
+        name: &'static str,
+    ) -> Result<T, DynError> {
+        let data = MapData::from_pin(pins.map(name)).map_err(map_err(name))?;
+        T::try_from(Map::HashMap(data)).map_err(map_err(name))
+    }
+    let maps = DynamicMaps {
+        v4: open(pins, map_names::DYN_V4)?,
+        v6: open(pins, map_names::DYN_V6)?,
+        meta: open(pins, map_names::DYN_META)?,
+        hist: open(pins, map_names::BAN_HIST)?,
+        regions: None,
+    };
+    let mut out: Vec<Entry> = scan(&maps, now_mono)
+        .into_iter()
+        .filter(|(e, live)| *live && e.kind == kind)
+        .map(|(e, _)| e)
+        .collect();
+    out.sort_by_key(|a| a.net);
+    Ok(out)
+}
+
+/// The distinct prefix lengths of `nets` per family, longest first, as the kernel wants them.
+pub(super) fn lens_of<'a>(nets: impl Iterator<Item = &'a IpNet>) -> Result<DynLens, DynError> {
+    let mut v4 = BTreeSet::new();
+    let mut v6 = BTreeSet::new();
+    for n in nets {
+        match n {
+            IpNet::V4(n) => v4.insert(n.prefix_len()),
+            IpNet::V6(n) => v6.insert(n.prefix_len()),
+        };
+    }
+    for (family, set) in [("IPv4", &v4), ("IPv6", &v6)] {
+        if set.len() > MAX_DYN_LENS {
+            return Err(DynError::TooManyLengths {
+                family,
+                count: set.len(),
+            });
+        }
+    }
+    let mut lens = DynLens::EMPTY;
+    lens.v4_count = v4.len() as u32;
+    lens.v6_count = v6.len() as u32;
+    for (slot, len) in lens.v4.iter_mut().zip(v4.iter().rev()) {
+        *slot = V4Len::new(*len as u32);
+    }
+    for (slot, len) in lens.v6.iter_mut().zip(v6.iter().rev()) {
+        *slot = V6Len::new(*len as u32);
+    }
+    Ok(lens)
+}

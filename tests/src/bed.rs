@@ -1,0 +1,66 @@
+//! A guardd on a testbed with a sender and a receiver: the start-up every verdict test
+//! repeats. The config may name `{dir}`, a temporary directory whose `deny.txt` starts
+//! empty (tests write lists there and reload).
+
+use std::{net::IpAddr, time::Duration};
+
+use crate::{
+    daemon::Guardd,
+    netns::Testbed,
+    packet::udp_from,
+    traffic::{RawSender, Receiver},
+};
+
+pub struct GuardBed {
+    pub bed: Testbed,
+    pub g: Guardd,
+    pub rx: Receiver,
+    pub tx: RawSender,
+    pub dir: tempfile::TempDir,
+}
+
+impl GuardBed {
+    pub fn start(config: &str) -> GuardBed {
+        let bed = Testbed::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("deny.txt"), "").expect("deny.txt");
+        let config = config.replace("{dir}", dir.path().to_str().expect("utf-8 tempdir"));
+        let g = Guardd::start(&bed.server, &bed.server_if, &config);
+        let rx = Receiver::bind(&bed.server);
+        let tx = RawSender::open(&bed.client, &bed.client_if);
+        GuardBed {
+            bed,
+            g,
+            rx,
+            tx,
+            dir,
+        }
+    }
+
+    /// Sends `n` frames from `src` (paced, bounded) and returns how many arrived.
+    pub fn deliver(&self, src: IpAddr, n: usize) -> usize {
+        let pps = 2000;
+        let (sent, _) = self.tx.flood(
+            &[udp_from(src, self.rx.port)],
+            pps,
+            Duration::from_secs_f64(n as f64 / pps as f64),
+        );
+        let got = self
+            .rx
+            .collect(Duration::from_millis(250), Duration::from_secs(5));
+        assert_eq!(sent[0], n, "sent");
+        got.get(&src).copied().unwrap_or(0)
+    }
+
+    /// An API call that must answer 200; its JSON.
+    pub fn ok(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+        let (code, json) = self.g.api(method, path, Some(body));
+        assert_eq!(code, 200, "{method} {path} {body}: {json}");
+        json
+    }
+
+    /// The path of a pinned map.
+    pub fn map_pin(&self, name: &str) -> std::path::PathBuf {
+        guard_user::pins::PinLayout::new(&self.g.pin_dir).map(name)
+    }
+}
