@@ -33,8 +33,9 @@ pub mod guardd {
         /// Count would-drops, drop nothing.
         #[arg(long)]
         pub monitor: bool,
-        /// Stay in the foreground (for systemd and terminals); without it guardd detaches
-        /// once it is ready, reporting start-up errors before it does.
+        /// Stay in the foreground (for systemd and terminals), logging to stderr; without it
+        /// guardd detaches once it is ready, reporting start-up errors before it does, and
+        /// logs to $GUARD_LOG_FILE, else syslog (/dev/log), else /var/log/guardd.log.
         #[arg(long)]
         pub foreground: bool,
     }
