@@ -3,8 +3,8 @@
 #![no_main]
 
 use guard_user::{
-    model::{EntryRequest, PenaltyRequest},
-    requests,
+    control::model::{EntryRequest, PenaltyRequest},
+    control::requests,
 };
 use libfuzzer_sys::fuzz_target;
 

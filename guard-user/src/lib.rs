@@ -1,25 +1,17 @@
 //! guard's userspace: the daemon `guardd`, the CLI `guardctl`, and what they share.
-pub mod attach;
-pub mod bpf_info;
-pub mod buckets;
-pub mod cli;
-pub mod client;
+//!
+//! - `config`: the TOML config, validated field by field.
+//! - `lists`: allow and deny files, flattened into the kernel's direct tables.
+//! - `rate`: rate rules, the refill of their buckets, penalties.
+//! - `verdicts`: bans and allows: policy (checks, escalation, capacity) and the map writes.
+//! - `kernel`: the XDP object, its maps and pins, attachment, capabilities, the clock.
+//! - `control`: the API's types and bounds, the client, the command lines, top talkers.
 pub mod config;
-pub mod datapath;
-pub mod dyn_regions;
-pub mod dynamic;
+pub mod control;
+pub mod kernel;
 pub mod lists;
-pub mod model;
-pub mod netif;
-pub mod objects;
-pub mod owners;
-pub mod pins;
-pub mod privileges;
-pub mod refill;
-pub mod requests;
-pub mod rules;
-pub mod tables;
-pub mod top;
+pub mod rate;
+pub mod verdicts;
 
 /// An error and its sources on one line: `outer: inner: root cause`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -61,6 +61,6 @@ impl GuardBed {
 
     /// The path of a pinned map.
     pub fn map_pin(&self, name: &str) -> std::path::PathBuf {
-        guard_user::pins::PinLayout::new(&self.g.pin_dir).map(name)
+        guard_user::kernel::pins::PinLayout::new(&self.g.pin_dir).map(name)
     }
 }

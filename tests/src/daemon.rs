@@ -327,7 +327,7 @@ impl Guardd {
 
     /// One API request: (HTTP status, JSON body).
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-        use guard_user::client::{Client, Method};
+        use guard_user::control::client::{Client, Method};
         let client = Client::new(&self.socket);
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -9,15 +9,15 @@ use guard_common::{
 use std::time::Duration;
 
 use guard_user::{
-    buckets::monotonic_ns,
     config::Config,
-    datapath::{Datapath, Sizes},
+    control::model::Counters,
+    kernel::clock::monotonic_ns,
+    kernel::datapath::{Datapath, Sizes},
+    kernel::objects,
     lists,
-    model::Counters,
-    objects,
-    refill::{Refill, refill_params},
-    rules::RuleSet,
-    tables::Tables,
+    lists::tables::Tables,
+    rate::refill::{Refill, refill_params},
+    rate::rules::RuleSet,
 };
 use ipnet::IpNet;
 

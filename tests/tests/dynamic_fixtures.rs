@@ -13,8 +13,8 @@ use guard_tests::{
     packet::udp_from,
 };
 use guard_user::{
-    buckets::monotonic_ns,
-    dynamic::{DynamicTable, Escalation, Kind, Request},
+    kernel::clock::monotonic_ns,
+    verdicts::{DynamicTable, Escalation, Kind, Request},
 };
 use ipnet::IpNet;
 

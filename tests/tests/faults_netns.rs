@@ -15,7 +15,7 @@ use guard_tests::{
     packet::udp4,
     traffic::RawSender,
 };
-use guard_user::pins::PinLayout;
+use guard_user::kernel::pins::PinLayout;
 
 /// A second guardd on the testbed's interface with its own socket and pin directory: its
 /// exit code and stderr. Its pins are removed whatever happened.
@@ -96,7 +96,7 @@ fn a_thousand_concurrent_api_clients_lose_no_ban() {
     let answers: Vec<u16> = rt.block_on(async {
         let tasks: Vec<_> = (0..1000u32)
             .map(|i| {
-                let client = guard_user::client::Client::new(&g.socket);
+                let client = guard_user::control::client::Client::new(&g.socket);
                 tokio::spawn(async move {
                     let body = format!(
                         r#"{{"cidr":"198.19.{}.{}","ttl_secs":600}}"#,
@@ -105,7 +105,7 @@ fn a_thousand_concurrent_api_clients_lose_no_ban() {
                     );
                     match client
                         .raw(
-                            guard_user::client::Method::POST,
+                            guard_user::control::client::Method::POST,
                             "/v1/bans",
                             Some(body.into_bytes()),
                         )
@@ -254,7 +254,8 @@ fn an_interface_taken_by_another_program_while_away_is_retried_and_logged_once()
     // protected name (a down interface can be renamed): guardd cannot attach to it.
     let staging = format!("gt{}", t.tag);
     veth_pair(bed, client_x, &staging);
-    let mut other = Ebpf::load(guard_user::objects::bench()).expect("loading the bench object");
+    let mut other =
+        Ebpf::load(guard_user::kernel::objects::bench()).expect("loading the bench object");
     let prog: &mut Xdp = other
         .program_mut("xdp_pass")
         .expect("xdp_pass")

@@ -456,7 +456,7 @@ fn list_updates_take_effect_in_place() {
         "198.18.0.2/32".parse().unwrap(),
         "2001:db8::2/128".parse().unwrap(),
     ];
-    let tables = guard_user::tables::Tables::build(&[], &deny).unwrap();
+    let tables = guard_user::lists::tables::Tables::build(&[], &deny).unwrap();
     f.datapath.write_tables(tables).unwrap();
     f.expect(
         "after v4",
@@ -495,7 +495,7 @@ fn real_blocklist_kernel_matches_userspace() {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let deny = guard_user::lists::parse(&text, path).unwrap();
     let allow = ["198.18.0.0/24".parse().unwrap()];
-    let tables = guard_user::tables::Tables::build(&allow, &deny).unwrap();
+    let tables = guard_user::lists::tables::Tables::build(&allow, &deny).unwrap();
     let mut f = Fixture::new(&[], &[]);
     f.datapath.write_tables(tables.clone()).unwrap();
     let mut checked = 0;

@@ -124,8 +124,9 @@ fn check(frame: &[u8], monitor: bool, drop_malformed: bool) -> Result<(), TestCa
     f.set_flags(fl);
     f.datapath
         .heartbeat()
-        .beat(guard_user::buckets::monotonic_ns());
-    let total = |c: &guard_user::model::Counters| c.packets.iter().map(|p| p.packets).sum::<u64>();
+        .beat(guard_user::kernel::clock::monotonic_ns());
+    let total =
+        |c: &guard_user::control::model::Counters| c.packets.iter().map(|p| p.packets).sum::<u64>();
     let before = total(&f.counters());
     let action = f.run(frame);
     let after = total(&f.counters());

@@ -9,7 +9,7 @@ use guard_tests::{
     netns::Testbed,
     unit_caps::{guardd_with_caps, unit_capabilities},
 };
-use guard_user::privileges::REQUIRED;
+use guard_user::kernel::privileges::REQUIRED;
 
 fn cap_field(pid: nix::unistd::Pid, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

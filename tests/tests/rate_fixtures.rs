@@ -9,7 +9,7 @@ use guard_tests::{
     fixture::{Fixture, XDP_DROP, XDP_PASS},
     packet::*,
 };
-use guard_user::buckets::monotonic_ns;
+use guard_user::kernel::clock::monotonic_ns;
 
 const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);

@@ -14,7 +14,7 @@ use guard_tests::{
     packet::udp_from,
     traffic::{RawSender, Receiver},
 };
-use guard_user::{config::Config, rules::RuleSet};
+use guard_user::{config::Config, rate::rules::RuleSet};
 
 /// A config with fast refills (100 ms, 30 ticks/s) so short tests see many refills.
 fn config(rules: &str, extra: &str) -> String {

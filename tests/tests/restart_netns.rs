@@ -16,7 +16,7 @@ use guard_tests::{
     packet::udp_from,
     traffic::{RawSender, Receiver},
 };
-use guard_user::objects;
+use guard_user::kernel::objects;
 
 const RESTARTS: usize = 5;
 

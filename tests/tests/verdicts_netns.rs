@@ -13,7 +13,7 @@ use guard_tests::{
     netns::{client4, client6},
     packet::udp_from,
 };
-use guard_user::pins::PinLayout;
+use guard_user::kernel::pins::PinLayout;
 
 fn start(config: &str) -> GuardBed {
     GuardBed::start(config)

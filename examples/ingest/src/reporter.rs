@@ -3,8 +3,8 @@
 use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Mutex};
 
 use guard_user::{
-    client::Client,
-    model::{Applied, EntryRequest, PenaltyRequest, PenaltyResult},
+    control::client::Client,
+    control::model::{Applied, EntryRequest, PenaltyRequest, PenaltyResult},
 };
 use tracing::{info, warn};
 

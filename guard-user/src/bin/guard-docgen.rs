@@ -5,7 +5,7 @@ use std::{fs, path::PathBuf};
 
 use clap::{Command, CommandFactory};
 use clap_complete::{Shell, generate_to};
-use guard_user::cli::{guardctl::Cli, guardd::Options};
+use guard_user::control::cli::{guardctl::Cli, guardd::Options};
 
 fn main() -> anyhow::Result<()> {
     let out = PathBuf::from(

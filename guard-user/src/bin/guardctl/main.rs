@@ -10,18 +10,18 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use guard_user::{
-    client::{Client, ClientError, path_cidr},
     config::Config,
-    dynamic::Kind,
-    model::{
+    control::client::{Client, ClientError, path_cidr},
+    control::model::{
         Applied, EntryList, EntryRequest, EntryView, PenaltyRequest, PenaltyResult, Reloaded,
         Stats, Status,
     },
-    pins::PinLayout,
-    top::Top,
+    control::top::Top,
+    kernel::pins::PinLayout,
+    verdicts::Kind,
 };
 
-use guard_user::cli::guardctl::{Cli, Command};
+use guard_user::control::cli::guardctl::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -134,7 +134,7 @@ fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let config = Config::load(file)?;
     let allow = guard_user::lists::load(&config.lists.allow).context("allow list")?;
     let deny = guard_user::lists::load(&config.lists.deny).context("deny list")?;
-    let tables = guard_user::tables::Tables::build(&allow, &deny)?;
+    let tables = guard_user::lists::tables::Tables::build(&allow, &deny)?;
     if json {
         let out = serde_json::json!({
             "file": file.display().to_string(),
@@ -177,7 +177,7 @@ async fn detach(client: &Client, pins: &PinLayout) -> anyhow::Result<()> {
         println!("nothing to detach under {}", pins.root().display());
         return Ok(());
     }
-    let owners = guard_user::owners::owners(pins)
+    let owners = guard_user::kernel::owners::owners(pins)
         .context("not detaching: cannot tell whether a daemon owns the pins")?;
     if let Some(o) = owners.first() {
         anyhow::bail!(

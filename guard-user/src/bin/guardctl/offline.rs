@@ -1,11 +1,11 @@
 //! Answers from the pinned maps when guardd is not running: enforcement outlives it.
 
 use guard_user::{
-    client::ClientError,
-    datapath::read_pinned_counters,
-    dynamic::Kind,
-    model::{Counters, EntryList},
-    pins::PinLayout,
+    control::client::ClientError,
+    control::model::{Counters, EntryList},
+    kernel::datapath::read_pinned_counters,
+    kernel::pins::PinLayout,
+    verdicts::Kind,
 };
 use serde::Serialize;
 
@@ -94,8 +94,11 @@ pub fn entries(
     if !pins.exists() {
         anyhow::bail!("{why}, and no pinned state under {}", pins.root().display());
     }
-    let entries =
-        guard_user::dynamic::pinned_entries(pins, kind, guard_user::buckets::monotonic_ns())?;
+    let entries = guard_user::verdicts::pinned_entries(
+        pins,
+        kind,
+        guard_user::kernel::clock::monotonic_ns(),
+    )?;
     if !json {
         eprintln!(
             "guardd is not running ({why}); entries from the pinned maps (the kernel still enforces them):"

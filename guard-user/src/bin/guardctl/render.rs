@@ -1,6 +1,6 @@
 //! Human tables and JSON output.
 
-use guard_user::model::{Counters, EntryView, PenaltyResult, Stats, Status};
+use guard_user::control::model::{Counters, EntryView, PenaltyResult, Stats, Status};
 use serde::Serialize;
 
 pub fn print<T: Serialize>(
@@ -122,7 +122,7 @@ pub fn penalty(r: &PenaltyResult) -> String {
     out
 }
 
-pub fn top(t: &guard_user::top::Top) -> String {
+pub fn top(t: &guard_user::control::top::Top) -> String {
     let mut out = format!(
         "sources with the most drops in the last {}s ({} sampled drops)\n{:<40} {:>10}  {}\n",
         t.window_secs, t.sampled_drops, "SOURCE", "DROPPED", "REASONS"

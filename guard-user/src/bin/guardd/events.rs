@@ -9,7 +9,7 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use guard_common::events::DropEvent;
-use guard_user::top::{TopTalkers, decode};
+use guard_user::control::top::{TopTalkers, decode};
 use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
 

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use guard_user::cli::guardd::Options;
+pub use guard_user::control::cli::guardd::Options;
 
 fn main() -> ExitCode {
     let opts = Options::parse();

@@ -11,16 +11,18 @@ use std::{
 use anyhow::{Context, bail};
 use guard_common::{ListCode, lists::flags};
 use guard_user::{
-    attach::{self, interface_exists},
-    buckets::monotonic_ns,
     config::Config,
-    datapath::{Datapath, Sizes},
-    dynamic::DynamicTable,
-    lists, netif, objects,
-    pins::PinLayout,
-    refill::{Refill, Refiller, refill_params, ticks_per_period},
-    rules::RuleSet,
-    tables::Tables,
+    kernel::attach::{self, interface_exists},
+    kernel::clock::monotonic_ns,
+    kernel::datapath::{Datapath, Sizes},
+    kernel::netif,
+    kernel::objects,
+    kernel::pins::PinLayout,
+    lists,
+    lists::tables::Tables,
+    rate::refill::{Refill, Refiller, refill_params, ticks_per_period},
+    rate::rules::RuleSet,
+    verdicts::DynamicTable,
 };
 use ipnet::IpNet;
 use tokio::{
@@ -375,7 +377,7 @@ fn check_kernel() -> anyhow::Result<()> {
 
 /// Fails with the missing capabilities' names rather than an EPERM from deep inside a load.
 fn check_privileges() -> anyhow::Result<()> {
-    use guard_user::privileges;
+    use guard_user::kernel::privileges;
     let eff = privileges::effective().context("reading this process's capabilities")?;
     let missing = privileges::missing(eff);
     if missing.is_empty() {

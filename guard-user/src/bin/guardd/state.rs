@@ -13,22 +13,22 @@ use guard_common::{
     tokens::{TOKEN_SCALE, available},
 };
 use guard_user::{
-    dynamic::{DynError, DynamicTable, Entry, Escalation, Kind, Request},
-    model::{PenaltyResult, RulePenalty},
+    control::model::{PenaltyResult, RulePenalty},
+    verdicts::{DynError, DynamicTable, Entry, Escalation, Kind, Request},
 };
 use ipnet::IpNet;
 
 use anyhow::Context;
 use guard_user::{
-    attach::Attachment,
-    buckets::monotonic_ns,
     config::Config,
-    datapath::{Change, Datapath},
-    model::{InterfaceStatus, RefillSummary, RuleCount, Stats, Status},
-    pins::PinLayout,
-    refill::{Refiller, refill_params},
-    rules::RuleSet,
-    tables::ListCounts,
+    control::model::{InterfaceStatus, RefillSummary, RuleCount, Stats, Status},
+    kernel::attach::Attachment,
+    kernel::clock::monotonic_ns,
+    kernel::datapath::{Change, Datapath},
+    kernel::pins::PinLayout,
+    lists::tables::ListCounts,
+    rate::refill::{Refiller, refill_params},
+    rate::rules::RuleSet,
 };
 use tracing::info;
 
@@ -49,7 +49,7 @@ pub struct Daemon {
     /// The allow list's entries: a ban inside one is refused.
     pub allow_nets: Vec<IpNet>,
     /// Sampled drops by source, fed by `events::read`.
-    pub top: Arc<Mutex<guard_user::top::TopTalkers>>,
+    pub top: Arc<Mutex<guard_user::control::top::TopTalkers>>,
     pub started: Instant,
     /// Interfaces that came back but could not be attached again, with the last error:
     /// logged once per distinct error while retried.
@@ -194,10 +194,7 @@ impl Daemon {
             let r = &self.rules.rules[i];
             let idx = self.rules.bucket_of(i, &key, ip).expect("index in range");
             let b = buckets.get(idx);
-            let floor =
-                -((r.rate_units as i128 * MAX_DEBT_SECS as i128).min(i64::MAX as i128) as i64);
-            let room = (available(b.credit, b.spent) as i128 - floor as i128).max(0) as u64;
-            let charge = (tokens.saturating_mul(TOKEN_SCALE)).min(room);
+            let charge = guard_user::rate::penalty::charge(b.credit, b.spent, r.rate_units, tokens);
             buckets.add_spent(idx, charge);
             let after = buckets.get(idx);
             out.push(RulePenalty {
@@ -268,7 +265,7 @@ impl Daemon {
         startup::warn_about_own_addresses(&tables, &self.config.interfaces);
         let counts = tables.counts;
         // The refill keeps its period (refused above when it changed).
-        let ticks = guard_user::refill::ticks_per_period(
+        let ticks = guard_user::rate::refill::ticks_per_period(
             self.config.refill_period,
             self.config.refill_batches_per_second,
         );
@@ -330,12 +327,9 @@ fn restart_only_change(
     })
 }
 
-/// How deep in debt a penalty may take a bucket: this many seconds of its refill.
-const MAX_DEBT_SECS: u64 = 60;
-
-fn map_error(e: guard_user::datapath::DatapathError) -> aya::maps::MapError {
+fn map_error(e: guard_user::kernel::datapath::DatapathError) -> aya::maps::MapError {
     match e {
-        guard_user::datapath::DatapathError::Map { source, .. } => source,
+        guard_user::kernel::datapath::DatapathError::Map { source, .. } => source,
         other => aya::maps::MapError::SyscallError(aya::sys::SyscallError {
             call: "write CONFIG",
             io_error: std::io::Error::other(other.to_string()),

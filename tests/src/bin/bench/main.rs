@@ -21,8 +21,9 @@ use guard_tests::{
     packet,
 };
 use guard_user::{
-    lists, objects,
-    tables::{Tables, v6_words},
+    kernel::objects,
+    lists,
+    lists::tables::{Tables, v6_words},
 };
 use ipnet::IpNet;
 
@@ -136,12 +137,12 @@ fn full_config_bench(
     allow: &[IpNet],
     deny: &[IpNet],
 ) -> anyhow::Result<()> {
-    use guard_user::dynamic::{DynamicTable, Escalation, Kind, Request};
+    use guard_user::verdicts::{DynamicTable, Escalation, Kind, Request};
     let rules = "[[rules]]\nname = \"web\"\nprotocol = \"udp\"\nports = [443]\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n\
                  [[rules]]\nname = \"per-source\"\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n";
     let mut empty = Fixture::new(&[], &[]);
     let mut full = Fixture::with_lists(allow, deny, rules, 65_536);
-    let now = guard_user::buckets::monotonic_ns();
+    let now = guard_user::kernel::clock::monotonic_ns();
     let mut table = DynamicTable::new(
         full.datapath.take_dynamic().expect("maps"),
         20_000,
@@ -239,7 +240,7 @@ fn full_config_bench(
             // and the rules would fail open (a drop case would measure a pass).
             f.datapath
                 .heartbeat()
-                .beat(guard_user::buckets::monotonic_ns());
+                .beat(guard_user::kernel::clock::monotonic_ns());
             anyhow::ensure!(
                 f.run(frame) == *action,
                 "{}: unexpected verdict",
@@ -284,7 +285,7 @@ fn rules_bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Resu
             // Keep the heartbeat fresh so the drop case measures a drop, not a fail-open.
             f.datapath
                 .heartbeat()
-                .beat(guard_user::buckets::monotonic_ns());
+                .beat(guard_user::kernel::clock::monotonic_ns());
             let base = ns_per_run(prog(reference, "xdp_pass"), frame, repeat)?;
             v.push(ns_per_run(f.datapath.program_mut(), frame, repeat)? - base);
         }
@@ -298,8 +299,8 @@ fn rules_bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Resu
 /// measured in-process on the real mmapped map, and the refill thread's CPU from getrusage.
 fn refill_bench() -> anyhow::Result<()> {
     use guard_user::{
-        buckets::monotonic_ns,
-        refill::{Refill, Refiller, refill_params},
+        kernel::clock::monotonic_ns,
+        rate::refill::{Refill, Refiller, refill_params},
     };
     let mut toml = String::new();
     for i in 0..16 {

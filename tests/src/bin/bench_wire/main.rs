@@ -24,7 +24,7 @@ use guard_tests::{
     bench_record::{median, record, summary},
     netns::Testbed,
 };
-use guard_user::objects;
+use guard_user::kernel::objects;
 use sender::{Mix, Sender};
 
 /// The forged flood's head start, sent as fast as possible: over a million sources, enough

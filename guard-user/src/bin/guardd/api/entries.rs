@@ -6,10 +6,10 @@ use axum::{
     extract::{ConnectInfo, Path, State},
 };
 use guard_user::{
-    dynamic::{Entry, Kind},
+    control::model::{Applied, EntryList, EntryRequest, EntryView},
+    control::requests,
     lists::parse_net,
-    model::{Applied, EntryList, EntryRequest, EntryView},
-    requests,
+    verdicts::{Entry, Kind},
 };
 use tracing::info;
 

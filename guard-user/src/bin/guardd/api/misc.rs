@@ -7,8 +7,8 @@ use axum::{
     http::StatusCode,
 };
 use guard_user::{
-    model::{PenaltyRequest, PenaltyResult, Reloaded, Stats, Status},
-    requests,
+    control::model::{PenaltyRequest, PenaltyResult, Reloaded, Stats, Status},
+    control::requests,
 };
 use tracing::info;
 
@@ -62,7 +62,7 @@ pub async fn reload(
 pub async fn top(
     State(d): State<Shared>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
-) -> Result<Json<guard_user::top::Top>, ApiError> {
+) -> Result<Json<guard_user::control::top::Top>, ApiError> {
     let n = match q.get("n") {
         None => 20,
         Some(v) => match v.parse::<usize>() {

@@ -13,7 +13,7 @@ use axum::{
     routing::{delete, get, post},
     serve::IncomingStream,
 };
-use guard_user::{model::ErrorBody, requests::MAX_BODY};
+use guard_user::{control::model::ErrorBody, control::requests::MAX_BODY};
 use tokio::net::UnixListener;
 
 use crate::state::{Refusal, Shared};

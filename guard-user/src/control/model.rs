@@ -3,7 +3,7 @@
 use guard_common::{Reason, Verdict, stats::stat_slot};
 use serde::{Deserialize, Serialize};
 
-use crate::{attach::AttachMode, tables::ListCounts};
+use crate::{kernel::attach::AttachMode, lists::tables::ListCounts};
 
 /// One `guard_packets_total` series.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

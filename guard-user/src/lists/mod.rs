@@ -2,6 +2,8 @@
 //!
 //! A file is loaded whole or not at all: every bad line is reported with file:line.
 
+pub mod tables;
+
 use std::{
     fmt,
     net::IpAddr,

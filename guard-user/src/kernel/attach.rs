@@ -17,9 +17,9 @@ use aya::programs::{
 use tracing::{info, warn};
 
 use crate::{
-    bpf_info::{self, ProgIdentity},
     config::XdpModeSetting,
-    pins::PinLayout,
+    kernel::bpf_info::{self, ProgIdentity},
+    kernel::pins::PinLayout,
 };
 
 /// The XDP mode an interface is attached in.

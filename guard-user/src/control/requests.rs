@@ -5,7 +5,7 @@ use std::{net::IpAddr, time::Duration};
 use guard_common::dynamic::REASON_MAX;
 use serde::de::DeserializeOwned;
 
-use crate::{dynamic::Request, lists::parse_net, model::EntryRequest};
+use crate::{control::model::EntryRequest, lists::parse_net, verdicts::Request};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 << 20;

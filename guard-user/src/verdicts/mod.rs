@@ -8,6 +8,7 @@
 //! (`undo`): nothing is half-applied.
 
 mod history;
+pub mod regions;
 mod scan;
 mod undo;
 
@@ -30,7 +31,7 @@ use ipnet::IpNet;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;
 
-use crate::{dyn_regions::Regions, tables::v6_words};
+use crate::{lists::tables::v6_words, verdicts::regions::Regions};
 use history::History;
 use scan::{lens_of, meta_key, net_of, scan};
 use undo::{Record, Undo};
@@ -88,7 +89,7 @@ impl Entry {
         (self.expires_mono_ns != 0).then(|| {
             Duration::from_nanos(
                 self.expires_mono_ns
-                    .saturating_sub(crate::buckets::monotonic_ns()),
+                    .saturating_sub(crate::kernel::clock::monotonic_ns()),
             )
         })
     }
@@ -103,10 +104,10 @@ impl Entry {
     }
 
     /// The entry as the API shows it: monotonic expiry turned into wall-clock time.
-    pub fn view(&self) -> crate::model::EntryView {
+    pub fn view(&self) -> crate::control::model::EntryView {
         let remaining = self.remaining();
         let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-        crate::model::EntryView {
+        crate::control::model::EntryView {
             cidr: self.net.to_string(),
             expires_at: remaining.map(|r| rfc3339(SystemTime::now() + r)),
             ttl_remaining_secs: remaining.map(|r| r.as_secs()),

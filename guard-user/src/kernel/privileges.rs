@@ -60,7 +60,7 @@ mod tests {
 
     /// The capability names on `key=` lines of the shipped unit.
     fn unit_caps(key: &str) -> Vec<String> {
-        let unit = include_str!("../../packaging/guard.service");
+        let unit = include_str!("../../../packaging/guard.service");
         let mut caps: Vec<String> = unit
             .lines()
             .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))

@@ -87,14 +87,14 @@ pub(super) fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
 
 /// The live entries of `kind` in the pinned maps, for when guardd is not running.
 pub fn pinned_entries(
-    pins: &crate::pins::PinLayout,
+    pins: &crate::kernel::pins::PinLayout,
     kind: Kind,
     now_mono: u64,
 ) -> Result<Vec<Entry>, DynError> {
     use aya::maps::Map;
     use guard_common::map_names;
     fn open<T: TryFrom<Map, Error = MapError>>(
-        pins: &crate::pins::PinLayout,
+        pins: &crate::kernel::pins::PinLayout,
         name: &'static str,
     ) -> Result<T, DynError> {
         let data = MapData::from_pin(pins.map(name)).map_err(map_err(name))?;

@@ -90,7 +90,7 @@ pub mod guardctl {
         Ban {
             cidr: String,
             /// e.g. 10m, 1h, 2d (1s to 30 days).
-            #[arg(long, value_parser = crate::requests::ttl_text)]
+            #[arg(long, value_parser = crate::control::requests::ttl_text)]
             ttl: Option<Duration>,
             #[arg(long)]
             reason: Option<String>,
@@ -103,7 +103,7 @@ pub mod guardctl {
         Allow {
             cidr: String,
             /// e.g. 10m, 1h, 2d (1s to 30 days).
-            #[arg(long, value_parser = crate::requests::ttl_text)]
+            #[arg(long, value_parser = crate::control::requests::ttl_text)]
             ttl: Option<Duration>,
             #[arg(long)]
             reason: Option<String>,

@@ -20,7 +20,7 @@ use std::{
 
 use guard_common::SCHEMA_VERSION;
 
-use crate::attach::AttachMode;
+use crate::kernel::attach::AttachMode;
 
 /// BPF_FS_MAGIC from linux/magic.h.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;

@@ -124,10 +124,3 @@ impl Heartbeat {
         self.0.words()[0].load(Ordering::Relaxed)
     }
 }
-
-/// CLOCK_MONOTONIC in ns: the clock of the kernel's `bpf_ktime_get_ns`.
-pub fn monotonic_ns() -> u64 {
-    let ts =
-        nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
-}

@@ -11,7 +11,7 @@ use tokio::net::UnixStream;
 
 pub use hyper::{Method, StatusCode};
 
-use crate::model::ErrorBody;
+use crate::control::model::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

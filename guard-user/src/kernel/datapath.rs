@@ -17,12 +17,12 @@ use guard_common::{
 use tracing::warn;
 
 use crate::{
-    buckets::{Buckets, Heartbeat},
-    dynamic::DynamicMaps,
-    model::Counters,
-    pins::PinLayout,
-    rules::RuleSet,
-    tables::Tables,
+    control::model::Counters,
+    kernel::pins::PinLayout,
+    lists::tables::Tables,
+    rate::buckets::{Buckets, Heartbeat},
+    rate::rules::RuleSet,
+    verdicts::DynamicMaps,
 };
 
 #[derive(Debug, thiserror::Error)]

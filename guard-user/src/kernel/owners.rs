@@ -9,7 +9,7 @@ use std::{io, path::Path};
 use aya::maps::MapInfo;
 use guard_common::map_names;
 
-use crate::pins::PinLayout;
+use crate::kernel::pins::PinLayout;
 
 /// A process holding the pinned maps.
 #[derive(Debug, Clone, PartialEq, Eq)]

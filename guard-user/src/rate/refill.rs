@@ -19,8 +19,9 @@ use guard_common::tokens::{earned_between, refilled, slice_bounds};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::{
-    buckets::{Buckets, Heartbeat, monotonic_ns},
-    rules::RuleSet,
+    kernel::clock::monotonic_ns,
+    rate::buckets::{Buckets, Heartbeat},
+    rate::rules::RuleSet,
 };
 
 /// What the refill needs of one rule.

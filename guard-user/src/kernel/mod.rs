@@ -1,0 +1,12 @@
+//! The kernel side: the XDP object and its maps, the pin layout, attaching to interfaces,
+//! what the kernel says of links and programs, who holds the maps, the capabilities guardd
+//! needs, the clock the kernel uses, interface addresses.
+pub mod attach;
+pub mod bpf_info;
+pub mod clock;
+pub mod datapath;
+pub mod netif;
+pub mod objects;
+pub mod owners;
+pub mod pins;
+pub mod privileges;
