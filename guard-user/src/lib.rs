@@ -5,9 +5,11 @@
 //! - `rate`: rate rules, the refill of their buckets, penalties.
 //! - `verdicts`: bans and allows: policy (checks, escalation, capacity) and the map writes.
 //! - `kernel`: the XDP object, its maps and pins, attachment, capabilities, the clock.
+//! - `engine`: the datapath, verdict table, rules and refill together; applying a config.
 //! - `control`: the API's types and bounds, the client, the command lines, top talkers.
 pub mod config;
 pub mod control;
+pub mod engine;
 pub mod kernel;
 pub mod lists;
 pub mod rate;

@@ -6,17 +6,12 @@ use guard_common::{
     lists::flags,
     tokens::{MAX_REFILL_PERIOD_NS, earned},
 };
-use std::time::Duration;
-
 use guard_user::{
     config::Config,
     control::model::Counters,
-    kernel::clock::monotonic_ns,
-    kernel::datapath::{Datapath, Sizes},
-    kernel::objects,
+    engine::{Engine, Lists, Refilling},
+    kernel::datapath::Datapath,
     lists,
-    lists::tables::Tables,
-    rate::refill::{Refill, refill_params},
     rate::rules::RuleSet,
 };
 use ipnet::IpNet;
@@ -24,8 +19,9 @@ use ipnet::IpNet;
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 
+/// The production engine without pins or refill thread, as guardd starts it.
 pub struct Fixture {
-    pub datapath: Datapath,
+    pub engine: Engine,
     pub rules: RuleSet,
 }
 
@@ -43,41 +39,37 @@ impl Fixture {
         Fixture::with_lists(&parse(allow), &parse(deny), rules_toml, 4096)
     }
 
-    /// Lists already parsed, and room for `bans` bans and allows.
+    /// Lists already parsed, and room for `bans` bans (`[bans] max_entries`).
     pub fn with_lists(allow: &[IpNet], deny: &[IpNet], rules_toml: &str, bans: u32) -> Fixture {
-        let config = Config::parse(rules_toml, "fixture rules").expect("test rules");
-        let rules = RuleSet::compile(&config.rules);
-        let sizes = Sizes {
-            buckets: rules.total_buckets(),
-            dynamic: bans,
+        let text = format!("{rules_toml}\n[bans]\nmax_entries = {bans}\n");
+        let config = Config::parse(&text, "fixture config").expect("test config");
+        let lists = Lists {
+            allow: allow.to_vec(),
+            deny: deny.to_vec(),
         };
-        let mut datapath = Datapath::load(objects::guard(), None, sizes)
-            .unwrap_or_else(|e| panic!("loading the XDP program: {e}"));
-        let tables = Tables::build(allow, deny).expect("test lists fit");
-        datapath.write_tables(tables).expect("writing tables");
-        datapath
-            .set_refill_timing(1, Duration::from_secs(5))
-            .expect("runtime config");
-        datapath.set_rules(&rules).expect("writing rules");
-        Refill::starting_at(refill_params(&rules), 1, monotonic_ns()).fill_all(
-            &datapath.buckets(),
-            &datapath.heartbeat(),
-            monotonic_ns(),
-        );
-        datapath.heartbeat().beat(monotonic_ns());
-        Fixture { datapath, rules }
+        let engine = Engine::start(&config, lists, None, Refilling::None)
+            .unwrap_or_else(|e| panic!("loading the XDP program: {}", guard_user::error_chain(&e)));
+        Fixture {
+            rules: engine.rules(),
+            engine,
+        }
+    }
+
+    /// Runs `f` on the datapath (the program, the maps).
+    pub fn with_datapath<T>(&self, f: impl FnOnce(&mut Datapath) -> T) -> T {
+        self.engine.with_datapath(f)
     }
 
     /// The bucket `addr` has in rule `rule`, computed in userspace.
     pub fn bucket_of(&self, rule: usize, addr: std::net::IpAddr) -> u32 {
         self.rules
-            .bucket_of(rule, &self.datapath.key(), addr)
+            .bucket_of(rule, &self.engine.key(), addr)
             .expect("rule exists")
     }
 
     /// Spends every token of a bucket, and what it could earn before a refill.
     pub fn empty_bucket(&self, index: u32) {
-        let b = self.datapath.buckets();
+        let b = self.engine.buckets();
         let now = b.get(index);
         // Also what the rule's rate can earn over the longest refill period: the kernel adds
         // that since the last refill, and fixtures run no refill.
@@ -93,13 +85,13 @@ impl Fixture {
 
     /// Per rule (passed, limited) packet counters.
     pub fn rule_counters(&self) -> Vec<(u64, u64)> {
-        self.datapath
-            .rule_counters(self.rules.rules.len())
+        self.with_datapath(|d| d.rule_counters(self.rules.rules.len()))
             .expect("reading RULE_STATS")
     }
 
     pub fn set_flags(&mut self, f: u32) {
-        self.datapath.set_flags(f).expect("writing runtime config");
+        self.with_datapath(|d| d.set_flags(f))
+            .expect("writing runtime config");
     }
 
     pub fn monitor(&mut self, on: bool) {
@@ -113,15 +105,13 @@ impl Fixture {
             repeat: 1,
             ..Default::default()
         };
-        self.datapath
-            .program_mut()
-            .test_run(opts)
+        self.with_datapath(|d| d.program_mut().test_run(opts))
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN: {e}"))
             .return_value
     }
 
     pub fn counters(&self) -> Counters {
-        self.datapath.counters().expect("reading STATS")
+        self.with_datapath(|d| d.counters()).expect("reading STATS")
     }
 
     /// Runs `frame` and checks the action and that exactly one counter moved, by one.

@@ -1,5 +1,5 @@
-//! Bans through BPF_PROG_TEST_RUN: the daemon's table (`DynamicTable`) writing the real
-//! maps, the production program judging frames. Checks the region bitmap in front of the
+//! Bans through BPF_PROG_TEST_RUN: the engine's verdict path (`Engine::add`/`remove`)
+//! writing the real maps, the production program judging frames. Checks the region bitmap in front of the
 //! entry hashes never hides a live entry, whatever was added and removed before.
 //! Needs root.
 
@@ -12,23 +12,18 @@ use guard_tests::{
     fixture::{Fixture, XDP_DROP, XDP_PASS},
     packet::udp_from,
 };
-use guard_user::{
-    kernel::clock::monotonic_ns,
-    verdicts::{DynamicTable, Escalation, Kind, Request},
-};
+use guard_user::verdicts::{Kind, Request};
 use ipnet::IpNet;
 
 struct Bed {
     f: Fixture,
-    t: DynamicTable,
 }
 
 impl Bed {
     fn new() -> Bed {
-        let mut f = Fixture::new(&[], &[]);
-        let maps = f.datapath.take_dynamic().expect("fresh datapath");
-        let t = DynamicTable::new(maps, 10_000, 1_000, monotonic_ns()).expect("table");
-        Bed { f, t }
+        Bed {
+            f: Fixture::with_lists(&[], &[], "", 10_000),
+        }
     }
 
     fn ban(&mut self, net: &str) {
@@ -37,25 +32,15 @@ impl Bed {
             ttl: Some(Duration::from_secs(600)),
             reason: String::new(),
         };
-        self.t
-            .add(
-                Kind::Ban,
-                &[req],
-                &[],
-                &Escalation {
-                    ttls: vec![Duration::from_secs(600)],
-                    default_ttl: Duration::from_secs(600),
-                },
-                monotonic_ns(),
-                |_| Ok(()),
-            )
+        self.f
+            .engine
+            .add(Kind::Ban, &[req])
             .unwrap_or_else(|e| panic!("ban {net}: {e}"));
-        let lens = self.t.lens().expect("lens");
-        self.f.datapath.set_dyn_lens(&lens).expect("lens");
     }
 
     fn unban(&mut self, net: &str) {
-        self.t
+        self.f
+            .engine
             .remove(&net.parse().expect("cidr"), Kind::Ban)
             .unwrap_or_else(|e| panic!("unban {net}: {e}"));
     }

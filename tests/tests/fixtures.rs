@@ -457,7 +457,7 @@ fn list_updates_take_effect_in_place() {
         "2001:db8::2/128".parse().unwrap(),
     ];
     let tables = guard_user::lists::tables::Tables::build(&[], &deny).unwrap();
-    f.datapath.write_tables(tables).unwrap();
+    f.with_datapath(|d| d.write_tables(tables)).unwrap();
     f.expect(
         "after v4",
         &udp4(CLIENT, 80),
@@ -497,7 +497,7 @@ fn real_blocklist_kernel_matches_userspace() {
     let allow = ["198.18.0.0/24".parse().unwrap()];
     let tables = guard_user::lists::tables::Tables::build(&allow, &deny).unwrap();
     let mut f = Fixture::new(&[], &[]);
-    f.datapath.write_tables(tables.clone()).unwrap();
+    f.with_datapath(|d| d.write_tables(tables.clone())).unwrap();
     let mut checked = 0;
     for net in deny.iter().step_by(7) {
         let ipnet::IpNet::V4(n) = net else { continue };

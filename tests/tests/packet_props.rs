@@ -122,7 +122,7 @@ fn check(frame: &[u8], monitor: bool, drop_malformed: bool) -> Result<(), TestCa
         fl |= flags::DROP_MALFORMED;
     }
     f.set_flags(fl);
-    f.datapath
+    f.engine
         .heartbeat()
         .beat(guard_user::kernel::clock::monotonic_ns());
     let total =

@@ -205,7 +205,7 @@ fn kernel_and_userspace_agree_on_bucket_index() {
     let rules = "[[rules]]\nname = \"host\"\nrate = 1.0\nburst = 1000\nbuckets = 1024\n\
                  [[rules]]\nname = \"net\"\nipv4_prefix = 24\nipv6_prefix = 48\nrate = 1.0\nburst = 1000\nbuckets = 1024\n";
     let mut f = Fixture::with_rules(&[], &[], rules);
-    let buckets = f.datapath.buckets();
+    let buckets = f.engine.buckets();
     let sources: Vec<IpAddr> = (0..40u32)
         .map(|i| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i * 977)))
         .chain((0..40u128).map(|i| {
@@ -248,7 +248,7 @@ fn a_drop_by_one_rule_refunds_the_others() {
     let mut f = Fixture::with_rules(&[], &[], rules);
     let (wide, udp) = (f.bucket_of(0, SRC.into()), f.bucket_of(1, SRC.into()));
     f.empty_bucket(udp);
-    let before = f.datapath.buckets().get(wide);
+    let before = f.engine.buckets().get(wide);
     f.expect(
         "udp limited",
         &udp4(SRC, 80),
@@ -258,7 +258,7 @@ fn a_drop_by_one_rule_refunds_the_others() {
     );
     // The token was given back; what the full bucket earned since its refill stays burned
     // (under a token at 1/s: nothing on a fast host within one clock tick, more under qemu).
-    let after = f.datapath.buckets().get(wide);
+    let after = f.engine.buckets().get(wide);
     assert!(
         after.credit == before.credit && after.spent.wrapping_sub(before.spent) < TOKEN_SCALE,
         "the wide rule's token was given back: {before:?} -> {after:?}"
@@ -325,7 +325,7 @@ fn stale_heartbeat_fails_open_but_deny_still_drops() {
         Reason::Rate,
     );
     // The daemon's last refill was 6 s ago; rules fail open after 5 s.
-    f.datapath.heartbeat().beat(monotonic_ns() - 6_000_000_000);
+    f.engine.heartbeat().beat(monotonic_ns() - 6_000_000_000);
     f.expect(
         "stale heartbeat",
         &udp4(SRC, 80),
@@ -352,7 +352,7 @@ fn stale_heartbeat_fails_open_but_deny_still_drops() {
         Verdict::Pass,
         Reason::None,
     );
-    f.datapath.heartbeat().beat(monotonic_ns());
+    f.engine.heartbeat().beat(monotonic_ns());
     f.expect(
         "daemon back",
         &udp4(SRC, 80),

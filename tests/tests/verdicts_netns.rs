@@ -362,3 +362,56 @@ fn ban_history_churn_never_refuses_a_ban_the_table_could_take() {
     let again = b.ok("POST", "/v1/bans", r#"{"cidr":"198.18.0.8"}"#);
     assert_eq!(again["applied"][0]["ban_number"], 2, "{again}");
 }
+
+#[test]
+fn status_and_a_scrape_answer_while_a_bulk_ban_runs() {
+    let b = start("");
+    let body = bulk_bans_body(Ipv4Addr::new(198, 18, 16, 0), 100_000, 600);
+    let done = AtomicBool::new(false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = "127.0.0.1".parse().unwrap();
+    let metrics = guard_tests::http::Route {
+        ns: &b.bed.server,
+        src: local,
+        dst: std::net::SocketAddr::new(local, 9752),
+        timeout: Duration::from_secs(5),
+    };
+    let (bulk_took, polls) = std::thread::scope(|s| {
+        let bulk = s.spawn(|| {
+            let t = Instant::now();
+            let (code, _) = b.g.api("POST", "/v1/bans", Some(&body));
+            done.store(true, Ordering::Relaxed);
+            assert_eq!(code, 200);
+            t.elapsed()
+        });
+        let mut polls = Vec::new();
+        while !done.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            let (code, _) = b.g.api("GET", "/v1/status", None);
+            assert_eq!(code, 200);
+            let status = t.elapsed();
+            let t = Instant::now();
+            let (outcome, _) = guard_tests::http::get(&rt, metrics, "/metrics");
+            assert_eq!(outcome, guard_tests::http::Outcome::Answered(200));
+            polls.push((status, t.elapsed()));
+        }
+        (bulk.join().unwrap(), polls)
+    });
+    let worst = |f: fn(&(Duration, Duration)) -> Duration| polls.iter().map(f).max().unwrap();
+    eprintln!(
+        "during a 100,000-ban call of {:.2}s: {} status calls and scrapes, slowest {:?} and {:?}",
+        bulk_took.as_secs_f64(),
+        polls.len(),
+        worst(|p| p.0),
+        worst(|p| p.1)
+    );
+    assert!(polls.len() >= 5, "the bulk call was too short to tell");
+    assert!(worst(|p| p.0) < Duration::from_millis(50), "status stalled");
+    assert!(
+        worst(|p| p.1) < Duration::from_millis(50),
+        "the scrape stalled"
+    );
+}

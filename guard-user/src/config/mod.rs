@@ -200,7 +200,7 @@ impl Default for Metrics {
 pub mod limits {
     use std::time::Duration;
 
-    pub const MAX_RULES: usize = 16;
+    pub const MAX_RULES: usize = guard_common::rules::MAX_RULES;
     pub const MIN_REFILL_PERIOD: Duration = Duration::from_millis(100);
     pub const MAX_REFILL_PERIOD: Duration =
         Duration::from_nanos(guard_common::tokens::MAX_REFILL_PERIOD_NS);

@@ -42,10 +42,6 @@ impl AttachMode {
         }
     }
 
-    pub fn parse(s: &str) -> Option<AttachMode> {
-        AttachMode::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-
     fn flags(self) -> XdpMode {
         match self {
             AttachMode::Driver => XdpMode::Driver,

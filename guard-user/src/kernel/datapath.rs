@@ -65,16 +65,6 @@ pub struct Sizes {
     pub dynamic: u32,
 }
 
-impl Sizes {
-    /// For tests and tools: `buckets` buckets and small ban maps.
-    pub fn small(buckets: u32) -> Sizes {
-        Sizes {
-            buckets,
-            dynamic: 4096,
-        }
-    }
-}
-
 const DYN_MAPS: [&str; 4] = [
     map_names::DYN_V4,
     map_names::DYN_V6,

@@ -31,7 +31,7 @@ use ipnet::IpNet;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;
 
-use crate::{lists::tables::v6_words, verdicts::regions::Regions};
+use crate::{kernel::datapath::DatapathError, lists::tables::v6_words, verdicts::regions::Regions};
 use history::History;
 use scan::{lens_of, meta_key, net_of, scan};
 use undo::{Record, Undo};
@@ -156,6 +156,8 @@ pub enum DynError {
         error: Box<DynError>,
         undo: Box<DynError>,
     },
+    #[error("writing the prefix lengths the kernel probes")]
+    Lens(#[source] DatapathError),
     #[error("the {name} map was not handed over")]
     MissingMap { name: &'static str },
 }
@@ -290,7 +292,7 @@ impl DynamicTable {
         static_allows: &[IpNet],
         escalation: &Escalation,
         now_mono: u64,
-        mut set_lens: impl FnMut(&DynLens) -> Result<(), DynError>,
+        mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
     ) -> Result<Vec<Entry>, DynError> {
         let reqs = last_of_each(reqs);
         self.check(kind, &reqs, static_allows)?;
@@ -306,10 +308,12 @@ impl DynamicTable {
             batch.contains(n) || self.entries.get(n).is_some_and(|e| e.kind == Kind::Ban)
         });
         let mut undo = Undo::default();
-        let written = set_lens(&new_lens).and_then(|()| self.write(&plan, &evict, &mut undo));
+        let written = set_lens(&new_lens)
+            .map_err(DynError::Lens)
+            .and_then(|()| self.write(&plan, &evict, &mut undo));
         if let Err(e) = written {
             let restored = undo.rollback(self).map_err(map_err("DYN (undo)"));
-            let lens = set_lens(&old_lens);
+            let lens = set_lens(&old_lens).map_err(DynError::Lens);
             return Err(match restored.and(lens) {
                 Ok(()) => e,
                 Err(undo_error) => DynError::Undo {

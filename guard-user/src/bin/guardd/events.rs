@@ -44,7 +44,7 @@ pub async fn summarize(daemon: Shared, top: Arc<Mutex<TopTalkers>>) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Ok(counters) = daemon.lock().expect("state lock").datapath.counters() else {
+        let Ok(counters) = daemon.engine.with_datapath(|d| d.counters()) else {
             continue;
         };
         let now: BTreeMap<String, u64> = counters

@@ -14,7 +14,7 @@ use nix::sys::socket::{
 use tokio::io::unix::AsyncFd;
 use tracing::{error, info, warn};
 
-use crate::state::Daemon;
+use crate::state::{Daemon, Interfaces};
 
 /// A socket that becomes readable on every link change (RTMGRP_LINK).
 pub fn link_events() -> std::io::Result<AsyncFd<OwnedFd>> {
@@ -52,33 +52,36 @@ pub async fn next_change(events: &AsyncFd<OwnedFd>) {
 }
 
 impl Daemon {
-    /// Attaches again every interface that came back under a new index.
-    pub fn follow_interfaces(&mut self) {
-        for i in 0..self.attachments.len() {
-            let iface = self.attachments[i].iface.clone();
+    pub fn follow_interfaces(&self) {
+        let mut guard = self.interfaces.lock().expect("interfaces lock");
+        let Interfaces {
+            attachments,
+            reattach_failures,
+        } = &mut *guard;
+        for i in 0..attachments.len() {
+            let iface = attachments[i].iface.clone();
             let now = attach::ifindex(&iface).unwrap_or(0);
-            let was = self.attachments[i].ifindex;
+            let was = attachments[i].ifindex;
             if now == 0 {
                 // Gone, or gone again after coming back and failing to attach: then its
                 // next failure is news again.
-                if was != 0 || self.reattach_failures.remove(&iface).is_some() {
+                if was != 0 || reattach_failures.remove(&iface).is_some() {
                     warn!(
                         iface,
                         "interface went away; guard attaches again when it comes back"
                     );
                 }
-                self.attachments[i].ifindex = 0;
+                attachments[i].ifindex = 0;
                 continue;
             }
             if now == was {
                 continue;
             }
-            match attach::attach(
-                self.datapath.program_mut(),
-                &iface,
-                self.config.xdp_mode,
-                &self.pins,
-            ) {
+            let mode = self.engine.config().xdp_mode;
+            let attached = self
+                .engine
+                .with_datapath(|d| attach::attach(d.program_mut(), &iface, mode, &self.pins));
+            match attached {
                 Ok(a) => {
                     info!(
                         iface,
@@ -86,20 +89,20 @@ impl Daemon {
                         mode = a.mode.as_str(),
                         "interface is back: attached again"
                     );
-                    self.reattach_failures.remove(&iface);
-                    self.attachments[i] = a;
+                    reattach_failures.remove(&iface);
+                    attachments[i] = a;
                 }
                 // Left as it was, so the next change or tick tries again; logged once per
                 // distinct error, not once a second.
                 Err(e) => {
                     let why = e.to_string();
-                    if self.reattach_failures.get(&iface) != Some(&why) {
+                    if reattach_failures.get(&iface) != Some(&why) {
                         error!(
                             iface,
                             "attaching again failed: {why}; retrying on every link change \
                              and every second"
                         );
-                        self.reattach_failures.insert(iface, why);
+                        reattach_failures.insert(iface, why);
                     }
                 }
             }

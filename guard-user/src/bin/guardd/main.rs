@@ -2,12 +2,14 @@
 //! control API. Enforcement stays pinned when it exits.
 
 mod api;
+mod checks;
 mod daemonize;
 mod events;
 mod ifaces;
 mod logging;
 mod memory;
 mod metrics;
+mod serve;
 mod startup;
 mod state;
 

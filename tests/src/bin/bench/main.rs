@@ -52,8 +52,8 @@ fn main() -> anyhow::Result<()> {
             .is_none_or(|s| s.split(',').any(|x| x == name))
     };
     if run("lists") {
-        let mut guard = Fixture::new(&[], &[]);
-        guard.datapath.write_tables(tables.clone())?;
+        let guard = Fixture::new(&[], &[]);
+        guard.with_datapath(|d| d.write_tables(tables.clone()))?;
 
         let pass4 = Ipv4Addr::new(198, 18, 0, 9); // the test range, taken out of the blocklist
         let deny4 = Ipv4Addr::new(1, 10, 16, 5); // in the blocklist (1.10.16.0/20)
@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
             let mut l = Vec::new();
             for _ in 0..rounds {
                 let base = ns_per_run(prog(&mut reference, "xdp_pass"), frame, repeat)?;
-                g.push(ns_per_run(guard.datapath.program_mut(), frame, repeat)? - base);
+                g.push(guard.with_datapath(|d| ns_per_run(d.program_mut(), frame, repeat))? - base);
                 l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
             }
             println!(
@@ -137,18 +137,11 @@ fn full_config_bench(
     allow: &[IpNet],
     deny: &[IpNet],
 ) -> anyhow::Result<()> {
-    use guard_user::verdicts::{DynamicTable, Escalation, Kind, Request};
+    use guard_user::verdicts::{Kind, Request};
     let rules = "[[rules]]\nname = \"web\"\nprotocol = \"udp\"\nports = [443]\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n\
                  [[rules]]\nname = \"per-source\"\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n";
     let mut empty = Fixture::new(&[], &[]);
-    let mut full = Fixture::with_lists(allow, deny, rules, 65_536);
-    let now = guard_user::kernel::clock::monotonic_ns();
-    let mut table = DynamicTable::new(
-        full.datapath.take_dynamic().expect("maps"),
-        20_000,
-        1_000,
-        now,
-    )?;
+    let mut full = Fixture::with_lists(allow, deny, rules, 20_000);
     let ban_base = u32::from(Ipv4Addr::new(198, 19, 0, 0));
     let mut bans: Vec<Request> = (0..9_999u32)
         .map(|i| Request {
@@ -163,18 +156,7 @@ fn full_config_bench(
         ttl: Some(std::time::Duration::from_secs(3600)),
         reason: String::new(),
     });
-    table.add(
-        Kind::Ban,
-        &bans,
-        &[],
-        &Escalation {
-            ttls: vec![std::time::Duration::from_secs(600)],
-            default_ttl: std::time::Duration::from_secs(600),
-        },
-        now,
-        |_| Ok(()),
-    )?;
-    full.datapath.set_dyn_lens(&table.lens()?)?;
+    full.engine.add(Kind::Ban, &bans)?;
     // In its own /64: the per-source rule counts IPv6 per /64.
     let (limited4, limited6): (Ipv4Addr, Ipv6Addr) =
         (Ipv4Addr::new(198, 18, 0, 10), "3fff:0:0:1::10".parse()?);
@@ -238,7 +220,7 @@ fn full_config_bench(
             let f = if *is_full { &mut full } else { &mut empty };
             // Fresh for every case: a round outlasts refill_stale_after on a slower machine,
             // and the rules would fail open (a drop case would measure a pass).
-            f.datapath
+            f.engine
                 .heartbeat()
                 .beat(guard_user::kernel::clock::monotonic_ns());
             anyhow::ensure!(
@@ -247,7 +229,8 @@ fn full_config_bench(
                 cases[i].0
             );
             let base = ns_per_run(prog(reference, "xdp_pass"), frame, repeat)?;
-            results[i].push(ns_per_run(f.datapath.program_mut(), frame, repeat)? - base);
+            results[i]
+                .push(f.with_datapath(|d| ns_per_run(d.program_mut(), frame, repeat))? - base);
         }
     }
     for ((name, ..), v) in cases.iter().zip(results.iter_mut()) {
@@ -263,7 +246,7 @@ fn rules_bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Resu
     // Burst large enough that `repeat` runs never empty the bucket.
     let rules = "[[rules]]\nname = \"tcp-only\"\nprotocol = \"tcp\"\nrate = 1.0\nburst = 100000000\n\
                  [[rules]]\nname = \"udp\"\nprotocol = \"udp\"\nrate = 1.0\nburst = 100000000\n";
-    let mut f = Fixture::with_rules(&[], &[], rules);
+    let f = Fixture::with_rules(&[], &[], rules);
     let src = Ipv4Addr::new(198, 18, 0, 2);
     let limited = Ipv4Addr::new(198, 18, 0, 3);
     f.empty_bucket(f.bucket_of(1, limited.into()));
@@ -283,11 +266,11 @@ fn rules_bench(reference: &mut Ebpf, repeat: u32, rounds: usize) -> anyhow::Resu
         let mut v = Vec::new();
         for _ in 0..rounds {
             // Keep the heartbeat fresh so the drop case measures a drop, not a fail-open.
-            f.datapath
+            f.engine
                 .heartbeat()
                 .beat(guard_user::kernel::clock::monotonic_ns());
             let base = ns_per_run(prog(reference, "xdp_pass"), frame, repeat)?;
-            v.push(ns_per_run(f.datapath.program_mut(), frame, repeat)? - base);
+            v.push(f.with_datapath(|d| ns_per_run(d.program_mut(), frame, repeat))? - base);
         }
         println!("  {name:<18} {:>22}", summary(&mut v, 1));
         record("program", &format!("rules: {name}"), "ns", &v);
@@ -308,7 +291,7 @@ fn refill_bench() -> anyhow::Result<()> {
             &format!("[[rules]]\nname = \"r{i}\"\nrate = 100.0\nburst = 200\nbuckets = 131072\n");
     }
     let f = Fixture::with_rules(&[], &[], &toml);
-    let buckets = f.datapath.buckets();
+    let buckets = f.engine.buckets();
     // Half the buckets have spent tokens, so the refill writes as well as reads.
     for i in (0..buckets.len()).step_by(2) {
         buckets.add_spent(i, 50 * guard_common::tokens::TOKEN_SCALE);
@@ -317,7 +300,7 @@ fn refill_bench() -> anyhow::Result<()> {
     let mut ticks = Vec::new();
     for _ in 0..64 {
         let t = std::time::Instant::now();
-        work.tick(&buckets, &f.datapath.heartbeat(), monotonic_ns());
+        work.tick(&buckets, &f.engine.heartbeat(), monotonic_ns());
         ticks.push(t.elapsed().as_secs_f64() * 1e6);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -334,7 +317,7 @@ fn refill_bench() -> anyhow::Result<()> {
     let refiller = Refiller::start(
         work,
         buckets.clone(),
-        f.datapath.heartbeat(),
+        f.engine.heartbeat(),
         std::time::Duration::from_secs(1),
     )?;
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -393,11 +376,11 @@ fn list_load_bench(allow: &[IpNet], deny: &[IpNet]) -> anyhow::Result<()> {
         ),
         ("generated, 1,000,000 prefixes", &[][..], &generated[..]),
     ] {
-        let mut f = Fixture::new(&[], &[]);
+        let f = Fixture::new(&[], &[]);
         let t = std::time::Instant::now();
         let tables = Tables::build(a, d)?;
         let built = t.elapsed();
-        f.datapath.write_tables(tables)?;
+        f.with_datapath(|d| d.write_tables(tables))?;
         let total = t.elapsed();
         println!(
             "  {name:<48} build {:>6.3} s, total {:>6.3} s",

@@ -91,7 +91,9 @@ fn via_vary(
 ) -> anyhow::Result<f64> {
     let fd = match target {
         Target::Bench(name) => prog(reference, name).fd()?.try_clone()?,
-        Target::Guard(f) => f.datapath.program_mut().fd()?.try_clone()?,
+        Target::Guard(f) => {
+            f.with_datapath(|d| -> anyhow::Result<_> { Ok(d.program_mut().fd()?.try_clone()?) })?
+        }
     };
     let mut next = ProgramArray::try_from(reference.map_mut("NEXT").context("NEXT")?)?;
     next.set(0, &fd, 0)?;

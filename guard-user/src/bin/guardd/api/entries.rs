@@ -13,7 +13,7 @@ use guard_user::{
 };
 use tracing::info;
 
-use super::{ApiError, Peer, bad_request, read_body, with_daemon};
+use super::{ApiError, Peer, bad_request, blocking, read_body};
 use crate::state::Shared;
 
 pub async fn list_bans(State(d): State<Shared>) -> Json<EntryList> {
@@ -25,7 +25,7 @@ pub async fn list_allows(State(d): State<Shared>) -> Json<EntryList> {
 }
 
 fn list(d: Shared, kind: Kind) -> Json<EntryList> {
-    let entries = d.lock().expect("state lock").dynamic.list(kind);
+    let entries = d.engine.entries(kind);
     Json(EntryList {
         entries: entries.iter().map(Entry::view).collect(),
     })
@@ -54,9 +54,13 @@ async fn add(
     kind: Kind,
 ) -> Result<Json<Applied>, ApiError> {
     let body = read_body(body).await?;
-    let reqs = requests::one_or_many::<EntryRequest>(&body).map_err(bad_request)?;
-    let reqs = requests::entries(&reqs).map_err(bad_request)?;
-    let applied = with_daemon(d, move |d| Ok(d.add_entries(kind, &reqs)?)).await?;
+    // Decoding 100,000 entries takes a while too: off the runtime thread, with the work.
+    let applied = blocking(d, move |d| {
+        let reqs = requests::one_or_many::<EntryRequest>(&body).map_err(bad_request)?;
+        let reqs = requests::entries(&reqs).map_err(bad_request)?;
+        Ok(d.engine.add(kind, &reqs)?)
+    })
+    .await?;
     match applied.as_slice() {
         [one] => {
             info!(%peer, kind = kind.as_str(), cidr = %one.net, ttl = ?one.remaining(), reason = %one.reason, "added")
@@ -94,7 +98,7 @@ async fn remove(
     kind: Kind,
 ) -> Result<Json<EntryView>, ApiError> {
     let net = parse_net(&cidr).map_err(|e| bad_request(format!("cidr {cidr:?}: {e}")))?;
-    let gone = with_daemon(d, move |d| Ok(d.remove_entry(&net, kind)?)).await?;
+    let gone = blocking(d, move |d| Ok(d.engine.remove(&net, kind)?)).await?;
     info!(%peer, kind = kind.as_str(), cidr = %net, "removed");
     Ok(Json(gone.view()))
 }

@@ -4,7 +4,6 @@ use axum::{
     Json,
     body::Body,
     extract::{ConnectInfo, State},
-    http::StatusCode,
 };
 use guard_user::{
     control::model::{PenaltyRequest, PenaltyResult, Reloaded, Stats, Status},
@@ -12,18 +11,18 @@ use guard_user::{
 };
 use tracing::info;
 
-use super::{ApiError, Peer, bad_request, read_body, with_daemon};
+use super::{ApiError, Peer, bad_request, blocking, read_body};
 use crate::state::Shared;
 
 pub async fn status(State(d): State<Shared>) -> Json<Status> {
-    Json(d.lock().expect("state lock").status())
+    Json(d.status())
 }
 
 pub async fn stats(State(d): State<Shared>) -> Result<Json<Stats>, ApiError> {
-    let stats = d.lock().expect("state lock").stats();
-    stats
+    d.engine
+        .stats()
         .map(Json)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))
+        .map_err(|e| super::errors::internal(&e))
 }
 
 pub async fn penalize(
@@ -35,7 +34,10 @@ pub async fn penalize(
     let req: PenaltyRequest = requests::one(&body).map_err(bad_request)?;
     let (ip, tokens) = requests::penalty(&req.ip, req.tokens).map_err(bad_request)?;
     let rule = req.rule.clone();
-    let result = with_daemon(d, move |d| Ok(d.penalize(ip, tokens, rule.as_deref())?)).await?;
+    let result = blocking(d, move |d| {
+        Ok(d.engine.penalize(ip, tokens, rule.as_deref())?)
+    })
+    .await?;
     info!(%peer, %ip, tokens, rule = req.rule.as_deref().unwrap_or("*"), "penalty");
     Ok(Json(result))
 }
@@ -44,13 +46,12 @@ pub async fn reload(
     State(d): State<Shared>,
     ConnectInfo(peer): ConnectInfo<Peer>,
 ) -> Result<Json<Reloaded>, ApiError> {
-    let answer = with_daemon(d, |d| {
-        d.reload()
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+    let answer = blocking(d, |d| {
+        let applied = d.reload()?;
         Ok(Reloaded {
             reloaded: true,
-            lists: d.lists,
-            rules: d.rules.rules.len(),
+            lists: applied.lists,
+            rules: applied.rules,
         })
     })
     .await?;
@@ -77,8 +78,8 @@ pub async fn top(
     if let Some(k) = q.keys().find(|k| k.as_str() != "n") {
         return Err(bad_request(format!("unknown query parameter {k:?}")));
     }
-    let top = d.lock().expect("state lock").top.clone();
-    let answer = top
+    let answer = d
+        .top
         .lock()
         .expect("top lock")
         .top(n, std::time::Instant::now());

@@ -2,21 +2,23 @@
 //! `{"error": "..."}`; changes are logged with the peer's uid and pid.
 
 mod entries;
+mod errors;
 mod misc;
 
+pub use errors::{ApiError, bad_request};
+
 use axum::{
-    Json, Router,
+    Router,
     body::{Body, Bytes},
     extract::connect_info::Connected,
     http::{Method, StatusCode, Uri},
-    response::{IntoResponse, Response},
     routing::{delete, get, post},
     serve::IncomingStream,
 };
-use guard_user::{control::model::ErrorBody, control::requests::MAX_BODY};
+use guard_user::control::requests::MAX_BODY;
 use tokio::net::UnixListener;
 
-use crate::state::{Refusal, Shared};
+use crate::state::Shared;
 
 pub fn router(daemon: Shared, requests: crate::metrics::ApiRequests) -> Router {
     Router::new()
@@ -70,25 +72,6 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// Every error answer.
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
-    }
-}
-
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> ApiError {
-        ApiError(r.0, r.1)
-    }
-}
-
-pub fn bad_request(msg: String) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg)
-}
-
 /// Reads a body of at most `MAX_BODY` bytes.
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
@@ -99,12 +82,13 @@ pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     })
 }
 
-/// Runs `f` on the daemon state off the async thread (big batches take a while).
-pub async fn with_daemon<T: Send + 'static>(
+/// Runs `f` on the daemon off the async thread (big batches take a while); the engine takes
+/// the locks it needs, so other requests go on meanwhile.
+pub async fn blocking<T: Send + 'static>(
     d: Shared,
-    f: impl FnOnce(&mut crate::state::Daemon) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&crate::state::Daemon) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(move || f(&mut d.lock().expect("state lock")))
+    tokio::task::spawn_blocking(move || f(&d))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }

@@ -33,18 +33,13 @@ pub type ApiRequests = Family<Vec<(&'static str, String)>, Counter>;
 
 pub fn registry(daemon: Shared, api: ApiRequests) -> Arc<Registry> {
     let mut r = Registry::default();
-    let duration = daemon
-        .lock()
-        .expect("state lock")
-        .refiller
-        .stats
-        .duration
-        .clone();
-    r.register(
-        "guard_refill_duration_seconds",
-        "Duration of one refill tick",
-        duration,
-    );
+    if let Some(stats) = daemon.engine.refill_stats() {
+        r.register(
+            "guard_refill_duration_seconds",
+            "Duration of one refill tick",
+            stats.duration.clone(),
+        );
+    }
     r.register(
         "guard_api_requests",
         "Control API requests by route and status code",
@@ -67,8 +62,10 @@ impl std::fmt::Debug for Kernel {
 
 impl Collector for Kernel {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let d = self.daemon.lock().expect("state lock");
-        let Ok(stats) = d.stats() else { return Ok(()) };
+        let d = &self.daemon;
+        let Ok(stats) = d.engine.stats() else {
+            return Ok(());
+        };
         let mut packets = enc.encode_descriptor(
             "guard_packets",
             "Packets seen by the XDP program, by verdict and reason",

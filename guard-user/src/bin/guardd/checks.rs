@@ -1,0 +1,45 @@
+//! What guardd checks before it touches the kernel: its capabilities and the kernel's age.
+
+use anyhow::{Context, bail};
+
+/// The oldest kernel with everything guard uses: bpf_loop (5.17), mmapable arrays (5.5),
+/// XDP bpf_links (5.9).
+const MIN_KERNEL: (u32, u32) = (5, 17);
+
+pub fn kernel() -> anyhow::Result<()> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading the kernel release")?;
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if version < MIN_KERNEL {
+        bail!(
+            "kernel {} is too old: guard needs Linux {}.{} or newer (the bpf_loop helper runs its rate rules)",
+            release.trim(),
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
+        );
+    }
+    Ok(())
+}
+
+/// Fails with the missing capabilities' names rather than an EPERM from deep inside a load.
+pub fn privileges() -> anyhow::Result<()> {
+    use guard_user::kernel::privileges;
+    let eff = privileges::effective().context("reading this process's capabilities")?;
+    let missing = privileges::missing(eff);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = missing
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.why))
+        .collect();
+    bail!(
+        "missing privileges: guardd needs {}; run it as root or grant them \
+         (the shipped unit's AmbientCapabilities)",
+        list.join(", ")
+    )
+}

@@ -1,0 +1,129 @@
+//! Applying a configuration, all or nothing: everything is parsed and built before the
+//! kernel is touched; a setting only a restart can apply refuses the whole change; the
+//! datapath writes lists, rules, then the runtime config, and puts the old ones back when a
+//! write fails (`Datapath::apply`).
+
+use guard_common::{ListCode, lists::flags};
+use tracing::error;
+
+use super::{Engine, EngineError, start::Lists};
+use crate::{
+    config::Config,
+    kernel::{datapath::Change, netif},
+    lists::tables::{ListCounts, Tables},
+    rate::{
+        refill::{refill_params, ticks_per_period},
+        rules::RuleSet,
+    },
+};
+
+/// What an applied configuration holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub lists: ListCounts,
+    pub rules: usize,
+}
+
+impl Engine {
+    /// Reads the lists `config` names and applies both (guardd's reload).
+    pub fn apply(&self, config: &Config) -> Result<Applied, EngineError> {
+        let lists = Lists::load(config)?;
+        self.apply_lists(config, lists)
+    }
+
+    /// Applies `config` with `lists`, all or nothing; on any error the configuration in
+    /// force stays as it was.
+    pub fn apply_lists(&self, config: &Config, lists: Lists) -> Result<Applied, EngineError> {
+        let tables = Tables::build(&lists.allow, &lists.deny)?;
+        let rules = RuleSet::compile(&config.rules);
+        let mut k = self.kernel();
+        if let Some(what) = restart_only_change(&k.config, config, &k.rules, &rules) {
+            return Err(EngineError::RestartOnly { what });
+        }
+        warn_about_own_addresses(&tables, &config.interfaces);
+        let counts = tables.counts;
+        // The refill keeps its period (a change is refused above).
+        let ticks = ticks_per_period(k.config.refill_period, k.config.refill_batches_per_second);
+        let change = Change {
+            tables,
+            rules: &rules,
+            flags: runtime_flags(config),
+            refill_ticks: ticks,
+            stale_after: config.refill_stale_after,
+        };
+        let old_rules = k.rules.clone();
+        k.datapath.apply(change, &old_rules)?;
+        if let Some(r) = &k.refiller {
+            r.set_rules(refill_params(&rules));
+        }
+        let applied = Applied {
+            lists: counts,
+            rules: rules.rules.len(),
+        };
+        k.rules = rules;
+        k.lists = counts;
+        k.allow_nets = std::sync::Arc::new(lists.allow);
+        k.config = config.clone();
+        let max_bans = k.max_bans();
+        drop(k);
+        self.verdicts().max_bans = max_bans;
+        Ok(applied)
+    }
+}
+
+/// The flag bits of `config` for the runtime config (`guard_common::lists::flags`).
+pub(super) fn runtime_flags(config: &Config) -> u32 {
+    let mut f = 0;
+    if config.monitor {
+        f |= flags::MONITOR;
+    }
+    if config.drop_malformed {
+        f |= flags::DROP_MALFORMED;
+    }
+    f
+}
+
+/// Public blocklists include private ranges: say so loudly when one covers this host.
+pub(super) fn warn_about_own_addresses(tables: &Tables, ifaces: &[String]) {
+    for iface in ifaces {
+        for addr in netif::addresses(iface) {
+            if tables.lookup(addr) == ListCode::Deny {
+                error!(
+                    "the deny list covers {addr}, an address of {iface}: peers on that network \
+                     will be dropped; allow your own networks if that is not what you want"
+                );
+            }
+        }
+    }
+}
+
+/// The first setting of `new` that differs from `old` and takes a restart to apply, if any,
+/// by its key.
+pub fn restart_only_change(
+    old: &Config,
+    new: &Config,
+    old_rules: &RuleSet,
+    new_rules: &RuleSet,
+) -> Option<String> {
+    let changed = [
+        ("interfaces", old.interfaces != new.interfaces),
+        ("xdp_mode", old.xdp_mode != new.xdp_mode),
+        ("pin_dir", old.pin_dir != new.pin_dir),
+        ("api.socket", old.api.socket != new.api.socket),
+        (
+            "api.socket_mode",
+            old.api.socket_mode != new.api.socket_mode,
+        ),
+        ("metrics.listen", old.metrics.listen != new.metrics.listen),
+        ("refill_period", old.refill_period != new.refill_period),
+        (
+            "refill_batches_per_second",
+            old.refill_batches_per_second != new.refill_batches_per_second,
+        ),
+    ];
+    if let Some((key, _)) = changed.iter().find(|(_, c)| *c) {
+        return Some(key.to_string());
+    }
+    (!new_rules.same_layout(old_rules))
+        .then(|| "the rules' bucket layout (how many rules, or their `buckets`)".to_string())
+}

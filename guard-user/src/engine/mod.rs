@@ -1,0 +1,181 @@
+//! The engine behind guardd: it owns the datapath, the bans-and-allows table, the rule set
+//! and the refill. `Engine::start` loads (adopting pins) and applies a config; `apply` applies
+//! a new one all or nothing (guardd's reload); the verdict operations (add, remove, sweep,
+//! penalize) and the readings (stats, lists of entries) are here too. guardd wires it to
+//! signals, the API and metrics; the test fixtures start it without pins or refill thread.
+//!
+//! Two locks, never held together by one caller except in that order: `verdicts` (held for
+//! the whole of a bulk ban) then `kernel` (held briefly). Status, stats and scrapes take only
+//! `kernel` and the published counts, so a bulk ban never stalls them.
+
+mod apply;
+mod ops;
+mod start;
+
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    time::Instant,
+};
+
+use ipnet::IpNet;
+
+pub use apply::{Applied, restart_only_change};
+pub use start::{Lists, Refilling};
+
+use crate::{
+    config::Config,
+    kernel::{clock::monotonic_ns, datapath::Datapath},
+    lists::tables::ListCounts,
+    rate::{
+        buckets::{Buckets, Heartbeat},
+        refill::{RefillStats, Refiller},
+        rules::RuleSet,
+    },
+    verdicts::{DynamicTable, Escalation},
+};
+
+/// Temporary allows at most (bans are bounded by `[bans] max_entries`); with it, the size
+/// of every bans-and-allows map: `max_entries + MAX_ALLOWS`.
+pub const MAX_ALLOWS: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Datapath(#[from] crate::kernel::datapath::DatapathError),
+    #[error(transparent)]
+    Verdicts(#[from] crate::verdicts::DynError),
+    #[error("{which} list")]
+    List {
+        which: &'static str,
+        #[source]
+        source: crate::lists::ListError,
+    },
+    #[error(transparent)]
+    Tables(#[from] crate::lists::tables::TableError),
+    #[error("{what} changed; restart guardd to apply it")]
+    RestartOnly { what: String },
+    #[error("cannot start the refill thread")]
+    Refill(#[source] std::io::Error),
+    #[error("no rule named {name:?}")]
+    NoSuchRule { name: String },
+    #[error("no rate rule is configured")]
+    NoRules,
+}
+
+/// What the kernel-facing half holds: the datapath and the configuration in force.
+pub(crate) struct Kernel {
+    pub datapath: Datapath,
+    pub rules: RuleSet,
+    pub lists: ListCounts,
+    /// The allow list's entries: a ban inside one is refused.
+    pub allow_nets: Arc<Vec<IpNet>>,
+    pub config: Config,
+    pub refiller: Option<Refiller>,
+}
+
+impl Kernel {
+    fn escalation(&self) -> Escalation {
+        Escalation {
+            ttls: self.config.bans.escalation.iter().map(|d| d.0).collect(),
+            default_ttl: self.config.bans.default_ttl,
+        }
+    }
+
+    /// Bans the table may hold: `[bans] max_entries`, within the maps' capacity.
+    fn max_bans(&self) -> usize {
+        let room = (self.datapath.dyn_capacity() as usize).saturating_sub(MAX_ALLOWS);
+        (self.config.bans.max_entries as usize).min(room)
+    }
+}
+
+/// Counts the status and metrics read without waiting for the verdict table.
+#[derive(Debug, Default)]
+struct Published {
+    bans: AtomicUsize,
+    allows: AtomicUsize,
+    refused_full: AtomicU64,
+}
+
+pub struct Engine {
+    verdicts: Mutex<DynamicTable>,
+    kernel: Mutex<Kernel>,
+    published: Published,
+    buckets: Arc<Buckets>,
+    heartbeat: Arc<Heartbeat>,
+    refill_stats: Option<Arc<RefillStats>>,
+    key: [u64; 2],
+    started: Instant,
+}
+
+impl Engine {
+    fn kernel(&self) -> MutexGuard<'_, Kernel> {
+        self.kernel.lock().expect("engine kernel lock")
+    }
+
+    fn verdicts(&self) -> MutexGuard<'_, DynamicTable> {
+        self.verdicts.lock().expect("engine verdicts lock")
+    }
+
+    /// Runs `f` on the datapath (attaching, fixtures' test runs).
+    pub fn with_datapath<T>(&self, f: impl FnOnce(&mut Datapath) -> T) -> T {
+        f(&mut self.kernel().datapath)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.kernel().config.clone()
+    }
+
+    /// The rule set in force.
+    pub fn rules(&self) -> RuleSet {
+        self.kernel().rules.clone()
+    }
+
+    pub fn list_counts(&self) -> ListCounts {
+        self.kernel().lists
+    }
+
+    pub fn buckets(&self) -> Arc<Buckets> {
+        self.buckets.clone()
+    }
+
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heartbeat.clone()
+    }
+
+    /// The refill thread's counters (none without a refill thread).
+    pub fn refill_stats(&self) -> Option<Arc<RefillStats>> {
+        self.refill_stats.clone()
+    }
+
+    /// The bucket-index key. Never log or export it: it would let a sender aim at buckets.
+    pub fn key(&self) -> [u64; 2] {
+        self.key
+    }
+
+    /// Bans and allows in force, and requests refused because a table was full.
+    pub fn verdict_counts(&self) -> (usize, usize, u64) {
+        let p = &self.published;
+        (
+            p.bans.load(Relaxed),
+            p.allows.load(Relaxed),
+            p.refused_full.load(Relaxed),
+        )
+    }
+
+    /// Seconds since the last refill tick; None while there is no rule to refill.
+    pub fn heartbeat_age_secs(&self, rules: usize) -> Option<f64> {
+        let beat = self.heartbeat.last();
+        (rules > 0 && beat != 0).then(|| monotonic_ns().saturating_sub(beat) as f64 / 1e9)
+    }
+
+    fn publish(&self, t: &DynamicTable) {
+        let p = &self.published;
+        p.bans.store(t.bans_active(), Relaxed);
+        p.allows.store(t.allows_active(), Relaxed);
+        p.refused_full.store(t.refused_full, Relaxed);
+    }
+}

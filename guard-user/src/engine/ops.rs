@@ -1,0 +1,156 @@
+//! Verdicts (add, remove, sweep, penalize) and readings (entries, stats).
+
+use std::{net::IpAddr, sync::atomic::Ordering::Relaxed};
+
+use guard_common::tokens::{TOKEN_SCALE, available};
+use ipnet::IpNet;
+
+use super::{Engine, EngineError};
+use crate::{
+    control::model::{PenaltyResult, RefillSummary, RuleCount, RulePenalty, Stats},
+    kernel::{clock::monotonic_ns, datapath::DatapathError},
+    rate::penalty,
+    verdicts::{DynError, DynamicTable, Entry, Kind, Request},
+};
+
+impl Engine {
+    /// Adds bans or allows, all or nothing (see `DynamicTable::add`). Holds the verdict
+    /// table for the whole batch; the datapath only to write the probed lengths.
+    pub fn add(&self, kind: Kind, reqs: &[Request]) -> Result<Vec<Entry>, DynError> {
+        let mut t = self.verdicts();
+        let (allows, escalation) = {
+            let k = self.kernel();
+            (k.allow_nets.clone(), k.escalation())
+        };
+        let res = t.add(kind, reqs, &allows, &escalation, monotonic_ns(), |lens| {
+            self.kernel().datapath.set_dyn_lens(lens)
+        });
+        self.publish(&t);
+        res
+    }
+
+    /// Removes a ban or an allow; the kernel forgets it at once.
+    pub fn remove(&self, net: &IpNet, kind: Kind) -> Result<Entry, DynError> {
+        let mut t = self.verdicts();
+        let gone = t.remove(net, kind);
+        let shrunk = gone.is_ok().then(|| self.shrink_lens(&t));
+        self.publish(&t);
+        let gone = gone?;
+        shrunk.transpose()?;
+        Ok(gone)
+    }
+
+    /// Removes expired bans and allows and old histories; returns the entries removed.
+    pub fn sweep(&self) -> Result<Vec<Entry>, DynError> {
+        let mut t = self.verdicts();
+        let gone = t.sweep(monotonic_ns())?;
+        if !gone.is_empty() {
+            self.shrink_lens(&t)?;
+        }
+        self.publish(&t);
+        Ok(gone)
+    }
+
+    /// After removals: the kernel stops probing lengths no entry uses.
+    fn shrink_lens(&self, t: &DynamicTable) -> Result<(), DynError> {
+        let lens = t.lens()?;
+        self.kernel()
+            .datapath
+            .set_dyn_lens(&lens)
+            .map_err(DynError::Lens)
+    }
+
+    /// The bans or allows in force.
+    pub fn entries(&self, kind: Kind) -> Vec<Entry> {
+        self.verdicts().list(kind)
+    }
+
+    /// Charges `tokens` to the source's bucket in one rule or all (`rate::penalty`).
+    pub fn penalize(
+        &self,
+        ip: IpAddr,
+        tokens: u64,
+        rule: Option<&str>,
+    ) -> Result<PenaltyResult, EngineError> {
+        let rules = self.kernel().rules.clone();
+        let indices: Vec<usize> = match rule {
+            Some(name) => {
+                vec![
+                    rules
+                        .rules
+                        .iter()
+                        .position(|r| r.name == name)
+                        .ok_or_else(|| EngineError::NoSuchRule {
+                            name: name.to_string(),
+                        })?,
+                ]
+            }
+            None => (0..rules.rules.len()).collect(),
+        };
+        if indices.is_empty() {
+            return Err(EngineError::NoRules);
+        }
+        let out = indices
+            .into_iter()
+            .map(|i| {
+                let r = &rules.rules[i];
+                let idx = rules.bucket_of(i, &self.key, ip).expect("index in range");
+                let b = self.buckets.get(idx);
+                let charge = penalty::charge(b.credit, b.spent, r.rate_units, tokens);
+                self.buckets.add_spent(idx, charge);
+                let after = self.buckets.get(idx);
+                RulePenalty {
+                    rule: r.name.clone(),
+                    tokens_charged: charge as f64 / TOKEN_SCALE as f64,
+                    tokens_available: available(after.credit, after.spent) as f64
+                        / TOKEN_SCALE as f64,
+                }
+            })
+            .collect();
+        Ok(PenaltyResult {
+            ip: ip.to_string(),
+            rules: out,
+        })
+    }
+
+    /// Packets by verdict and reason, per rule, lists, bans, the refill's cost. Never waits
+    /// for the verdict table.
+    pub fn stats(&self) -> Result<Stats, DatapathError> {
+        let k = self.kernel();
+        let per_rule = k.datapath.rule_counters(k.rules.rules.len())?;
+        let rules = k
+            .rules
+            .rules
+            .iter()
+            .zip(per_rule)
+            .map(|(r, (passed, limited))| RuleCount {
+                rule: r.name.clone(),
+                passed,
+                limited,
+            })
+            .collect();
+        let refill = (!k.rules.rules.is_empty())
+            .then(|| self.refill_summary())
+            .flatten();
+        let mut stats = Stats::new(k.datapath.counters()?, rules, k.lists, refill);
+        (
+            stats.bans_active,
+            stats.allows_active,
+            stats.bans_refused_full,
+        ) = self.verdict_counts();
+        Ok(stats)
+    }
+
+    fn refill_summary(&self) -> Option<RefillSummary> {
+        let s = self.refill_stats.as_ref()?;
+        let ticks = s.ticks.load(Relaxed);
+        Some(RefillSummary {
+            ticks,
+            buckets_per_tick: s.buckets_touched.load(Relaxed) as f64 / ticks.max(1) as f64,
+            last_tick_us: s.last_duration_ns.load(Relaxed) as f64 / 1e3,
+            max_tick_us: s.max_duration_ns.load(Relaxed) as f64 / 1e3,
+            cpu_share: s.busy_ns.load(Relaxed) as f64
+                / self.started.elapsed().as_nanos().max(1) as f64,
+        })
+    }
+}

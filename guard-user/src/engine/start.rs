@@ -1,0 +1,153 @@
+//! Loading the datapath (adopting pins) and applying the first configuration.
+
+use std::sync::Mutex;
+
+use ipnet::IpNet;
+
+use super::{Engine, EngineError, Kernel, MAX_ALLOWS, Published};
+use crate::{
+    config::Config,
+    kernel::{
+        clock::monotonic_ns,
+        datapath::{Change, Datapath, Sizes},
+        objects,
+        pins::PinLayout,
+    },
+    lists::{self, tables::Tables},
+    rate::{
+        refill::{Refill, Refiller, refill_params, ticks_per_period},
+        rules::RuleSet,
+    },
+    verdicts::DynamicTable,
+};
+
+/// The allow and deny lists, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Lists {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+impl Lists {
+    /// Reads the files the config names, each whole or not at all.
+    pub fn load(config: &Config) -> Result<Lists, EngineError> {
+        let load =
+            |which, paths| lists::load(paths).map_err(|source| EngineError::List { which, source });
+        Ok(Lists {
+            allow: load("allow", &config.lists.allow)?,
+            deny: load("deny", &config.lists.deny)?,
+        })
+    }
+}
+
+/// Who refills the buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refilling {
+    /// The refill thread, on `refill_period`.
+    Thread,
+    /// Nobody (fixtures): buckets start full and the kernel's accrual is all they earn.
+    None,
+}
+
+impl Engine {
+    /// Loads the program with every map pinned under `pins` (adopting what an earlier guardd
+    /// pinned: counters, buckets, bans, the key) or private without, and applies `config`
+    /// and `lists`. Nothing is attached.
+    pub fn start(
+        config: &Config,
+        lists: Lists,
+        pins: Option<&PinLayout>,
+        refilling: Refilling,
+    ) -> Result<Engine, EngineError> {
+        let tables = Tables::build(&lists.allow, &lists.deny)?;
+        super::apply::warn_about_own_addresses(&tables, &config.interfaces);
+        let counts = tables.counts;
+        let rules = RuleSet::compile(&config.rules);
+        let sizes = Sizes {
+            buckets: rules.total_buckets(),
+            dynamic: config.bans.max_entries + MAX_ALLOWS as u32,
+        };
+        let mut datapath = Datapath::load(objects::guard(), pins, sizes)?;
+        let ticks = ticks_per_period(config.refill_period, config.refill_batches_per_second);
+        let work = first_refill(&datapath, &rules, ticks);
+        let refiller = match refilling {
+            Refilling::Thread => Some(
+                Refiller::start(
+                    work,
+                    datapath.buckets(),
+                    datapath.heartbeat(),
+                    config.refill_period,
+                )
+                .map_err(EngineError::Refill)?,
+            ),
+            Refilling::None => {
+                datapath.heartbeat().beat(monotonic_ns());
+                None
+            }
+        };
+        let change = Change {
+            tables,
+            rules: &rules,
+            flags: super::apply::runtime_flags(config),
+            refill_ticks: ticks,
+            stale_after: config.refill_stale_after,
+        };
+        datapath.apply(change, &RuleSet::compile(&[]))?;
+        // Bans and allows pinned by an earlier guardd are adopted (expired ones dropped).
+        let maps = datapath
+            .take_dynamic()
+            .expect("a fresh datapath has its bans-and-allows maps");
+        let kernel = Kernel {
+            rules,
+            lists: counts,
+            allow_nets: std::sync::Arc::new(lists.allow),
+            config: config.clone(),
+            refiller,
+            datapath,
+        };
+        let table = DynamicTable::new(maps, kernel.max_bans(), MAX_ALLOWS, monotonic_ns())?;
+        let mut kernel = kernel;
+        kernel.datapath.set_dyn_lens(&table.lens()?)?;
+        let engine = Engine {
+            buckets: kernel.datapath.buckets(),
+            heartbeat: kernel.datapath.heartbeat(),
+            refill_stats: kernel.refiller.as_ref().map(|r| r.stats.clone()),
+            key: kernel.datapath.key(),
+            published: Published::default(),
+            started: std::time::Instant::now(),
+            verdicts: Mutex::new(table),
+            kernel: Mutex::new(kernel),
+        };
+        engine.publish(&engine.verdicts());
+        Ok(engine)
+    }
+}
+
+/// The refill's starting point. New buckets start full now, recorded for every slice, so a
+/// restart resumes the rotation from here. Adopted buckets are refilled from where the
+/// previous daemon left each slice (pinned in HEARTBEAT), so tokens keep accruing across a
+/// restart; the burst caps what a long absence adds.
+fn first_refill(datapath: &Datapath, rules: &RuleSet, ticks: u32) -> Refill {
+    let now = monotonic_ns();
+    let heartbeat = datapath.heartbeat();
+    let beat = match heartbeat.last() {
+        0 => now,
+        beat => beat.min(now),
+    };
+    let last = match (datapath.fresh_buckets, heartbeat.slices(ticks)) {
+        (true, _) => vec![now; ticks as usize],
+        // A slice no daemon has refilled yet (time 0) is the oldest: it goes first in the
+        // rotation and earns up to its burst. Counting it as refilled at the last heartbeat
+        // starved it when every daemon lived less than one period (found by restart_netns).
+        (false, Some(slices)) => slices.into_iter().map(|t| t.min(now)).collect(),
+        (false, None) => vec![beat; ticks as usize],
+    };
+    let mut work = Refill::new(refill_params(rules), last);
+    if datapath.fresh_buckets {
+        work.fill_all(&datapath.buckets(), &heartbeat, now);
+    } else {
+        // The kernel reads each slice's time with this slicing (`ticks` may have changed).
+        work.save_slices(&heartbeat);
+    }
+    work
+}
