@@ -3,6 +3,7 @@
 //! Field-level rules live in the field types (`values.rs`), so the TOML parser reports them
 //! with the line, column and key; rules that span fields are checked in [`Config::validate`].
 
+mod validate;
 mod values;
 
 use std::{
@@ -246,100 +247,6 @@ impl Config {
     pub fn embedded_default() -> Config {
         Config::parse(EMBEDDED_DEFAULT, "<embedded default>")
             .expect("the embedded default config is valid (unit-tested)")
-    }
-
-    /// Checks that involve more than one field. Returns the key path and the reason.
-    fn validate(&self) -> Result<(), (String, String)> {
-        let err = |key: String, msg: String| Err((key, msg));
-        if !(limits::MIN_REFILL_PERIOD..=limits::MAX_REFILL_PERIOD).contains(&self.refill_period) {
-            return err(
-                "refill_period".into(),
-                "must be between 100ms and 10s".into(),
-            );
-        }
-        if !(1..=limits::MAX_BATCHES_PER_SECOND).contains(&self.refill_batches_per_second) {
-            return err(
-                "refill_batches_per_second".into(),
-                format!("must be between 1 and {}", limits::MAX_BATCHES_PER_SECOND),
-            );
-        }
-        if self.refill_stale_after <= self.refill_period {
-            return err(
-                "refill_stale_after".into(),
-                "must be longer than refill_period, or the rules would fail open between refills"
-                    .into(),
-            );
-        }
-        if self.rules.len() > limits::MAX_RULES {
-            return err(
-                "rules".into(),
-                format!("at most {} rules", limits::MAX_RULES),
-            );
-        }
-        for (i, rule) in self.rules.iter().enumerate() {
-            let key = |field: &str| format!("rules[{i}].{field}");
-            if self.rules[..i].iter().any(|r| r.name == rule.name) {
-                return err(
-                    key("name"),
-                    format!("duplicate rule name {:?}", rule.name.as_str()),
-                );
-            }
-            if !(1..=32).contains(&rule.ipv4_prefix) {
-                return err(key("ipv4_prefix"), "must be between 1 and 32".into());
-            }
-            if !(1..=128).contains(&rule.ipv6_prefix) {
-                return err(key("ipv6_prefix"), "must be between 1 and 128".into());
-            }
-            if !(rule.rate.is_finite()
-                && (limits::MIN_RATE..=limits::MAX_RATE).contains(&rule.rate))
-            {
-                return err(
-                    key("rate"),
-                    format!(
-                        "must be between {} and {} tokens/s",
-                        limits::MIN_RATE,
-                        limits::MAX_RATE
-                    ),
-                );
-            }
-            if !(1..=limits::MAX_BURST).contains(&rule.burst) {
-                return err(
-                    key("burst"),
-                    format!("must be between 1 and {}", limits::MAX_BURST),
-                );
-            }
-            if rule.ports.len() > limits::MAX_PORTS {
-                return err(key("ports"), format!("at most {} ports", limits::MAX_PORTS));
-            }
-            if rule.ports.contains(&0) {
-                return err(key("ports"), "port 0 is not a destination port".into());
-            }
-            if !rule.ports.is_empty() && !matches!(rule.protocol, Protocol::Tcp | Protocol::Udp) {
-                return err(
-                    key("ports"),
-                    "ports need protocol \"tcp\" or \"udp\"".into(),
-                );
-            }
-            if rule.tcp_syn_only && rule.protocol != Protocol::Tcp {
-                return err(key("tcp_syn_only"), "needs protocol \"tcp\"".into());
-            }
-        }
-        if !(1..=limits::MAX_BANS).contains(&self.bans.max_entries) {
-            return err(
-                "bans.max_entries".into(),
-                format!("must be between 1 and {}", limits::MAX_BANS),
-            );
-        }
-        // The API's bounds (`ttl_secs`), so a config cannot make a ban the API would refuse.
-        let ttl = |key: String, d: Duration| match crate::control::requests::ttl_duration(d) {
-            Ok(_) => Ok(()),
-            Err(e) => err(key, e),
-        };
-        ttl("bans.default_ttl".into(), self.bans.default_ttl)?;
-        for (i, d) in self.bans.escalation.iter().enumerate() {
-            ttl(format!("bans.escalation[{i}]"), d.0)?;
-        }
-        Ok(())
     }
 }
 

@@ -1,0 +1,207 @@
+//! The datapath's writes: the runtime config, the rules, the list tables, and a reload's
+//! change of all three, all or nothing.
+
+use std::collections::BTreeSet;
+
+use aya::maps::{Array, MapData, MapError};
+use guard_common::{
+    V6Key,
+    lists::{Bitmap512, MAX_V6_LENS, V6Len},
+    map_names,
+    rules::{MAX_RULES, PORT_ELEMS_PER_RULE},
+};
+
+use super::{Change, Datapath, DatapathError};
+use crate::{lists::tables::Tables, rate::rules::RuleSet};
+
+impl Datapath {
+    /// The prefix lengths of bans and allows the kernel probes.
+    pub fn set_dyn_lens(
+        &mut self,
+        lens: &guard_common::dynamic::DynLens,
+    ) -> Result<(), DatapathError> {
+        self.runtime.dyn_lens = *lens;
+        self.write_runtime()
+    }
+
+    /// The refill's `ticks` slices per period, and how long the refill heartbeat may be
+    /// silent before the rate rules fail open (the kernel accrues tokens for at most that
+    /// long since a bucket's last refill).
+    pub fn set_refill_timing(
+        &mut self,
+        ticks: u32,
+        stale_after: std::time::Duration,
+    ) -> Result<(), DatapathError> {
+        let stale_ns = stale_after.as_nanos() as u64;
+        self.runtime.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
+        self.runtime.refill_ticks = ticks;
+        self.runtime.stale_after_ns = stale_after.as_nanos() as u64;
+        self.write_runtime()
+    }
+
+    /// Applies a reload's lists, rules and runtime settings, all or nothing: the lists and
+    /// rules first, then the runtime config (flags, refill timing) in one write. When a
+    /// write fails, the previous lists, rules and runtime config are written back and the
+    /// error returned. `old_rules` are the rules in force.
+    pub fn apply(&mut self, change: Change<'_>, old_rules: &RuleSet) -> Result<(), DatapathError> {
+        let saved_runtime = self.runtime;
+        let saved_tables = self.written.clone();
+        let res = self.write_tables(change.tables).and_then(|()| {
+            self.set_rules(change.rules)?;
+            self.runtime.flags = change.flags;
+            self.set_refill_timing(change.refill_ticks, change.stale_after)
+        });
+        let Err(error) = res else { return Ok(()) };
+        let undo = (|| {
+            if let Some(tables) = saved_tables {
+                self.write_tables(tables)?;
+            }
+            self.set_rules(old_rules)?;
+            self.runtime = saved_runtime;
+            self.write_runtime()
+        })();
+        Err(match undo {
+            Ok(()) => error,
+            Err(undo) => DatapathError::Undo {
+                error: Box::new(error),
+                undo: Box::new(undo),
+            },
+        })
+    }
+
+    /// Writes the rules; the count goes last so the kernel never sees a half-written rule.
+    pub fn set_rules(&mut self, set: &RuleSet) -> Result<(), DatapathError> {
+        let n = set.rules.len().min(MAX_RULES);
+        if (n as u32) < self.runtime.rule_count {
+            self.runtime.rule_count = n as u32;
+            self.write_runtime()?;
+        }
+        for (i, r) in set.rules.iter().take(MAX_RULES).enumerate() {
+            let i = i as u32;
+            for (j, b) in r.ports.iter().enumerate() {
+                self.rule_ports
+                    .set(i * PORT_ELEMS_PER_RULE + j as u32, b, 0)
+                    .map_err(|source| DatapathError::Map {
+                        name: map_names::RULE_PORTS,
+                        source,
+                    })?;
+            }
+            self.rules
+                .set(i, r.spec, 0)
+                .map_err(|source| DatapathError::Map {
+                    name: map_names::RULES,
+                    source,
+                })?;
+        }
+        self.runtime.rule_count = n as u32;
+        self.write_runtime()
+    }
+
+    /// Sets the flag bits of the runtime config (`guard_common::lists::flags`).
+    pub fn set_flags(&mut self, flags: u32) -> Result<(), DatapathError> {
+        self.runtime.flags = flags;
+        self.write_runtime()
+    }
+
+    pub(super) fn write_runtime(&mut self) -> Result<(), DatapathError> {
+        let rc = self.runtime;
+        self.config
+            .set(0, rc, 0)
+            .map_err(|source| DatapathError::Map {
+                name: map_names::CONFIG,
+                source,
+            })
+    }
+
+    /// Writes new list tables. The order keeps every address answered by either the old or
+    /// the new lists throughout: new entries first, then the direct tables that point at
+    /// them, then the removal of entries nothing points at any more.
+    pub fn write_tables(&mut self, tables: Tables) -> Result<(), DatapathError> {
+        let err = |name| move |source| DatapathError::Map { name, source };
+        for (&k, v) in &tables.v4_tbl8 {
+            self.v4_tbl8
+                .insert(k, v, 0)
+                .map_err(err(map_names::V4_TBL8))?;
+        }
+        for (k, &v) in &tables.v6_prefix {
+            self.v6_prefix
+                .insert(k, v, 0)
+                .map_err(err(map_names::V6_PREFIX))?;
+        }
+        // While both generations are in the hash, probe the lengths of both.
+        let old_lens = self.current_v6_lens();
+        let union: BTreeSet<u32> = old_lens.iter().chain(&tables.v6_lens).copied().collect();
+        if union.len() <= MAX_V6_LENS {
+            self.set_v6_lens(&union.iter().rev().copied().collect::<Vec<_>>())?;
+        }
+        let previous = self.written.take();
+        write_array(
+            &mut self.v4_dir24,
+            &tables.v4_dir24,
+            previous.as_ref().map(|t| &t.v4_dir24),
+        )
+        .map_err(err(map_names::V4_DIR24))?;
+        write_array(
+            &mut self.v6_top24,
+            &tables.v6_top24,
+            previous.as_ref().map(|t| &t.v6_top24),
+        )
+        .map_err(err(map_names::V6_TOP24))?;
+        self.set_v6_lens(&tables.v6_lens)?;
+        let stale4: Vec<u32> = self
+            .v4_tbl8
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !tables.v4_tbl8.contains_key(k))
+            .collect();
+        for k in stale4 {
+            self.v4_tbl8.remove(&k).map_err(err(map_names::V4_TBL8))?;
+        }
+        let stale6: Vec<V6Key> = self
+            .v6_prefix
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !tables.v6_prefix.contains_key(k))
+            .collect();
+        for k in stale6 {
+            self.v6_prefix
+                .remove(&k)
+                .map_err(err(map_names::V6_PREFIX))?;
+        }
+        self.written = Some(tables);
+        Ok(())
+    }
+
+    fn current_v6_lens(&self) -> Vec<u32> {
+        let rc = &self.runtime;
+        rc.v6_lens[..rc.v6_len_count as usize]
+            .iter()
+            .map(|l| l.prefix_len)
+            .collect()
+    }
+
+    fn set_v6_lens(&mut self, lens: &[u32]) -> Result<(), DatapathError> {
+        let mut masks = [V6Len::EMPTY; MAX_V6_LENS];
+        for (slot, &len) in masks.iter_mut().zip(lens) {
+            *slot = V6Len::new(len);
+        }
+        self.runtime.v6_lens = masks;
+        self.runtime.v6_len_count = lens.len().min(MAX_V6_LENS) as u32;
+        self.write_runtime()
+    }
+}
+
+/// Writes the elements of `want` that differ from `previous` (all of them without one).
+fn write_array(
+    map: &mut Array<MapData, Bitmap512>,
+    want: &[Bitmap512],
+    previous: Option<&Vec<Bitmap512>>,
+) -> Result<(), MapError> {
+    for (i, v) in want.iter().enumerate() {
+        if previous.is_some_and(|p| p[i] == *v) {
+            continue;
+        }
+        map.set(i as u32, v, 0)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! What the table holds and is asked for: the kind of an entry, a request, an entry.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use guard_common::dynamic::{DynEntry, KIND_ALLOW, KIND_BAN};
+use ipnet::IpNet;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Allow,
+    Ban,
+}
+
+impl Kind {
+    pub(super) fn code(self) -> u32 {
+        match self {
+            Kind::Allow => KIND_ALLOW,
+            Kind::Ban => KIND_BAN,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Allow => "allow",
+            Kind::Ban => "ban",
+        }
+    }
+}
+
+/// A validated request to add one entry.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub net: IpNet,
+    /// None: bans escalate, allows last until removed.
+    pub ttl: Option<Duration>,
+    pub reason: String,
+}
+
+/// An entry as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub net: IpNet,
+    pub kind: Kind,
+    /// CLOCK_MONOTONIC ns; 0 = never.
+    pub expires_mono_ns: u64,
+    pub created_unix_ns: u64,
+    pub reason: String,
+    /// For bans: the how-many-th ban of this source within the escalation window.
+    pub ban_number: u32,
+}
+
+impl Entry {
+    /// Time left, or None for an allow without TTL.
+    pub fn remaining(&self) -> Option<Duration> {
+        (self.expires_mono_ns != 0).then(|| {
+            Duration::from_nanos(
+                self.expires_mono_ns
+                    .saturating_sub(crate::kernel::clock::monotonic_ns()),
+            )
+        })
+    }
+
+    /// The entry as the kernel holds it.
+    pub fn kernel(&self) -> DynEntry {
+        DynEntry {
+            expires_ns: self.expires_mono_ns,
+            kind: self.kind.code(),
+            _reserved: 0,
+        }
+    }
+
+    /// The entry as the API shows it: monotonic expiry turned into wall-clock time.
+    pub fn view(&self) -> crate::control::model::EntryView {
+        let remaining = self.remaining();
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        crate::control::model::EntryView {
+            cidr: self.net.to_string(),
+            expires_at: remaining.map(|r| rfc3339(SystemTime::now() + r)),
+            ttl_remaining_secs: remaining.map(|r| r.as_secs()),
+            reason: self.reason.clone(),
+            created_at: (self.created_unix_ns != 0)
+                .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(self.created_unix_ns))),
+            ban_number: (self.kind == Kind::Ban && self.ban_number > 0).then_some(self.ban_number),
+        }
+    }
+}

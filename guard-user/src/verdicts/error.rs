@@ -1,0 +1,51 @@
+//! Why a change to the bans and allows was refused or failed.
+
+use aya::maps::MapError;
+use guard_common::dynamic::MAX_DYN_LENS;
+use ipnet::IpNet;
+
+use super::Kind;
+use crate::kernel::datapath::DatapathError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DynError {
+    #[error(
+        "{net} is covered by the allow entry {allow}: remove that first or ban a narrower prefix"
+    )]
+    CoveredByAllow { net: IpNet, allow: IpNet },
+    #[error(
+        "the ban table is full: {active} active, max_entries {max}; this request adds {adding}"
+    )]
+    BansFull {
+        active: usize,
+        max: usize,
+        adding: usize,
+    },
+    #[error("the allow table is full: {active} active, at most {max}; this request adds {adding}")]
+    AllowsFull {
+        active: usize,
+        max: usize,
+        adding: usize,
+    },
+    #[error(
+        "{family} bans and allows would use {count} distinct prefix lengths; at most {MAX_DYN_LENS} are supported"
+    )]
+    TooManyLengths { family: &'static str, count: usize },
+    #[error("no {} for {net}", .kind.as_str())]
+    NotFound { net: IpNet, kind: Kind },
+    #[error("kernel map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("{error}; putting back what it wrote failed too ({undo}): restart guardd to resync")]
+    Undo {
+        error: Box<DynError>,
+        undo: Box<DynError>,
+    },
+    #[error("writing the prefix lengths the kernel probes")]
+    Lens(#[source] DatapathError),
+    #[error("the {name} map was not handed over")]
+    MissingMap { name: &'static str },
+}
