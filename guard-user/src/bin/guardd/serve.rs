@@ -77,10 +77,11 @@ pub async fn serve(
                 tokio::task::spawn_blocking(move || d.follow_interfaces()).await?;
             }
             _ = sweep.tick() => {
-                crate::memory::trim_if_pending();
                 let d = daemon.clone();
-                // Housekeeping off the runtime thread, as attaching may talk to the kernel.
+                // Housekeeping off the runtime thread: attaching talks to the kernel, and
+                // trimming the heap after a bulk call takes a while.
                 let swept = tokio::task::spawn_blocking(move || {
+                    crate::memory::trim_if_pending();
                     d.follow_interfaces();
                     d.engine.sweep().map(|gone| gone.len())
                 });
@@ -98,11 +99,15 @@ pub async fn serve(
             _ = hup.recv() => {
                 notify(&[sd_notify::NotifyState::Reloading]);
                 let d = daemon.clone();
-                let res = tokio::task::spawn_blocking(move || d.reload()).await?;
+                let res = tokio::task::spawn_blocking(move || {
+                    let res = d.reload();
+                    crate::memory::release_freed();
+                    res
+                })
+                .await?;
                 if let Err(e) = res {
                     error!("{e}");
                 }
-                crate::memory::release_freed();
                 notify(&[sd_notify::NotifyState::Ready]);
             }
         }

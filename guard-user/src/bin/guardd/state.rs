@@ -45,7 +45,7 @@ pub struct Interfaces {
 pub enum ReloadError {
     #[error("reload refused: {0:#}")]
     Config(anyhow::Error),
-    #[error("reload refused: {0}")]
+    #[error("reload refused: {}", guard_user::error_chain(.0))]
     Refused(#[source] EngineError),
     #[error("reload failed; the previous configuration stays in force: {}", guard_user::error_chain(.0))]
     Failed(#[source] EngineError),

@@ -4,6 +4,8 @@ use axum::{
     Json,
     body::Body,
     extract::{ConnectInfo, Path, State},
+    http::header,
+    response::{IntoResponse, Response},
 };
 use guard_user::{
     control::model::{Applied, EntryList, EntryRequest, EntryView},
@@ -35,7 +37,7 @@ pub async fn add_bans(
     s: State<Shared>,
     p: ConnectInfo<Peer>,
     body: Body,
-) -> Result<Json<Applied>, ApiError> {
+) -> Result<Response, ApiError> {
     add(s, p, body, Kind::Ban).await
 }
 
@@ -43,7 +45,7 @@ pub async fn add_allows(
     s: State<Shared>,
     p: ConnectInfo<Peer>,
     body: Body,
-) -> Result<Json<Applied>, ApiError> {
+) -> Result<Response, ApiError> {
     add(s, p, body, Kind::Allow).await
 }
 
@@ -52,27 +54,30 @@ async fn add(
     ConnectInfo(peer): ConnectInfo<Peer>,
     body: Body,
     kind: Kind,
-) -> Result<Json<Applied>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = read_body(body).await?;
-    // Decoding 100,000 entries takes a while too: off the runtime thread, with the work.
-    let applied = blocking(d, move |d| {
+    // Decoding, applying and encoding 100,000 entries all take a while: off the runtime
+    // thread, so status calls and scrapes go on meanwhile.
+    let answer = blocking(d, move |d| {
         let reqs = requests::one_or_many::<EntryRequest>(&body).map_err(bad_request)?;
         let reqs = requests::entries(&reqs).map_err(bad_request)?;
-        Ok(d.engine.add(kind, &reqs)?)
+        let applied = d.engine.add(kind, &reqs)?;
+        match applied.as_slice() {
+            [one] => {
+                info!(%peer, kind = kind.as_str(), cidr = %one.net, ttl = ?one.remaining(), reason = %one.reason, "added")
+            }
+            many => info!(%peer, kind = kind.as_str(), count = many.len(), "added in bulk"),
+        }
+        if applied.len() >= crate::memory::BULK {
+            crate::memory::after_bulk();
+        }
+        let answer = Applied {
+            applied: applied.iter().map(Entry::view).collect(),
+        };
+        serde_json::to_vec(&answer).map_err(|e| super::errors::internal(&e))
     })
     .await?;
-    match applied.as_slice() {
-        [one] => {
-            info!(%peer, kind = kind.as_str(), cidr = %one.net, ttl = ?one.remaining(), reason = %one.reason, "added")
-        }
-        many => info!(%peer, kind = kind.as_str(), count = many.len(), "added in bulk"),
-    }
-    if applied.len() >= crate::memory::BULK {
-        crate::memory::after_bulk();
-    }
-    Ok(Json(Applied {
-        applied: applied.iter().map(Entry::view).collect(),
-    }))
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
 pub async fn remove_ban(
