@@ -25,14 +25,14 @@ const KERNELS: [(&str, &str); 2] = [
 
 /// The tests each guest runs: all fixtures, and smoke tests of the real path.
 const TESTS: [(&str, &str); 5] = [
-    ("fixtures", ""),
-    ("rate_fixtures", ""),
-    ("lists_netns", "deny_drops_allow_bypasses_unlisted_passes"),
+    ("fixtures", "lists::"),
+    ("fixtures", "rate::"),
+    ("netns", "lists::deny_drops_allow_bypasses_unlisted_passes"),
     (
-        "verdicts_netns",
-        "ban_drops_and_unban_restores_for_ipv4_and_ipv6_prefixes",
+        "netns",
+        "verdicts::ban_drops_and_unban_restores_for_ipv4_and_ipv6_prefixes",
     ),
-    ("verdicts_netns", "a_penalty_makes_the_next_packets_drop"),
+    ("netns", "verdicts::a_penalty_makes_the_next_packets_drop"),
 ];
 
 pub fn run_all(which: &str) -> anyhow::Result<()> {

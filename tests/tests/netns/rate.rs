@@ -9,6 +9,7 @@ use std::{
 };
 
 use guard_tests::{
+    bed::GuardBed,
     daemon::Guardd,
     netns::{Testbed, client4},
     packet::udp_from,
@@ -29,11 +30,9 @@ fn within(got: f64, want: f64, tolerance: f64) -> bool {
 
 #[test]
 fn one_source_at_ten_times_the_rate_gets_rate_times_t_plus_burst() {
-    let bed = Testbed::new();
     let rules = "[[rules]]\nname = \"per-source\"\nrate = 200.0\nburst = 100\nbuckets = 4096\n";
-    let guardd = Guardd::start(&bed.server, &bed.server_if, &config(rules, ""));
-    let rx = Receiver::bind(&bed.server);
-    let tx = RawSender::open(&bed.client, &bed.client_if);
+    let b = GuardBed::start(&config(rules, ""));
+    let (guardd, rx, tx) = (&b.g, &b.rx, &b.tx);
     let src = client4(2);
     let (sent, elapsed) = tx.flood(&[udp_from(src, rx.port)], 2000, Duration::from_secs(3));
     let got = rx.collect(Duration::from_millis(400), Duration::from_secs(10));
@@ -139,12 +138,10 @@ fn every_rule_gives_its_rate_at_a_100ms_refill_period() {
 
 #[test]
 fn thousand_sources_under_the_rate_pass_except_for_bucket_collisions() {
-    let bed = Testbed::new();
     // 4096 buckets so that collisions happen and can be checked; see the note for 2^17.
     let rules = "[[rules]]\nname = \"per-source\"\nrate = 10.0\nburst = 10\nbuckets = 4096\n";
-    let guardd = Guardd::start(&bed.server, &bed.server_if, &config(rules, ""));
-    let rx = Receiver::bind(&bed.server);
-    let tx = RawSender::open(&bed.client, &bed.client_if);
+    let b = GuardBed::start(&config(rules, ""));
+    let (guardd, rx, tx) = (&b.g, &b.rx, &b.tx);
     let sources: Vec<IpAddr> = (0..1000u32)
         .map(|i| IpAddr::V4(Ipv4Addr::from(0xc612_0400 + i)))
         .collect();
@@ -202,11 +199,9 @@ fn thousand_sources_under_the_rate_pass_except_for_bucket_collisions() {
 
 #[test]
 fn slash24_and_slash64_floods_share_one_bucket() {
-    let bed = Testbed::new();
     let rules = "[[rules]]\nname = \"per-net\"\nipv4_prefix = 24\nipv6_prefix = 64\nrate = 100.0\nburst = 50\nbuckets = 4096\n";
-    let _guardd = Guardd::start(&bed.server, &bed.server_if, &config(rules, ""));
-    let rx = Receiver::bind(&bed.server);
-    let tx = RawSender::open(&bed.client, &bed.client_if);
+    let b = GuardBed::start(&config(rules, ""));
+    let (rx, tx) = (&b.rx, &b.tx);
     let legit = client4(2);
     let forged4: Vec<IpAddr> = (0..256u32)
         .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 7, i as u8)))

@@ -1,0 +1,17 @@
+//! guardd as a real process under the unit's capabilities, on a veth pair between network
+//! namespaces, with real traffic, real sockets and real servers; one module per feature.
+//! Needs root.
+
+mod api;
+mod atomic;
+mod daemon_errors;
+mod faults;
+mod guardctl;
+mod lists;
+mod logging;
+mod metrics;
+mod privileges;
+mod rate;
+mod restart;
+mod top;
+mod verdicts;
