@@ -10,6 +10,7 @@ mod logging;
 mod memory;
 mod metrics;
 mod serve;
+mod settings;
 mod startup;
 mod state;
 

@@ -8,7 +8,6 @@ use std::{
 
 use anyhow::bail;
 use guard_user::{
-    config::Config,
     engine::{Engine, Lists, Refilling},
     kernel::{
         attach::{self, interface_exists},
@@ -21,33 +20,9 @@ use crate::{
     Options, checks,
     daemonize::Ready,
     serve,
+    settings::effective_config,
     state::{Daemon, Interfaces, Shared},
 };
-
-/// The config file (or the embedded default) with the command-line flags applied.
-pub fn effective_config(opts: &Options) -> anyhow::Result<Config> {
-    let mut config = match &opts.config {
-        Some(path) => Config::load(path)?,
-        None => Config::embedded_default(),
-    };
-    if !opts.ifaces.is_empty() {
-        config.interfaces = opts.ifaces.clone();
-    }
-    if let Some(mode) = opts.xdp_mode {
-        config.xdp_mode = mode;
-    }
-    if let Some(socket) = &opts.socket {
-        config.api.socket = socket.clone();
-    }
-    if let Some(dir) = &opts.pin_dir {
-        config.pin_dir = dir.clone();
-    }
-    if let Some(addr) = opts.metrics {
-        config.metrics.listen = addr;
-    }
-    config.monitor |= opts.monitor;
-    Ok(config)
-}
 
 pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     let config = effective_config(&opts)?;

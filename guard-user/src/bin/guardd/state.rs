@@ -18,7 +18,7 @@ use guard_user::{
 };
 use tracing::info;
 
-use crate::{Options, startup};
+use crate::{Options, settings};
 
 pub type Shared = Arc<Daemon>;
 
@@ -88,7 +88,7 @@ impl Daemon {
     /// Re-reads the config (with the command line's overrides) and the lists and applies
     /// them, all or nothing (`Engine::apply`).
     pub fn reload(&self) -> Result<Applied, ReloadError> {
-        let config: Config = startup::effective_config(&self.opts).map_err(ReloadError::Config)?;
+        let config: Config = settings::effective_config(&self.opts).map_err(ReloadError::Config)?;
         let applied = self.engine.apply(&config).map_err(|e| match e {
             EngineError::Datapath(_) | EngineError::Verdicts(_) | EngineError::Refill(_) => {
                 ReloadError::Failed(e)
