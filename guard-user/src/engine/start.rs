@@ -70,20 +70,20 @@ impl Engine {
         let mut datapath = Datapath::load(objects::guard(), pins, sizes)?;
         let ticks = ticks_per_period(config.refill_period, config.refill_batches_per_second);
         let work = first_refill(&datapath, &rules, ticks);
-        let refiller = match refilling {
-            Refilling::Thread => Some(
-                Refiller::start(
-                    work,
-                    datapath.buckets(),
-                    datapath.heartbeat(),
-                    config.refill_period,
-                )
-                .map_err(EngineError::Refill)?,
+        let (refiller, unattended) = match refilling {
+            Refilling::Thread => (
+                Some(
+                    Refiller::start(
+                        work,
+                        datapath.buckets(),
+                        datapath.heartbeat(),
+                        config.refill_period,
+                    )
+                    .map_err(EngineError::Refill)?,
+                ),
+                None,
             ),
-            Refilling::None => {
-                datapath.heartbeat().beat(monotonic_ns());
-                None
-            }
+            Refilling::None => (None, Some(work)),
         };
         let change = Change {
             tables,
@@ -118,6 +118,13 @@ impl Engine {
             verdicts: Mutex::new(table),
             kernel: Mutex::new(kernel),
         };
+        if let Some(mut work) = unattended {
+            // Nobody refills: the buckets are full and their slices stamped as of now, when
+            // the engine is ready, so what they accrue counts from here (a slow start, as
+            // under qemu, would otherwise have earned tokens already).
+            work.fill_all(&engine.buckets, &engine.heartbeat, monotonic_ns());
+            engine.heartbeat.beat(monotonic_ns());
+        }
         engine.publish(&engine.verdicts());
         Ok(engine)
     }
