@@ -4,6 +4,7 @@
 
 mod api;
 mod atomic;
+mod bulk;
 mod daemon_errors;
 mod faults;
 mod guardctl;
