@@ -4,6 +4,7 @@
 //! write fails (`Datapath::apply`).
 
 use guard_common::{ListCode, lists::flags};
+use ipnet::IpNet;
 use tracing::error;
 
 use super::{Engine, EngineError, start::Lists};
@@ -35,9 +36,25 @@ impl Engine {
     /// force stays as it was.
     pub fn apply_lists(&self, config: &Config, lists: Lists) -> Result<Applied, EngineError> {
         let tables = Tables::build(&lists.allow, &lists.deny)?;
+        self.commit(config, tables, lists.allow, Check::RestartOnly)
+    }
+
+    /// Writes `config`, its list `tables` and `allow` entries to the kernel (lists, rules,
+    /// then the runtime config; the previous ones back on failure) and makes them the
+    /// configuration in force. The one path from a config to the kernel: start-up, reloads
+    /// and fixtures all come through here.
+    pub(super) fn commit(
+        &self,
+        config: &Config,
+        tables: Tables,
+        allow: Vec<IpNet>,
+        check: Check,
+    ) -> Result<Applied, EngineError> {
         let rules = RuleSet::compile(&config.rules);
         let mut k = self.kernel();
-        if let Some(what) = restart_only_change(&k.config, config, &k.rules, &rules) {
+        if check == Check::RestartOnly
+            && let Some(what) = restart_only_change(&k.config, config, &k.rules, &rules)
+        {
             return Err(EngineError::RestartOnly { what });
         }
         warn_about_own_addresses(&tables, &config.interfaces);
@@ -62,13 +79,22 @@ impl Engine {
         };
         k.rules = rules;
         k.lists = counts;
-        k.allow_nets = std::sync::Arc::new(lists.allow);
+        k.allow_nets = std::sync::Arc::new(allow);
         k.config = config.clone();
         let max_bans = k.max_bans();
         drop(k);
         self.verdicts().max_bans = max_bans;
         Ok(applied)
     }
+}
+
+/// What `commit` checks against the configuration in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Start-up: nothing is in force yet.
+    First,
+    /// A reload: settings only a restart can apply are refused.
+    RestartOnly,
 }
 
 /// The flag bits of `config` for the runtime config (`guard_common::lists::flags`).

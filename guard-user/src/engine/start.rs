@@ -9,11 +9,14 @@ use crate::{
     config::Config,
     kernel::{
         clock::monotonic_ns,
-        datapath::{Change, Datapath, Sizes},
+        datapath::{Datapath, Sizes},
         objects,
         pins::PinLayout,
     },
-    lists::{self, tables::Tables},
+    lists::{
+        self,
+        tables::{ListCounts, Tables},
+    },
     rate::{
         refill::{Refill, Refiller, refill_params, ticks_per_period},
         rules::RuleSet,
@@ -59,9 +62,8 @@ impl Engine {
         pins: Option<&PinLayout>,
         refilling: Refilling,
     ) -> Result<Engine, EngineError> {
+        // Built before the kernel is touched: lists that do not fit load nothing.
         let tables = Tables::build(&lists.allow, &lists.deny)?;
-        super::apply::warn_about_own_addresses(&tables, &config.interfaces);
-        let counts = tables.counts;
         let rules = RuleSet::compile(&config.rules);
         let sizes = Sizes {
             buckets: rules.total_buckets(),
@@ -85,22 +87,15 @@ impl Engine {
             ),
             Refilling::None => (None, Some(work)),
         };
-        let change = Change {
-            tables,
-            rules: &rules,
-            flags: super::apply::runtime_flags(config),
-            refill_ticks: ticks,
-            stale_after: config.refill_stale_after,
-        };
-        datapath.apply(change, &RuleSet::compile(&[]))?;
         // Bans and allows pinned by an earlier guardd are adopted (expired ones dropped).
         let maps = datapath
             .take_dynamic()
             .expect("a fresh datapath has its bans-and-allows maps");
+        // Nothing of `config` is in force yet: `commit` below writes it, as a reload would.
         let kernel = Kernel {
-            rules,
-            lists: counts,
-            allow_nets: std::sync::Arc::new(lists.allow),
+            rules: RuleSet::compile(&[]),
+            lists: ListCounts::default(),
+            allow_nets: std::sync::Arc::new(Vec::new()),
             config: config.clone(),
             refiller,
             datapath,
@@ -118,6 +113,7 @@ impl Engine {
             verdicts: Mutex::new(table),
             kernel: Mutex::new(kernel),
         };
+        engine.commit(config, tables, lists.allow, super::apply::Check::First)?;
         if let Some(mut work) = unattended {
             // Nobody refills: the buckets are full and their slices stamped as of now, when
             // the engine is ready, so what they accrue counts from here (a slow start, as

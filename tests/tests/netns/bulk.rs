@@ -141,18 +141,33 @@ fn status_and_a_scrape_answer_while_a_bulk_ban_runs() {
         }
         (bulk.join().unwrap(), polls)
     });
-    let worst = |f: fn(&(Duration, Duration)) -> Duration| polls.iter().map(f).max().unwrap();
+    // Each figure: the p99 and the slowest over the polls. The p99 is the promise (the
+    // answer does not wait for the bulk call; before it was moved off the runtime and out
+    // of the daemon's one lock a status call waited 1.7 s); the slowest is bounded well
+    // under the bulk call's length, as one poll may lose the CPU to the parallel test's
+    // traffic on a 2-core machine.
+    let figures = |f: fn(&(Duration, Duration)) -> Duration| {
+        let mut v: Vec<Duration> = polls.iter().map(f).collect();
+        v.sort();
+        (v[(v.len() * 99 / 100).min(v.len() - 1)], v[v.len() - 1])
+    };
+    let (status_p99, status_max) = figures(|p| p.0);
+    let (scrape_p99, scrape_max) = figures(|p| p.1);
     eprintln!(
-        "during a 100,000-ban call of {:.2}s: {} status calls and scrapes, slowest {:?} and {:?}",
+        "during a 100,000-ban call of {:.2}s: {} status calls and scrapes; status p99 {:?} \
+         max {:?}, scrape p99 {:?} max {:?}",
         bulk_took.as_secs_f64(),
         polls.len(),
-        worst(|p| p.0),
-        worst(|p| p.1)
+        status_p99,
+        status_max,
+        scrape_p99,
+        scrape_max
     );
-    assert!(polls.len() >= 5, "the bulk call was too short to tell");
-    assert!(worst(|p| p.0) < Duration::from_millis(50), "status stalled");
+    assert!(polls.len() >= 20, "the bulk call was too short to tell");
+    let (promise, never) = (Duration::from_millis(50), Duration::from_millis(500));
+    assert!(status_p99 < promise && status_max < never, "status stalled");
     assert!(
-        worst(|p| p.1) < Duration::from_millis(50),
+        scrape_p99 < promise && scrape_max < never,
         "the scrape stalled"
     );
 }
