@@ -48,8 +48,34 @@ pub fn deb() -> anyhow::Result<PathBuf> {
         .unwrap_or_default()
         .trim()
         .to_string();
+    lintian(Path::new(&path))?;
     println!("{path}");
     Ok(PathBuf::from(path))
+}
+
+/// Debian's package checker: any error or warning (the package's overrides applied) fails
+/// the build.
+fn lintian(deb: &Path) -> anyhow::Result<()> {
+    setup::apt_install(&["lintian"], "checking the package with Debian's lintian")?;
+    let out = Command::new("lintian")
+        .args(["--fail-on", "error,warning", "--tag-display-limit", "0"])
+        .arg(deb)
+        .output()
+        .context("running lintian")?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("lintian refuses {}:\n{report}", deb.display());
+    }
+    println!(
+        "lintian: {} passes{}",
+        deb.display(),
+        if report.trim().is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", report.trim())
+        }
+    );
+    Ok(())
 }
 
 /// Installs binaries, unit, man pages and completions under `prefix`, and the config and
