@@ -4,6 +4,7 @@
 //! - `lists`: allow and deny files, flattened into the kernel's direct tables.
 //! - `rate`: rate rules, the refill of their buckets, penalties.
 //! - `verdicts`: bans and allows: policy (checks, escalation, capacity) and the map writes.
+//! - `state`: bans, allows and histories kept across reboots in an embedded database.
 //! - `kernel`: the XDP object, its maps and pins, attachment, capabilities, the clock.
 //! - `engine`: the datapath, verdict table, rules and refill together; applying a config.
 //! - `control`: the API's types and bounds, the client, the command lines, top talkers.
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod kernel;
 pub mod lists;
 pub mod rate;
+pub mod state;
 pub mod verdicts;
 
 /// An error and its sources on one line: `outer: inner: root cause`.

@@ -41,7 +41,8 @@ impl Fixture {
 
     /// Lists already parsed, and room for `bans` bans (`[bans] max_entries`).
     pub fn with_lists(allow: &[IpNet], deny: &[IpNet], rules_toml: &str, bans: u32) -> Fixture {
-        let text = format!("{rules_toml}\n[bans]\nmax_entries = {bans}\n");
+        // No durable state: fixtures start from nothing, like a first start.
+        let text = format!("state_dir = \"\"\n{rules_toml}\n[bans]\nmax_entries = {bans}\n");
         let config = Config::parse(&text, "fixture config").expect("test config");
         let lists = Lists {
             allow: allow.to_vec(),

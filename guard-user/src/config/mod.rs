@@ -57,6 +57,10 @@ pub struct Config {
     pub refill_stale_after: Duration,
     #[serde(default = "defaults::pin_dir")]
     pub pin_dir: PathBuf,
+    /// Where bans, allows and escalation histories are kept across reboots; empty: only in
+    /// the pinned maps (lost when the host reboots).
+    #[serde(default = "defaults::state_dir")]
+    pub state_dir: PathBuf,
     #[serde(default)]
     pub rules: Vec<Rule>,
     #[serde(default)]
@@ -144,6 +148,9 @@ mod defaults {
     }
     pub fn pin_dir() -> PathBuf {
         PathBuf::from("/sys/fs/bpf/guard")
+    }
+    pub fn state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/guard")
     }
     pub fn ipv4_prefix() -> u8 {
         32

@@ -135,6 +135,7 @@ pub fn restart_only_change(
         ("interfaces", old.interfaces != new.interfaces),
         ("xdp_mode", old.xdp_mode != new.xdp_mode),
         ("pin_dir", old.pin_dir != new.pin_dir),
+        ("state_dir", old.state_dir != new.state_dir),
         ("api.socket", old.api.socket != new.api.socket),
         (
             "api.socket_mode",

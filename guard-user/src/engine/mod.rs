@@ -9,6 +9,7 @@
 //! `kernel` and the published counts, so a bulk ban never stalls them.
 
 mod apply;
+mod durable;
 mod ops;
 mod start;
 
@@ -108,6 +109,7 @@ pub struct Engine {
     refill_stats: Option<Arc<RefillStats>>,
     key: [u64; 2],
     started: Instant,
+    durable: Mutex<durable::Durable>,
 }
 
 impl Engine {

@@ -25,6 +25,7 @@ impl Engine {
         let res = t.add(kind, reqs, &allows, &escalation, monotonic_ns(), |lens| {
             self.kernel().datapath.set_dyn_lens(lens)
         });
+        self.persist(&mut t);
         self.publish(&t);
         res
     }
@@ -34,6 +35,7 @@ impl Engine {
         let mut t = self.verdicts();
         let gone = t.remove(net, kind);
         let shrunk = gone.is_ok().then(|| self.shrink_lens(&t));
+        self.persist(&mut t);
         self.publish(&t);
         let gone = gone?;
         shrunk.transpose()?;
@@ -47,6 +49,8 @@ impl Engine {
         if !gone.is_empty() {
             self.shrink_lens(&t)?;
         }
+        // Also retries what the database refused before.
+        self.persist(&mut t);
         self.publish(&t);
         Ok(gone)
     }

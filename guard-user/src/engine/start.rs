@@ -72,6 +72,7 @@ impl Engine {
         let mut datapath = Datapath::load(objects::guard(), pins, sizes)?;
         let ticks = ticks_per_period(config.refill_period, config.refill_batches_per_second);
         let work = first_refill(&datapath, &rules, ticks);
+        let fresh_dynamic = datapath.fresh_dynamic;
         let (refiller, unattended) = match refilling {
             Refilling::Thread => (
                 Some(
@@ -110,10 +111,12 @@ impl Engine {
             key: kernel.datapath.key(),
             published: Published::default(),
             started: std::time::Instant::now(),
+            durable: super::durable::Durable::open(config),
             verdicts: Mutex::new(table),
             kernel: Mutex::new(kernel),
         };
         engine.commit(config, tables, lists.allow, super::apply::Check::First)?;
+        engine.settle_durable(fresh_dynamic)?;
         if let Some(mut work) = unattended {
             // Nobody refills: the buckets are full and their slices stamped as of now, when
             // the engine is ready, so what they accrue counts from here (a slow start, as

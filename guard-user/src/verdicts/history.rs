@@ -103,6 +103,10 @@ impl History {
             .collect()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, BanHistory)> + '_ {
+        self.by_net.iter().map(|(n, h)| (*n, *h))
+    }
+
     pub fn set(&mut self, net: IpNet, hist: BanHistory) {
         self.remove(&net);
         self.order.insert((hist.last_unix_ns, net));

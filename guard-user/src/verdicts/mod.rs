@@ -39,6 +39,16 @@ use history::History;
 use scan::{lens_of, meta_key, net_of, scan};
 use undo::Undo;
 
+use crate::state::{Change, Stored, StoredHistory};
+
+fn stored_history(net: IpNet, h: BanHistory) -> StoredHistory {
+    StoredHistory {
+        net,
+        last_unix_ns: h.last_unix_ns,
+        count: h.count,
+    }
+}
+
 pub struct DynamicMaps {
     pub v4: HashMap<MapData, DynKeyV4, DynEntry>,
     pub v6: HashMap<MapData, V6Key, DynEntry>,
@@ -61,6 +71,8 @@ pub struct DynamicTable {
     pub max_allows: usize,
     /// Refusals because a table was full, for metrics.
     pub refused_full: u64,
+    /// What changed since the last `take_journal`, for the durable state.
+    journal: Vec<crate::state::Change>,
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> DynError {
@@ -110,6 +122,7 @@ impl DynamicTable {
             max_bans,
             max_allows,
             refused_full: 0,
+            journal: Vec::new(),
         };
         for (entry, live) in scan(&t.maps, now_mono) {
             if live {
@@ -198,15 +211,22 @@ impl DynamicTable {
                 },
             });
         }
-        // Everything is in the kernel: the index follows.
+        // Everything is in the kernel: the index and the journal follow.
         for net in &evict {
             self.history.remove(net);
+            self.journal.push(Change::ForgetHistory(*net));
         }
+        let now_unix = unix_now_ns();
         let mut applied = Vec::with_capacity(plan.len());
         for p in plan {
             if let Some(h) = p.hist {
                 self.history.set(p.entry.net, h);
+                self.journal
+                    .push(Change::History(stored_history(p.entry.net, h)));
             }
+            self.journal.push(Change::Put(Stored::from_entry(
+                &p.entry, now_mono, now_unix,
+            )));
             self.unindex(&p.entry.net);
             self.index(p.entry.clone());
             applied.push(p.entry);
@@ -257,6 +277,7 @@ impl DynamicTable {
         let _ = self.maps.meta.remove(&meta_key(net));
         let e = self.unindex(net).expect("checked above");
         self.uncover(net)?;
+        self.journal.push(Change::Delete(*net));
         Ok(e)
     }
 
@@ -274,17 +295,81 @@ impl DynamicTable {
             let _ = self.maps.meta.remove(&meta_key(&net));
             out.extend(self.unindex(&net));
             self.uncover(&net)?;
+            self.journal.push(Change::Delete(net));
         }
         let old = self
             .history
             .expired(unix_now_ns(), |n| self.entries.contains_key(n));
         for net in old {
             match self.maps.hist.remove(&meta_key(&net)) {
-                Ok(()) | Err(MapError::KeyNotFound) => self.history.remove(&net),
+                Ok(()) | Err(MapError::KeyNotFound) => {
+                    self.history.remove(&net);
+                    self.journal.push(Change::ForgetHistory(net));
+                }
                 Err(e) => return Err(map_err("BAN_HIST")(e)),
             }
         }
         Ok(out)
+    }
+
+    /// The changes since the last call, for the durable state, oldest first.
+    pub fn take_journal(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// Every entry and escalation history, as the durable state keeps them.
+    pub fn snapshot(&self, now_mono: u64) -> (Vec<Stored>, Vec<StoredHistory>) {
+        let now_unix = unix_now_ns();
+        let entries = self
+            .entries
+            .values()
+            .map(|e| Stored::from_entry(e, now_mono, now_unix))
+            .collect();
+        let histories = self
+            .history
+            .iter()
+            .map(|(net, h)| stored_history(net, h))
+            .collect();
+        (entries, histories)
+    }
+
+    /// Writes entries and histories kept across a reboot into the (empty) maps, as they were:
+    /// expiry, reason, ban number, history. Entries already expired are skipped; lengths are
+    /// set through `set_lens` before the first entry.
+    pub fn restore(
+        &mut self,
+        stored: &[Stored],
+        histories: &[StoredHistory],
+        now_mono: u64,
+        mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
+    ) -> Result<usize, DynError> {
+        let now_unix = unix_now_ns();
+        for h in histories {
+            let hist = BanHistory {
+                last_unix_ns: h.last_unix_ns,
+                count: h.count,
+                _reserved: 0,
+            };
+            self.maps
+                .hist
+                .insert(meta_key(&h.net), hist, 0)
+                .map_err(map_err("BAN_HIST"))?;
+            self.history.set(h.net, hist);
+        }
+        let plan: Vec<policy::Planned> = stored
+            .iter()
+            .filter(|s| !self.entries.contains_key(&s.net))
+            .filter_map(|s| s.to_entry(now_mono, now_unix))
+            .map(policy::restored)
+            .collect();
+        let lens = lens_of(self.entries.keys().chain(plan.iter().map(|p| &p.entry.net)))?;
+        set_lens(&lens).map_err(DynError::Lens)?;
+        let mut undo = Undo::default();
+        self.write(&plan, &[], &mut undo)?;
+        for p in &plan {
+            self.index(p.entry.clone());
+        }
+        Ok(plan.len())
     }
 
     fn index(&mut self, e: Entry) {

@@ -71,6 +71,29 @@ pub(super) fn room(kind: Kind, active: usize, max: usize, adding: usize) -> Resu
     })
 }
 
+/// What restoring `entry` (kept across a reboot) writes: the entry and its metadata as they
+/// were, no new history.
+pub(super) fn restored(entry: Entry) -> Planned {
+    Planned {
+        meta: meta_of(&entry),
+        entry,
+        hist: None,
+    }
+}
+
+/// The daemon-only metadata of an entry (`DYN_META`): its reason and creation time.
+fn meta_of(e: &Entry) -> DynMeta {
+    let mut reason = [0u8; REASON_MAX];
+    let n = e.reason.len().min(REASON_MAX);
+    reason[..n].copy_from_slice(&e.reason.as_bytes()[..n]);
+    DynMeta {
+        created_unix_ns: e.created_unix_ns,
+        reason_len: n as u32,
+        kind: e.kind.code(),
+        reason,
+    }
+}
+
 /// The entries, metadata and histories a batch will write: a ban's TTL is the request's,
 /// else the escalation's for the source's n-th ban within the window; an allow without one
 /// lasts until removed.
@@ -89,24 +112,17 @@ pub(super) fn plan(
                 Some(h) => Some(r.ttl.unwrap_or_else(|| escalation.ttl(h.count))),
                 None => r.ttl,
             };
-            let mut reason = [0u8; REASON_MAX];
-            let n = r.reason.len().min(REASON_MAX);
-            reason[..n].copy_from_slice(&r.reason.as_bytes()[..n]);
+            let entry = Entry {
+                net: r.net,
+                kind,
+                expires_mono_ns: ttl.map_or(0, |t| now_mono + t.as_nanos() as u64),
+                created_unix_ns: now_unix,
+                reason: r.reason.clone(),
+                ban_number: hist.map_or(0, |h| h.count),
+            };
             Planned {
-                entry: Entry {
-                    net: r.net,
-                    kind,
-                    expires_mono_ns: ttl.map_or(0, |t| now_mono + t.as_nanos() as u64),
-                    created_unix_ns: now_unix,
-                    reason: r.reason.clone(),
-                    ban_number: hist.map_or(0, |h| h.count),
-                },
-                meta: DynMeta {
-                    created_unix_ns: now_unix,
-                    reason_len: n as u32,
-                    kind: kind.code(),
-                    reason,
-                },
+                meta: meta_of(&entry),
+                entry,
                 hist,
             }
         })

@@ -106,8 +106,22 @@ impl Guardd {
             pin_dir,
             dir,
         };
-        std::fs::write(&g.config, config).expect("write config");
+        std::fs::write(&g.config, g.with_state_dir(config)).expect("write config");
         g
+    }
+
+    /// `config` with this guardd's own `state_dir` (in its temporary directory) unless the
+    /// test names one: the default, /var/lib/guard, is the host's.
+    pub fn with_state_dir(&self, config: &str) -> String {
+        if config.contains("state_dir") {
+            return config.to_string();
+        }
+        format!("state_dir = {:?}\n{config}", self.state_dir())
+    }
+
+    /// Where this guardd keeps its durable state.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
     }
 
     /// Starts (again) with the same config, socket and pins.

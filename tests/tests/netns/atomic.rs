@@ -97,7 +97,7 @@ fn a_reload_that_fails_part_way_leaves_the_old_config() {
     std::fs::write(&deny, new_deny_list()).unwrap();
     std::fs::write(
         &b.g.config,
-        format!("monitor = true\n[lists]\ndeny = [{deny:?}]\n"),
+        b.g.with_state_dir(&format!("monitor = true\n[lists]\ndeny = [{deny:?}]\n")),
     )
     .unwrap();
     // Junk /0 keys (never probed) until 100 slots are left: the IPv4 part of the new
@@ -145,7 +145,9 @@ fn a_reload_of_a_restart_only_setting_is_refused_whole() {
     std::fs::write(&deny, "198.18.0.3\n").unwrap();
     std::fs::write(
         &b.g.config,
-        format!("[lists]\ndeny = [{deny:?}]\n[metrics]\nlisten = \"127.0.0.1:9753\"\n"),
+        b.g.with_state_dir(&format!(
+            "[lists]\ndeny = [{deny:?}]\n[metrics]\nlisten = \"127.0.0.1:9753\"\n"
+        )),
     )
     .unwrap();
     let out = b.g.ctl(&["reload"]);

@@ -6,6 +6,7 @@ mod api;
 mod atomic;
 mod bulk;
 mod daemon_errors;
+mod durable;
 mod faults;
 mod guardctl;
 mod lists;

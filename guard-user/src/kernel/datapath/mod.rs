@@ -100,6 +100,8 @@ pub struct Datapath {
     heartbeat: Arc<Heartbeat>,
     /// True when `BUCKETS` was created by this load (its buckets start empty).
     pub fresh_buckets: bool,
+    /// True when the bans-and-allows maps were created by this load (none were pinned).
+    pub fresh_dynamic: bool,
     dynamic: Option<DynamicMaps>,
     dyn_capacity: u32,
     runtime: RuntimeConfig,
@@ -123,6 +125,8 @@ impl Datapath {
             loader.map_max_entries(name, sizes.dynamic);
         }
         let mut fresh_buckets = true;
+        // No pinned bans: a first start, or the host rebooted (bpffs is memory).
+        let fresh_dynamic = pins.is_none_or(|p| !p.map(map_names::DYN_V4).exists());
         if let Some(pins) = pins {
             let path = pins.map(map_names::BUCKETS);
             if let Ok(info) = MapInfo::from_pin(&path) {
@@ -197,6 +201,7 @@ impl Datapath {
             buckets: Arc::new(buckets),
             heartbeat: Arc::new(heartbeat),
             fresh_buckets,
+            fresh_dynamic,
             dynamic: Some(DynamicMaps {
                 v4: typed(&mut ebpf, map_names::DYN_V4)?,
                 v6: typed(&mut ebpf, map_names::DYN_V6)?,

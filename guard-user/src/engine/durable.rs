@@ -1,0 +1,142 @@
+//! The engine's side of the durable state: open at start, restore after a reboot or follow
+//! the pins after a restart, and write every change of the verdict table. A change the
+//! database refuses stays enforced (the kernel has it) and is kept to be written once the
+//! database takes writes again.
+
+use std::sync::Mutex;
+
+use tracing::{error, info, warn};
+
+use super::Engine;
+use crate::{
+    config::Config,
+    kernel::clock::monotonic_ns,
+    state::{Change, StateDb},
+    verdicts::DynamicTable,
+};
+
+/// The database, and what it has not taken yet.
+#[derive(Default)]
+pub(super) struct Durable {
+    db: Option<StateDb>,
+    unsaved: Vec<Change>,
+    /// The last write error, logged once until it changes.
+    failing: Option<String>,
+}
+
+impl Durable {
+    /// Opens `state_dir`'s database; none when `state_dir` is empty. A database that cannot
+    /// be read is set aside and a new one started; one that cannot be opened at all leaves
+    /// guard without durable state, said loudly.
+    pub(super) fn open(config: &Config) -> Mutex<Durable> {
+        let mut d = Durable::default();
+        if config.state_dir.as_os_str().is_empty() {
+            return Mutex::new(d);
+        }
+        match StateDb::open(&config.state_dir) {
+            Ok(opened) => {
+                if let Some((aside, why)) = opened.set_aside {
+                    error!(
+                        "the state database could not be read ({why}); kept aside as {} and \
+                         started anew from the pinned maps",
+                        aside.display()
+                    );
+                }
+                d.db = Some(opened.db);
+            }
+            Err(e) => error!(
+                "no durable state: {}; bans and allows live in the pinned maps only",
+                crate::error_chain(&e)
+            ),
+        }
+        Mutex::new(d)
+    }
+}
+
+impl Engine {
+    /// After the maps are adopted or created: a reboot (no pinned bans) restores what the
+    /// database kept; a restart makes the database follow the pins, which are authoritative.
+    pub(super) fn settle_durable(&self, fresh_dynamic: bool) -> Result<(), super::EngineError> {
+        let mut d = self.durable.lock().expect("durable lock");
+        let Some(db) = &d.db else { return Ok(()) };
+        let mut t = self.verdicts();
+        if fresh_dynamic {
+            let (stored, histories) = match db.load() {
+                Ok(found) => found,
+                Err(e) => {
+                    error!("cannot read the state database: {}", crate::error_chain(&e));
+                    return Ok(());
+                }
+            };
+            let restored = t.restore(&stored, &histories, monotonic_ns(), |lens| {
+                self.kernel().datapath.set_dyn_lens(lens)
+            })?;
+            info!(
+                restored,
+                kept = stored.len(),
+                histories = histories.len(),
+                path = %db.path().display(),
+                "restored bans and allows from the state database"
+            );
+        }
+        // What the kernel holds now, the database holds too (entries expired meanwhile and
+        // entries made while it could not be written included).
+        let (entries, histories) = t.snapshot(monotonic_ns());
+        t.take_journal();
+        if let Err(e) = db.replace_all(&entries, &histories) {
+            warn!(
+                "cannot write the state database: {}",
+                crate::error_chain(&e)
+            );
+            d.failing = Some(e.to_string());
+        }
+        self.publish(&t);
+        Ok(())
+    }
+
+    /// Writes the table's changes since the last call (with any the database refused
+    /// before), in one transaction. Called with the verdict table locked, so changes reach
+    /// the database in the order they reached the kernel.
+    pub(super) fn persist(&self, t: &mut DynamicTable) -> bool {
+        let mut d = self.durable.lock().expect("durable lock");
+        let changes = t.take_journal();
+        let Durable {
+            db,
+            unsaved,
+            failing,
+        } = &mut *d;
+        let Some(db) = db else { return true };
+        unsaved.extend(changes);
+        if unsaved.is_empty() {
+            return true;
+        }
+        match db.apply(unsaved) {
+            Ok(()) => {
+                if failing.take().is_some() {
+                    info!(
+                        written = unsaved.len(),
+                        "the state database takes writes again; nothing was lost"
+                    );
+                }
+                unsaved.clear();
+                true
+            }
+            Err(e) => {
+                let why = crate::error_chain(&e);
+                if failing.as_deref() != Some(why.as_str()) {
+                    error!(
+                        "cannot write the state database ({why}): bans and allows are enforced \
+                         but not durable; retrying every second"
+                    );
+                    *failing = Some(why);
+                }
+                false
+            }
+        }
+    }
+
+    /// Changes enforced but not yet in the database.
+    pub fn unsaved(&self) -> usize {
+        self.durable.lock().expect("durable lock").unsaved.len()
+    }
+}

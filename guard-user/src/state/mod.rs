@@ -1,0 +1,226 @@
+//! Durable verdicts: bans, allows and escalation histories in an embedded database under
+//! `state_dir`, so they survive a reboot (bpffs is memory). redb: pure Rust (no C toolchain
+//! for a package built on any machine), one file, ACID transactions whose commit is on disk
+//! when it returns (copy-on-write pages and a double-buffered commit slot: a power cut
+//! leaves the last committed state). Each API call is one transaction (a bulk call commits
+//! once).
+//!
+//! The pins stay authoritative while they exist (a daemon restart): the database follows
+//! them. After a reboot (no pins) the database refills the kernel before guardd attaches.
+
+mod record;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use ipnet::IpNet;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+pub use record::{Stored, StoredHistory};
+
+/// Entries by prefix (`198.18.0.0/24`): a JSON `Stored`.
+const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
+/// Escalation histories by prefix: a JSON `StoredHistory`.
+const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+
+/// The database file under `state_dir`.
+pub const FILE: &str = "guard.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create the state directory {path}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state database {path}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("state database {path}: a record does not decode: {reason}")]
+    Record { path: PathBuf, reason: String },
+}
+
+/// One change to the durable state.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Put(Stored),
+    Delete(IpNet),
+    History(StoredHistory),
+    ForgetHistory(IpNet),
+}
+
+pub struct StateDb {
+    db: Database,
+    path: PathBuf,
+}
+
+/// What opening found.
+pub struct Opened {
+    pub db: StateDb,
+    /// A database that could not be read, renamed aside (never deleted).
+    pub set_aside: Option<(PathBuf, String)>,
+}
+
+impl StateDb {
+    /// Opens (or creates) `<dir>/guard.redb`. A file that cannot be opened as a database is
+    /// renamed `guard.redb.broken-<unix time>` and a new one created.
+    pub fn open(dir: &Path) -> Result<Opened, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE);
+        let db_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: redb::DatabaseError| StateError::Db {
+                path,
+                source: e.into(),
+            }
+        };
+        let opened = Database::create(&path)
+            .map_err(db_err(&path))
+            .and_then(|db| {
+                let s = StateDb {
+                    db,
+                    path: path.clone(),
+                };
+                s.load().map(|_| s)
+            });
+        match opened {
+            Ok(db) => Ok(Opened {
+                db,
+                set_aside: None,
+            }),
+            Err(e) if path.exists() => {
+                let aside = dir.join(format!("{FILE}.broken-{}", unix_now_secs()));
+                std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
+                    path: aside.clone(),
+                    source,
+                })?;
+                let db = Database::create(&path).map_err(db_err(&path))?;
+                Ok(Opened {
+                    db: StateDb { db, path },
+                    set_aside: Some((aside, crate::error_chain(&e))),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(redb::Error) -> StateError + '_ {
+        |source| StateError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Applies `changes` in one transaction, on disk when this returns.
+    pub fn apply(&self, changes: &[Change]) -> Result<(), StateError> {
+        self.write(|entries, history| {
+            for c in changes {
+                match c {
+                    Change::Put(s) => {
+                        entries.insert(s.net.to_string().as_str(), s.encode().as_slice())?;
+                    }
+                    Change::Delete(net) => {
+                        entries.remove(net.to_string().as_str())?;
+                    }
+                    Change::History(h) => {
+                        history.insert(h.net.to_string().as_str(), h.encode().as_slice())?;
+                    }
+                    Change::ForgetHistory(net) => {
+                        history.remove(net.to_string().as_str())?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes the database hold exactly `entries` and `histories` (the pins' state).
+    pub fn replace_all(
+        &self,
+        entries: &[Stored],
+        histories: &[StoredHistory],
+    ) -> Result<(), StateError> {
+        self.write(|e, h| {
+            e.retain(|_, _| false)?;
+            h.retain(|_, _| false)?;
+            for s in entries {
+                e.insert(s.net.to_string().as_str(), s.encode().as_slice())?;
+            }
+            for s in histories {
+                h.insert(s.net.to_string().as_str(), s.encode().as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(
+            &mut redb::Table<&str, &[u8]>,
+            &mut redb::Table<&str, &[u8]>,
+        ) -> Result<(), redb::StorageError>,
+    ) -> Result<(), StateError> {
+        let tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
+        {
+            let mut entries = tx.open_table(ENTRIES).map_err(|e| self.err()(e.into()))?;
+            let mut history = tx.open_table(HISTORY).map_err(|e| self.err()(e.into()))?;
+            f(&mut entries, &mut history).map_err(|e| self.err()(e.into()))?;
+        }
+        tx.commit().map_err(|e| self.err()(e.into()))
+    }
+
+    /// Every entry and history.
+    pub fn load(&self) -> Result<(Vec<Stored>, Vec<StoredHistory>), StateError> {
+        let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
+        let read = |def: TableDefinition<&str, &[u8]>| -> Result<Vec<Vec<u8>>, StateError> {
+            let table = match tx.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.err()(e.into())),
+            };
+            let mut out = Vec::new();
+            for row in table.iter().map_err(|e| self.err()(e.into()))? {
+                let (_, v) = row.map_err(|e| self.err()(e.into()))?;
+                let bytes: &[u8] = v.value();
+                out.push(bytes.to_vec());
+            }
+            Ok(out)
+        };
+        let bad = |reason: String| StateError::Record {
+            path: self.path.clone(),
+            reason,
+        };
+        let entries = read(ENTRIES)?
+            .iter()
+            .map(|v| Stored::decode(v).map_err(bad))
+            .collect::<Result<_, _>>()?;
+        let histories = read(HISTORY)?
+            .iter()
+            .map(|v| StoredHistory::decode(v).map_err(bad))
+            .collect::<Result<_, _>>()?;
+        Ok((entries, histories))
+    }
+}
+
+pub(crate) fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn unix_now_secs() -> u64 {
+    unix_now_ns() / 1_000_000_000
+}

@@ -1,0 +1,150 @@
+//! Durable verdicts: bans, allows, reasons and escalation counts kept in the state database
+//! come back after a reboot (the pins gone, as bpffs is memory), in force before guardd
+//! serves; a restart keeps the database in step with the pins; a database that cannot be
+//! read is kept aside and guardd starts without it.
+
+use std::time::Duration;
+
+use guard_tests::{bed::GuardBed, netns::client4};
+
+/// What a reboot does to guard: guardd gone, bpffs empty (which also detaches XDP).
+fn reboot(b: &mut GuardBed) {
+    assert!(b.g.stop().success(), "{}", b.g.log());
+    std::fs::remove_dir_all(&b.g.pin_dir).expect("remove the pins");
+}
+
+fn cidrs(list: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cidr"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn bans_allows_and_escalation_survive_a_reboot() {
+    let mut b = GuardBed::start("");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"[{"cidr":"198.18.0.2","ttl_secs":600,"reason":"junk payload"},{"cidr":"198.18.0.7","ttl_secs":1}]"#,
+    );
+    // Escalation: .5 banned twice.
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.5","ttl_secs":600}"#,
+    );
+    b.ok("DELETE", "/v1/bans/198.18.0.5", "");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.5","ttl_secs":600}"#,
+    );
+    b.ok(
+        "POST",
+        "/v1/allows",
+        r#"{"cidr":"198.18.0.6","reason":"proved itself"}"#,
+    );
+    assert_eq!(b.deliver(client4(2), 20), 0);
+    reboot(&mut b);
+    assert_eq!(b.deliver(client4(2), 20), 20, "no guard while rebooted");
+    // The 1 s ban expires while the host is down.
+    std::thread::sleep(Duration::from_millis(1500));
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    assert!(
+        b.g.log()
+            .contains("restored bans and allows from the state database"),
+        "{}",
+        b.g.log()
+    );
+    let bans = b.g.ctl_json(&["bans"]);
+    assert_eq!(cidrs(&bans), ["198.18.0.2/32", "198.18.0.5/32"], "{bans}");
+    let two = &bans["entries"][0];
+    assert_eq!(two["reason"], "junk payload");
+    assert!(two["ttl_remaining_secs"].as_u64().unwrap() > 590, "{two}");
+    assert_eq!(bans["entries"][1]["ban_number"], 2, "{bans}");
+    let allows = b.g.ctl_json(&["allows"]);
+    assert_eq!(cidrs(&allows), ["198.18.0.6/32"]);
+    assert_eq!(allows["entries"][0]["reason"], "proved itself");
+    assert_eq!(b.deliver(client4(2), 20), 0, "the ban is enforced again");
+    assert_eq!(b.deliver(client4(7), 20), 20, "the expired one is not");
+    // The escalation count carried over: the next ban of .5 is its third.
+    b.ok("DELETE", "/v1/bans/198.18.0.5", "");
+    let again = b.ok("POST", "/v1/bans", r#"{"cidr":"198.18.0.5"}"#);
+    assert_eq!(again["applied"][0]["ban_number"], 3, "{again}");
+}
+
+#[test]
+fn a_restart_keeps_the_database_in_step_with_the_pins() {
+    let mut b = GuardBed::start("");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.2","ttl_secs":600}"#,
+    );
+    assert!(b.g.stop().success());
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.3","ttl_secs":600}"#,
+    );
+    b.ok("DELETE", "/v1/bans/198.18.0.2", "");
+    reboot(&mut b);
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    assert_eq!(cidrs(&b.g.ctl_json(&["bans"])), ["198.18.0.3/32"]);
+    assert_eq!(b.deliver(client4(3), 20), 0);
+    assert_eq!(b.deliver(client4(2), 20), 20);
+}
+
+#[test]
+fn a_database_that_cannot_be_read_is_kept_aside() {
+    let mut b = GuardBed::start("");
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.2","ttl_secs":600}"#,
+    );
+    reboot(&mut b);
+    let db = b.g.state_dir().join("guard.redb");
+    std::fs::write(&db, b"not a database, whatever it was".repeat(100)).unwrap();
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    assert!(
+        b.g.log().contains("the state database could not be read"),
+        "{}",
+        b.g.log()
+    );
+    let aside: Vec<_> = std::fs::read_dir(b.g.state_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("guard.redb.broken-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the broken file is kept aside");
+    assert!(
+        std::fs::read(aside[0].path())
+            .unwrap()
+            .starts_with(b"not a database"),
+        "unchanged"
+    );
+    // guardd runs, without the lost bans, and keeps new ones.
+    assert_eq!(
+        b.g.ctl_json(&["bans"])["entries"].as_array().unwrap().len(),
+        0
+    );
+    b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.4","ttl_secs":600}"#,
+    );
+    reboot(&mut b);
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    assert_eq!(cidrs(&b.g.ctl_json(&["bans"])), ["198.18.0.4/32"]);
+}
