@@ -168,6 +168,10 @@ pub struct EntryView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub applied: Vec<EntryView>,
+    /// False when the entries are enforced but not yet in the state database (it refused the
+    /// write; guardd retries every second).
+    #[serde(default)]
+    pub durable: bool,
 }
 
 /// Answer of `GET /v1/bans` and `GET /v1/allows`.

@@ -18,6 +18,9 @@ use crate::{
 /// The database, and what it has not taken yet.
 #[derive(Default)]
 pub(super) struct Durable {
+    /// The database file, when there is durable state.
+    path: Option<std::path::PathBuf>,
+    /// Open unless a write failed (redb then wants it reopened).
     db: Option<StateDb>,
     unsaved: Vec<Change>,
     /// The last write error, logged once until it changes.
@@ -42,6 +45,7 @@ impl Durable {
                         aside.display()
                     );
                 }
+                d.path = Some(opened.db.path().to_path_buf());
                 d.db = Some(opened.db);
             }
             Err(e) => error!(
@@ -101,16 +105,33 @@ impl Engine {
         let mut d = self.durable.lock().expect("durable lock");
         let changes = t.take_journal();
         let Durable {
+            path,
             db,
             unsaved,
             failing,
         } = &mut *d;
-        let Some(db) = db else { return true };
+        let Some(path) = path else { return true };
         unsaved.extend(changes);
         if unsaved.is_empty() {
             return true;
         }
-        match db.apply(unsaved) {
+        if failing.is_some() || db.is_none() {
+            // Closed first: the open file holds the lock a reopen needs.
+            *db = None;
+        }
+        let written = match db {
+            Some(open) => open.apply(unsaved),
+            None => StateDb::reopen(path).and_then(|open| {
+                let res = open.apply(unsaved);
+                *db = Some(open);
+                res
+            }),
+        };
+        self.published.unsaved.store(
+            if written.is_ok() { 0 } else { unsaved.len() },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match written {
             Ok(()) => {
                 if failing.take().is_some() {
                     info!(
@@ -133,10 +154,5 @@ impl Engine {
                 false
             }
         }
-    }
-
-    /// Changes enforced but not yet in the database.
-    pub fn unsaved(&self) -> usize {
-        self.durable.lock().expect("durable lock").unsaved.len()
     }
 }

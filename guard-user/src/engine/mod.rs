@@ -24,6 +24,7 @@ use std::{
 use ipnet::IpNet;
 
 pub use apply::{Applied, restart_only_change};
+pub use ops::Added;
 pub use start::{Lists, Refilling};
 
 use crate::{
@@ -98,6 +99,8 @@ struct Published {
     bans: AtomicUsize,
     allows: AtomicUsize,
     refused_full: AtomicU64,
+    /// Changes enforced but not yet in the state database.
+    unsaved: AtomicUsize,
 }
 
 pub struct Engine {
@@ -166,6 +169,11 @@ impl Engine {
             p.allows.load(Relaxed),
             p.refused_full.load(Relaxed),
         )
+    }
+
+    /// Changes enforced but not yet in the state database (it refuses writes).
+    pub fn unsaved(&self) -> usize {
+        self.published.unsaved.load(Relaxed)
     }
 
     /// Seconds since the last refill tick; None while there is no rule to refill.

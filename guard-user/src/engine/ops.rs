@@ -13,10 +13,25 @@ use crate::{
     verdicts::{DynError, DynamicTable, Entry, Kind, Request},
 };
 
+/// What `add_durably` applied.
+#[derive(Debug)]
+pub struct Added {
+    pub entries: Vec<Entry>,
+    /// In the state database (or there is none) as well as in the kernel.
+    pub durable: bool,
+}
+
 impl Engine {
-    /// Adds bans or allows, all or nothing (see `DynamicTable::add`). Holds the verdict
-    /// table for the whole batch; the datapath only to write the probed lengths.
+    /// Adds bans or allows, all or nothing (see `DynamicTable::add`), and writes them to the
+    /// state database. Holds the verdict table for the whole batch; the datapath only to
+    /// write the probed lengths.
     pub fn add(&self, kind: Kind, reqs: &[Request]) -> Result<Vec<Entry>, DynError> {
+        self.add_durably(kind, reqs).map(|a| a.entries)
+    }
+
+    /// As `add`, saying whether the entries are in the state database too (false: enforced,
+    /// and written once the database takes writes again).
+    pub fn add_durably(&self, kind: Kind, reqs: &[Request]) -> Result<Added, DynError> {
         let mut t = self.verdicts();
         let (allows, escalation) = {
             let k = self.kernel();
@@ -25,9 +40,9 @@ impl Engine {
         let res = t.add(kind, reqs, &allows, &escalation, monotonic_ns(), |lens| {
             self.kernel().datapath.set_dyn_lens(lens)
         });
-        self.persist(&mut t);
+        let durable = self.persist(&mut t);
         self.publish(&t);
-        res
+        res.map(|entries| Added { entries, durable })
     }
 
     /// Removes a ban or an allow; the kernel forgets it at once.

@@ -117,6 +117,19 @@ impl StateDb {
         &self.path
     }
 
+    /// Opens the database file at `path` as it is (after a failed write redb wants it
+    /// closed and opened again before it takes another).
+    pub fn reopen(path: &Path) -> Result<StateDb, StateError> {
+        let db = Database::create(path).map_err(|e| StateError::Db {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(StateDb {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
     fn err(&self) -> impl Fn(redb::Error) -> StateError + '_ {
         |source| StateError::Db {
             path: self.path.clone(),

@@ -148,3 +148,108 @@ fn a_database_that_cannot_be_read_is_kept_aside() {
     b.g.spawn(&b.bed.server, &b.bed.server_if);
     assert_eq!(cidrs(&b.g.ctl_json(&["bans"])), ["198.18.0.4/32"]);
 }
+
+/// A tmpfs of `size` mounted at `dir` for the test's life: a disk that can fill up.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs at {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Fills what is left with a junk file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let junk = self.0.join("junk");
+        let mut f = std::fs::File::create(&junk).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        junk
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let disk = SmallDisk::mount(&state, "8m");
+    let mut b = GuardBed::start(&format!("state_dir = {state:?}\n"));
+    let junk = disk.fill();
+    let answer = b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.2","ttl_secs":600,"reason":"while full"}"#,
+    );
+    assert_eq!(answer["durable"], false, "{answer}");
+    assert_eq!(b.deliver(client4(2), 20), 0, "enforced all the same");
+    assert!(
+        b.g.wait_for_log("cannot write the state database", Duration::from_secs(5)),
+        "{}",
+        b.g.log()
+    );
+    let stats_unsaved = scrape_unsaved(&b);
+    assert!(
+        stats_unsaved >= 1.0,
+        "guard_state_unsaved_changes {stats_unsaved}"
+    );
+    // Room again: the next retry (every second) writes it.
+    std::fs::remove_file(junk).unwrap();
+    assert!(
+        b.g.wait_for_log(
+            "the state database takes writes again",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        b.g.log()
+    );
+    assert_eq!(scrape_unsaved(&b), 0.0);
+    let later = b.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.3","ttl_secs":600}"#,
+    );
+    assert_eq!(later["durable"], true, "{later}");
+    reboot(&mut b);
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    let bans = b.g.ctl_json(&["bans"]);
+    assert_eq!(cidrs(&bans), ["198.18.0.2/32", "198.18.0.3/32"], "{bans}");
+    assert_eq!(bans["entries"][0]["reason"], "while full");
+    drop(b);
+}
+
+/// `guard_state_unsaved_changes` from a scrape of guardd's metrics.
+fn scrape_unsaved(b: &GuardBed) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = "127.0.0.1".parse().unwrap();
+    let route = guard_tests::http::Route {
+        ns: &b.bed.server,
+        src: local,
+        dst: std::net::SocketAddr::new(local, 9752),
+        timeout: Duration::from_secs(5),
+    };
+    let (_, body) = guard_tests::http::get(&rt, route, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("guard_state_unsaved_changes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no guard_state_unsaved_changes in:\n{body}"))
+}

@@ -107,6 +107,12 @@ async fn add(
         reason,
     };
     let applied: Applied = client.post(route, &req).await?;
+    if !applied.durable && !json {
+        eprintln!(
+            "guardctl: enforced, but not yet in guardd's state database (it refuses writes; \
+             guardd retries): a reboot now would lose it"
+        );
+    }
     render::print(json, &applied, |a| render::entries(&a.applied))
 }
 

@@ -61,7 +61,8 @@ async fn add(
     let answer = blocking(d, move |d| {
         let reqs = requests::one_or_many::<EntryRequest>(&body).map_err(bad_request)?;
         let reqs = requests::entries(&reqs).map_err(bad_request)?;
-        let applied = d.engine.add(kind, &reqs)?;
+        let added = d.engine.add_durably(kind, &reqs)?;
+        let applied = added.entries;
         match applied.as_slice() {
             [one] => {
                 info!(%peer, kind = kind.as_str(), cidr = %one.net, ttl = ?one.remaining(), reason = %one.reason, "added")
@@ -73,6 +74,7 @@ async fn add(
         }
         let answer = Applied {
             applied: applied.iter().map(Entry::view).collect(),
+            durable: added.durable,
         };
         serde_json::to_vec(&answer).map_err(|e| super::errors::internal(&e))
     })

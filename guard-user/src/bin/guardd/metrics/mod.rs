@@ -119,6 +119,12 @@ impl Collector for Kernel {
             MetricType::Counter,
         )?;
         ConstCounter::new(stats.bans_refused_full).encode(bans_refused)?;
+        ConstGauge::new(d.engine.unsaved() as i64).encode(enc.encode_descriptor(
+            "guard_state_unsaved_changes",
+            "Ban and allow changes enforced but not yet written to the state database",
+            None,
+            MetricType::Gauge,
+        )?)?;
         if let Some(age) = d.heartbeat_age_secs() {
             let e = enc.encode_descriptor(
                 "guard_refill_heartbeat_age_seconds",
