@@ -28,7 +28,9 @@ use guard_tests::{
 fn main() -> anyhow::Result<()> {
     let n: usize = guard_tests::arg_or(1, 1000);
     let bed = Testbed::new();
-    let g = Guardd::start(&bed.server, &bed.server_if, "");
+    // Every verdict is durable: guardd keeps them in its state database (the harness gives it
+    // a state_dir of its own).
+    let mut g = Guardd::start(&bed.server, &bed.server_if, "");
     // At rest: after a few refill periods have touched every bucket.
     std::thread::sleep(Duration::from_secs(3));
     let rest_kib = g.rss_kib() as f64;
@@ -176,6 +178,23 @@ fn main() -> anyhow::Result<()> {
         "guardd RSS (default rule, 100,000+ bans)",
         "MiB",
         &[rss_kib / 1024.0],
+    );
+    // A reboot: guardd gone, the pins gone; the state database restores every ban before
+    // guardd serves (its API answers once start-up, restore included, is done).
+    let held = n + 100_000;
+    anyhow::ensure!(g.stop().success(), "guardd did not stop");
+    std::fs::remove_dir_all(&g.pin_dir)?;
+    let t = Instant::now();
+    g.spawn(&bed.server, &bed.server_if);
+    let restore = t.elapsed().as_secs_f64();
+    let active = g.ctl_json(&["stats"])["bans_active"].as_u64().unwrap_or(0) as usize;
+    anyhow::ensure!(active == held, "restored {active} of {held} bans");
+    println!("after a reboot: {held} bans restored, guardd ready in {restore:.3} s");
+    record(
+        "control",
+        "start after a reboot, 100,000+ bans restored",
+        "s",
+        &[restore],
     );
     Ok(())
 }
