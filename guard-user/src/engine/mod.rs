@@ -177,7 +177,8 @@ impl Engine {
     }
 
     /// Seconds since the last refill tick; None while there is no rule to refill.
-    pub fn heartbeat_age_secs(&self, rules: usize) -> Option<f64> {
+    pub fn heartbeat_age_secs(&self) -> Option<f64> {
+        let rules = self.kernel().rules.rules.len();
         let beat = self.heartbeat.last();
         (rules > 0 && beat != 0).then(|| monotonic_ns().saturating_sub(beat) as f64 / 1e9)
     }

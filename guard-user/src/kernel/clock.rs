@@ -7,3 +7,11 @@ pub fn monotonic_ns() -> u64 {
         nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
+
+/// Wall-clock ns since the Unix epoch: what outlives a reboot (creation times, escalation
+/// windows, expiries kept in the state database).
+pub fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

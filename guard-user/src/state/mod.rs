@@ -10,15 +10,14 @@
 
 mod record;
 
-use std::{
-    path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use record::{Stored, StoredHistory};
+
+use crate::kernel::clock::unix_now_ns;
 
 /// Entries by prefix (`198.18.0.0/24`): a JSON `Stored`.
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
@@ -235,12 +234,6 @@ impl StateDb {
             .collect::<Result<_, _>>()?;
         Ok((entries, histories))
     }
-}
-
-pub(crate) fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn unix_now_secs() -> u64 {

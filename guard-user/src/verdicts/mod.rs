@@ -16,10 +16,7 @@ mod scan;
 mod store;
 mod undo;
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use aya::maps::{Array, HashMap, IterableMap, MapData, MapError};
 use guard_common::{
@@ -34,7 +31,10 @@ pub use error::DynError;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;
 
-use crate::{kernel::datapath::DatapathError, verdicts::regions::Regions};
+use crate::{
+    kernel::{clock::unix_now_ns, datapath::DatapathError},
+    verdicts::regions::Regions,
+};
 use history::History;
 use scan::{lens_of, meta_key, net_of, scan};
 use undo::Undo;
@@ -77,12 +77,6 @@ pub struct DynamicTable {
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> DynError {
     move |source| DynError::Map { name, source }
-}
-
-fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl DynamicTable {

@@ -81,8 +81,7 @@ impl Daemon {
 
     /// Seconds since the last refill tick; None while there is no rule to refill.
     pub fn heartbeat_age_secs(&self) -> Option<f64> {
-        self.engine
-            .heartbeat_age_secs(self.engine.config().rules.len())
+        self.engine.heartbeat_age_secs()
     }
 
     /// Re-reads the config (with the command line's overrides) and the lists and applies
