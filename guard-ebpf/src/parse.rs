@@ -28,14 +28,27 @@ pub enum Source {
     V6([u32; 4]),
 }
 
-/// The transport header, when the packet has one we understand.
+/// The transport fields rate rules match; all zero when the packet has no transport header
+/// we understand. Plain fields rather than an `Option`: LLVM loads an `Option`'s payload
+/// before testing it, and on the paths without one that is a stack slot nothing wrote, which
+/// Linux 6.1's verifier refuses ("invalid read from stack"; Debian 12's 6.1.0-50, found by
+/// `cargo xtask vm-test --system`).
 #[derive(Clone, Copy)]
 pub struct L4 {
-    pub proto: u8,
+    /// 1 when the fields below come from a TCP, UDP or ICMP header.
+    pub present: u8,
     /// Destination port (host order); 0 for ICMP.
     pub dport: u16,
     /// TCP flags byte; 0 for other protocols.
     pub tcp_flags: u8,
+}
+
+impl L4 {
+    pub const NONE: L4 = L4 {
+        present: 0,
+        dport: 0,
+        tcp_flags: 0,
+    };
 }
 
 #[derive(Clone, Copy)]
@@ -44,8 +57,8 @@ pub struct Packet {
     /// IPv4 protocol or the IPv6 header chain's last next-header; 0 when the chain is
     /// longer than the walk.
     pub proto: u8,
-    /// `None` for non-first fragments, unknown protocols and over-long IPv6 header chains.
-    pub l4: Option<L4>,
+    /// `L4::NONE` for non-first fragments, unknown protocols and over-long IPv6 header chains.
+    pub l4: L4,
 }
 
 pub enum Parsed {
@@ -122,7 +135,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Parsed {
         return Parsed::Ip(Packet {
             src,
             proto,
-            l4: None,
+            l4: L4::NONE,
         });
     }
     parse_l4(ctx, src, proto, l3 + ihl)
@@ -159,7 +172,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
                     return Parsed::Ip(Packet {
                         src,
                         proto: next,
-                        l4: None,
+                        l4: L4::NONE,
                     });
                 }
                 8
@@ -174,7 +187,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
     Parsed::Ip(Packet {
         src,
         proto: 0,
-        l4: None,
+        l4: L4::NONE,
     })
 }
 
@@ -189,7 +202,7 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
                 return Parsed::Malformed;
             }
             L4 {
-                proto,
+                present: 1,
                 dport: u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
                 tcp_flags: unsafe { *h.add(13) },
             }
@@ -199,7 +212,7 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
                 return Parsed::Malformed;
             };
             L4 {
-                proto,
+                present: 1,
                 dport: u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
                 tcp_flags: 0,
             }
@@ -209,7 +222,7 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
                 return Parsed::Malformed;
             }
             L4 {
-                proto,
+                present: 1,
                 dport: 0,
                 tcp_flags: 0,
             }
@@ -218,13 +231,9 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
             return Parsed::Ip(Packet {
                 src,
                 proto,
-                l4: None,
+                l4: L4::NONE,
             });
         }
     };
-    Parsed::Ip(Packet {
-        src,
-        proto,
-        l4: Some(l4),
-    })
+    Parsed::Ip(Packet { src, proto, l4 })
 }

@@ -121,10 +121,10 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome
         src_v6,
         src_v4,
         is_v6,
-        dport: pkt.l4.map_or(0, |l| l.dport as u32),
+        dport: pkt.l4.dport as u32,
         proto: pkt.proto,
-        has_l4: pkt.l4.is_some() as u8,
-        tcp_flags: pkt.l4.map_or(0, |l| l.tcp_flags),
+        has_l4: pkt.l4.present,
+        tcp_flags: pkt.l4.tcp_flags,
         global_monitor: global_monitor as u8,
         // Zero, from a map word the verifier cannot know: Linux 6.1 otherwise keeps assuming
         // the initial constants after bpf_loop (whose callback changes them) and prunes the

@@ -93,6 +93,11 @@ pub fn report() -> anyhow::Result<()> {
     )?;
     let date = all["date"].as_str().unwrap_or("?");
     let results = all["results"].as_array().cloned().unwrap_or_default();
+    // Written by the last `cargo xtask vm-test --system` (a Debian 12 guest under qemu).
+    let vm: Value = std::fs::read_to_string(root.join("bench/vm-system.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     let chart = crate::chart::draw(
         &results,
         &root.join("bench/whole-path.png"),
@@ -107,13 +112,14 @@ pub fn report() -> anyhow::Result<()> {
             all["text"].as_str().unwrap_or(""),
             &results,
             chart,
+            &vm,
         ),
     )?;
     println!("wrote BENCHMARKS.md, bench/results.json and bench/whole-path.png");
     Ok(())
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
+pub fn sh(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
         .args(args)
         .output()
@@ -149,6 +155,7 @@ fn markdown(
     text: &str,
     results: &[Value],
     chart: bool,
+    vm: &Value,
 ) -> String {
     use crate::chart::SCENARIOS;
     let get = |n: &str| stat(results, n, "median");
@@ -282,6 +289,16 @@ fn markdown(
         get("start after a reboot, 100,000+ bans restored"),
         "s",
         &|f| f < 2.0,
+    );
+    t += &target(
+        &format!(
+            "acknowledged bans lost across a hard power-off: 0 of {} (vm-test --system, {})",
+            vm["bans_acknowledged"].as_f64().unwrap_or(0.0),
+            vm["date"].as_str().unwrap_or("not run")
+        ),
+        vm["bans_lost"].as_f64(),
+        "bans",
+        &|f| f == 0.0,
     );
     t += &target(
         "1,000,000 prefixes loaded in < 5 s",

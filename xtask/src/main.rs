@@ -7,6 +7,7 @@ mod package;
 mod setup;
 mod test_summary;
 mod vm;
+mod vm_system;
 
 use std::process::{Command, ExitCode};
 
@@ -48,8 +49,12 @@ enum Cmd {
     Docs,
     /// The fixtures and netns smoke tests on Debian's 6.1 and 6.12 kernels, in qemu (root).
     VmTest {
-        #[arg(long, default_value = "all")]
+        #[arg(long, default_value = "all", conflicts_with = "system")]
         kernel: String,
+        /// Instead: the .deb on a Debian 12 system booted with systemd as PID 1 (install,
+        /// reload, restart, a hard power-off with 10,000 bans, upgrade, purge).
+        #[arg(long)]
+        system: bool,
     },
     /// Benchmarks: the XDP program's cost with BPF_PROG_TEST_RUN (root).
     Bench {
@@ -122,7 +127,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::build_tools()?;
             package::deb().map(drop)
         }
-        Cmd::VmTest { kernel } => {
+        Cmd::VmTest { system: true, .. } => {
+            setup::build_tools()?;
+            vm_system::run()
+        }
+        Cmd::VmTest { kernel, .. } => {
             setup::build_tools()?;
             setup::runtime()?;
             vm::run_all(&kernel)

@@ -30,10 +30,26 @@ pub fn docs() -> anyhow::Result<PathBuf> {
 pub fn deb() -> anyhow::Result<PathBuf> {
     setup::cargo_deb()?;
     docs()?;
-    let root = setup::workspace_root();
+    let path = cargo_deb(&[])?;
+    lintian(&path)?;
+    println!("{}", path.display());
+    Ok(path)
+}
+
+/// The package again from the binaries `deb()` built, as Debian revision `revision` (a
+/// newer build to upgrade to), written into `out_dir`.
+pub fn deb_revision(revision: &str, out_dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out_dir)?;
+    let out = out_dir.to_str().context("utf-8 path")?;
+    cargo_deb(&["--no-build", "--deb-revision", revision, "-o", out])
+}
+
+/// `cargo deb -p guard-user` with `args`; returns the package's path.
+fn cargo_deb(args: &[&str]) -> anyhow::Result<PathBuf> {
     let out = Command::new("cargo")
         .args(["deb", "-p", "guard-user", "--locked"])
-        .current_dir(&root)
+        .args(args)
+        .current_dir(setup::workspace_root())
         .output()
         .context("running cargo deb")?;
     if !out.status.success() {
@@ -48,8 +64,6 @@ pub fn deb() -> anyhow::Result<PathBuf> {
         .unwrap_or_default()
         .trim()
         .to_string();
-    lintian(Path::new(&path))?;
-    println!("{path}");
     Ok(PathBuf::from(path))
 }
 
