@@ -11,7 +11,7 @@ use super::Engine;
 use crate::{
     config::Config,
     kernel::clock::monotonic_ns,
-    state::{Change, StateDb},
+    state::{Change, Contents, StateDb, changes_between},
     verdicts::DynamicTable,
 };
 
@@ -25,6 +25,8 @@ pub(super) struct Durable {
     unsaved: Vec<Change>,
     /// The last write error, logged once until it changes.
     failing: Option<String>,
+    /// What the database held when opened, until the start has settled it.
+    opened_with: Contents,
 }
 
 impl Durable {
@@ -47,6 +49,7 @@ impl Durable {
                 }
                 d.path = Some(opened.db.path().to_path_buf());
                 d.db = Some(opened.db);
+                d.opened_with = opened.contents;
             }
             Err(e) => error!(
                 "no durable state: {}; bans and allows live in the pinned maps only",
@@ -62,16 +65,10 @@ impl Engine {
     /// database kept; a restart makes the database follow the pins, which are authoritative.
     pub(super) fn settle_durable(&self, fresh_dynamic: bool) -> Result<(), super::EngineError> {
         let mut d = self.durable.lock().expect("durable lock");
+        let (stored, histories) = std::mem::take(&mut d.opened_with);
         let Some(db) = &d.db else { return Ok(()) };
         let mut t = self.verdicts();
         if fresh_dynamic {
-            let (stored, histories) = match db.load() {
-                Ok(found) => found,
-                Err(e) => {
-                    error!("cannot read the state database: {}", crate::error_chain(&e));
-                    return Ok(());
-                }
-            };
             let restored = t.restore(&stored, &histories, monotonic_ns(), |lens| {
                 self.kernel().datapath.set_dyn_lens(lens)
             })?;
@@ -83,16 +80,27 @@ impl Engine {
                 "restored bans and allows from the state database"
             );
         }
-        // What the kernel holds now, the database holds too (entries expired meanwhile and
-        // entries made while it could not be written included).
-        let (entries, histories) = t.snapshot(monotonic_ns());
+        // What the kernel holds now, the database holds too: entries expired meanwhile are
+        // deleted, entries made while it could not be written (pins kept through a restart)
+        // are added; only those are written.
+        let (entries, kernel_histories) = t.snapshot(monotonic_ns());
         t.take_journal();
-        if let Err(e) = db.replace_all(&entries, &histories) {
-            warn!(
-                "cannot write the state database: {}",
-                crate::error_chain(&e)
-            );
-            d.failing = Some(e.to_string());
+        let changes = changes_between((&stored, &histories), (&entries, &kernel_histories));
+        if !changes.is_empty() {
+            match db.apply(&changes) {
+                Ok(()) => info!(
+                    written = changes.len(),
+                    "the state database now matches the kernel"
+                ),
+                Err(e) => {
+                    warn!(
+                        "cannot write the state database: {}",
+                        crate::error_chain(&e)
+                    );
+                    d.failing = Some(e.to_string());
+                    d.unsaved = changes;
+                }
+            }
         }
         self.publish(&t);
         Ok(())
@@ -109,6 +117,7 @@ impl Engine {
             db,
             unsaved,
             failing,
+            ..
         } = &mut *d;
         let Some(path) = path else { return true };
         unsaved.extend(changes);
@@ -139,7 +148,8 @@ impl Engine {
                         "the state database takes writes again; nothing was lost"
                     );
                 }
-                unsaved.clear();
+                // Not just cleared: a 100,000-entry call would keep its capacity for good.
+                *unsaved = Vec::new();
                 true
             }
             Err(e) => {

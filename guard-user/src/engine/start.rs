@@ -69,7 +69,17 @@ impl Engine {
             buckets: rules.total_buckets(),
             dynamic: config.bans.max_entries + MAX_ALLOWS as u32,
         };
-        let mut datapath = Datapath::load(objects::guard(), pins, sizes)?;
+        // The state database is read while the verifier checks the program (most of a
+        // start's time), not after.
+        let (durable, datapath) = std::thread::scope(|s| {
+            let durable = s.spawn(|| super::durable::Durable::open(config));
+            let datapath = Datapath::load(objects::guard(), pins, sizes);
+            (
+                durable.join().expect("opening the state database"),
+                datapath,
+            )
+        });
+        let mut datapath = datapath?;
         let ticks = ticks_per_period(config.refill_period, config.refill_batches_per_second);
         let work = first_refill(&datapath, &rules, ticks);
         let fresh_dynamic = datapath.fresh_dynamic;
@@ -111,7 +121,7 @@ impl Engine {
             key: kernel.datapath.key(),
             published: Published::default(),
             started: std::time::Instant::now(),
-            durable: super::durable::Durable::open(config),
+            durable,
             verdicts: Mutex::new(table),
             kernel: Mutex::new(kernel),
         };

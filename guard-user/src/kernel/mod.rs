@@ -2,6 +2,7 @@
 //! what the kernel says of links and programs, who holds the maps, the capabilities guardd
 //! needs, the clock the kernel uses, interface addresses.
 pub mod attach;
+pub mod batch;
 pub mod bpf_info;
 pub mod clock;
 pub mod datapath;

@@ -70,6 +70,12 @@ impl std::fmt::Debug for Tables {
 }
 
 impl Tables {
+    /// What a newly created set of list maps holds (arrays are zero-filled, hashes empty):
+    /// the first write to new maps then writes only the non-empty elements.
+    pub fn empty() -> Tables {
+        Tables::build(&[], &[]).expect("empty lists fit")
+    }
+
     pub fn build(allow: &[IpNet], deny: &[IpNet]) -> Result<Tables, TableError> {
         let (allow4, allow6) = split_families(allow);
         let (deny4, deny6) = split_families(deny);

@@ -8,6 +8,7 @@
 //! The pins stay authoritative while they exist (a daemon restart): the database follows
 //! them. After a reboot (no pins) the database refills the kernel before guardd attaches.
 
+mod diff;
 mod record;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use diff::changes_between;
 pub use record::{Stored, StoredHistory};
 
 use crate::kernel::clock::unix_now_ns;
@@ -70,9 +72,14 @@ pub struct StateDb {
     path: PathBuf,
 }
 
+/// Every entry and history a database holds.
+pub type Contents = (Vec<Stored>, Vec<StoredHistory>);
+
 /// What opening found.
 pub struct Opened {
     pub db: StateDb,
+    /// What it holds (read to check it, kept so the start does not read it twice).
+    pub contents: Contents,
     /// A database that could not be read, renamed aside (never deleted).
     pub set_aside: Option<(PathBuf, String)>,
 }
@@ -98,11 +105,12 @@ impl StateDb {
                 db,
                 path: path.clone(),
             };
-            s.load().map(|_| s)
+            s.load().map(|contents| (s, contents))
         });
         match opened {
-            Ok(db) => Ok(Opened {
+            Ok((db, contents)) => Ok(Opened {
                 db,
+                contents,
                 set_aside: None,
             }),
             Err(e) if path.exists() => {
@@ -114,6 +122,7 @@ impl StateDb {
                 let db = open_file(&path).map_err(db_err(&path))?;
                 Ok(Opened {
                     db: StateDb { db, path },
+                    contents: Contents::default(),
                     set_aside: Some((aside, crate::error_chain(&e))),
                 })
             }
@@ -168,25 +177,6 @@ impl StateDb {
         })
     }
 
-    /// Makes the database hold exactly `entries` and `histories` (the pins' state).
-    pub fn replace_all(
-        &self,
-        entries: &[Stored],
-        histories: &[StoredHistory],
-    ) -> Result<(), StateError> {
-        self.write(|e, h| {
-            e.retain(|_, _| false)?;
-            h.retain(|_, _| false)?;
-            for s in entries {
-                e.insert(s.net.to_string().as_str(), s.encode().as_slice())?;
-            }
-            for s in histories {
-                h.insert(s.net.to_string().as_str(), s.encode().as_slice())?;
-            }
-            Ok(())
-        })
-    }
-
     fn write(
         &self,
         f: impl FnOnce(
@@ -204,7 +194,7 @@ impl StateDb {
     }
 
     /// Every entry and history.
-    pub fn load(&self) -> Result<(Vec<Stored>, Vec<StoredHistory>), StateError> {
+    pub fn load(&self) -> Result<Contents, StateError> {
         let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
         let read = |def: TableDefinition<&str, &[u8]>| -> Result<Vec<Vec<u8>>, StateError> {
             let table = match tx.open_table(def) {

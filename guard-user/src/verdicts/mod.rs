@@ -338,18 +338,19 @@ impl DynamicTable {
         mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
     ) -> Result<usize, DynError> {
         let now_unix = unix_now_ns();
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
         for h in histories {
             let hist = BanHistory {
                 last_unix_ns: h.last_unix_ns,
                 count: h.count,
                 _reserved: 0,
             };
-            self.maps
-                .hist
-                .insert(meta_key(&h.net), hist, 0)
-                .map_err(map_err("BAN_HIST"))?;
+            keys.push(meta_key(&h.net));
+            values.push(hist);
             self.history.set(h.net, hist);
         }
+        crate::kernel::batch::update(self.maps.hist.map(), &keys, &values)
+            .map_err(map_err("BAN_HIST"))?;
         let plan: Vec<policy::Planned> = stored
             .iter()
             .filter(|s| !self.entries.contains_key(&s.net))

@@ -1,7 +1,7 @@
 //! The table's writes to the kernel maps: a planned batch with its undo records, and the
 //! deletion of one entry.
 
-use aya::maps::MapError;
+use aya::maps::{IterableMap, MapError};
 use guard_common::{V6Len, dynamic::V4Len};
 use ipnet::IpNet;
 
@@ -11,7 +11,7 @@ use super::{
     scan::meta_key,
     undo::{Record, Undo},
 };
-use crate::lists::tables::v6_words;
+use crate::{kernel::batch, lists::tables::v6_words};
 
 impl DynamicTable {
     /// Writes a planned batch, recording in `undo` what each write replaced. Regions are
@@ -40,15 +40,19 @@ impl DynamicTable {
                 Err(e) => return Err(map_err("BAN_HIST")(e)),
             }
         }
+        // Per map in one system call each, in the order above: histories, metadata, then
+        // the entries that make the kernel act on them.
+        let mut hist = (Vec::new(), Vec::new());
+        let mut meta = (Vec::new(), Vec::new());
+        let mut v4 = (Vec::new(), Vec::new());
+        let mut v6 = (Vec::new(), Vec::new());
         for p in plan {
             let net = p.entry.net;
             let key = meta_key(&net);
             if let Some(h) = p.hist {
                 undo.push(Record::Hist(key, self.history.get(&net)));
-                self.maps
-                    .hist
-                    .insert(key, h, 0)
-                    .map_err(map_err("BAN_HIST"))?;
+                hist.0.push(key);
+                hist.1.push(h);
             }
             // Only an indexed entry has metadata worth putting back (a lookup per new entry
             // would double a bulk ban's syscalls).
@@ -57,31 +61,29 @@ impl DynamicTable {
                 false => None,
             };
             undo.push(Record::Meta(key, meta_before));
-            self.maps
-                .meta
-                .insert(key, p.meta, 0)
-                .map_err(map_err("DYN_META"))?;
+            meta.0.push(key);
+            meta.1.push(p.meta);
             let before = self.entries.get(&net).map(Entry::kernel);
             let value = p.entry.kernel();
             match net {
                 IpNet::V4(n) => {
                     let k = V4Len::new(n.prefix_len() as u32).key(u32::from(n.network()));
                     undo.push(Record::V4(k, before));
-                    self.maps
-                        .v4
-                        .insert(k, value, 0)
-                        .map_err(map_err("DYN_V4"))?;
+                    v4.0.push(k);
+                    v4.1.push(value);
                 }
                 IpNet::V6(n) => {
                     let k = V6Len::new(n.prefix_len() as u32).key(&v6_words(&n.network()));
                     undo.push(Record::V6(k, before));
-                    self.maps
-                        .v6
-                        .insert(k, value, 0)
-                        .map_err(map_err("DYN_V6"))?;
+                    v6.0.push(k);
+                    v6.1.push(value);
                 }
             }
         }
+        batch::update(self.maps.hist.map(), &hist.0, &hist.1).map_err(map_err("BAN_HIST"))?;
+        batch::update(self.maps.meta.map(), &meta.0, &meta.1).map_err(map_err("DYN_META"))?;
+        batch::update(self.maps.v4.map(), &v4.0, &v4.1).map_err(map_err("DYN_V4"))?;
+        batch::update(self.maps.v6.map(), &v6.0, &v6.1).map_err(map_err("DYN_V6"))?;
         Ok(())
     }
 

@@ -120,8 +120,8 @@ fn figures(consoles: &[String], passed: usize, steps: usize) -> anyhow::Result<(
     );
     let out = serde_json::json!({
         "date": crate::bench::sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        "bans_acknowledged": acked,
-        "bans_lost": lost,
+        "bans_acknowledged": acked as u64,
+        "bans_lost": lost as u64,
         "start_to_ready_secs_tcg": ready,
         "steps_passed": passed,
         "steps": steps,

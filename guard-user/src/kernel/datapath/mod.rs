@@ -127,6 +127,12 @@ impl Datapath {
         let mut fresh_buckets = true;
         // No pinned bans: a first start, or the host rebooted (bpffs is memory).
         let fresh_dynamic = pins.is_none_or(|p| !p.map(map_names::DYN_V4).exists());
+        // New list maps hold the empty tables: the first write skips those ~98,000 elements.
+        let fresh_lists = pins.is_none_or(|p| {
+            [map_names::V4_DIR24, map_names::V6_TOP24]
+                .iter()
+                .all(|m| !p.map(m).exists())
+        });
         if let Some(pins) = pins {
             let path = pins.map(map_names::BUCKETS);
             if let Ok(info) = MapInfo::from_pin(&path) {
@@ -217,7 +223,7 @@ impl Datapath {
             v6_prefix: typed(&mut ebpf, map_names::V6_PREFIX)?,
             ebpf,
             runtime,
-            written: None,
+            written: fresh_lists.then(Tables::empty),
         };
         dp.write_runtime()?;
         Ok(dp)

@@ -29,6 +29,15 @@ fn empty_lists_match_nothing() {
 }
 
 #[test]
+fn empty_tables_are_what_new_maps_hold() {
+    // The first write to newly created maps skips what equals these: they must be zeros.
+    let t = Tables::empty();
+    assert!(t.v4_dir24.iter().all(|b| *b == Bitmap512::ZERO));
+    assert!(t.v6_top24.iter().all(|b| *b == Bitmap512::ZERO));
+    assert!(t.v4_tbl8.is_empty() && t.v6_prefix.is_empty() && t.v6_lens.is_empty());
+}
+
+#[test]
 fn v4_short_long_and_overlapping() {
     let allow = nets(&["198.18.0.4/32", "198.19.0.0/16", "203.0.113.128/25"]);
     let deny = nets(&[

@@ -69,13 +69,13 @@ async fn add(
             }
             many => info!(%peer, kind = kind.as_str(), count = many.len(), "added in bulk"),
         }
-        if applied.len() >= crate::memory::BULK {
-            crate::memory::after_bulk();
-        }
         let answer = Applied {
             applied: applied.iter().map(Entry::view).collect(),
             durable: added.durable,
         };
+        if applied.len() >= crate::memory::BULK {
+            crate::memory::after_bulk();
+        }
         serde_json::to_vec(&answer).map_err(|e| super::errors::internal(&e))
     })
     .await?;

@@ -1,0 +1,140 @@
+//! What to write so the database holds what the kernel holds: at start, only the entries
+//! that differ (a reboot's restore writes back nothing but what expired meanwhile; a
+//! restart nothing but what the database missed), not the whole table again.
+
+use std::collections::HashMap;
+
+use ipnet::IpNet;
+
+use super::{Change, Stored, StoredHistory};
+
+/// Expiry moves through the monotonic clock and back to wall-clock time at each start, so
+/// the same entry's expiry may differ by the clocks' read jitter; real changes are whole
+/// seconds (TTLs are).
+const EXPIRY_SLACK_NS: u64 = 500_000_000;
+
+fn same(a: &Stored, b: &Stored) -> bool {
+    a.net == b.net
+        && a.kind == b.kind
+        && a.reason == b.reason
+        && a.ban_number == b.ban_number
+        && a.created_unix_ns == b.created_unix_ns
+        && ((a.expires_unix_ns == 0) == (b.expires_unix_ns == 0))
+        && a.expires_unix_ns.abs_diff(b.expires_unix_ns) < EXPIRY_SLACK_NS
+}
+
+/// The changes that turn `have` (the database) into `want` (the kernel).
+pub fn changes_between(
+    have: (&[Stored], &[StoredHistory]),
+    want: (&[Stored], &[StoredHistory]),
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let entries: HashMap<IpNet, &Stored> = have.0.iter().map(|s| (s.net, s)).collect();
+    for s in want.0 {
+        if !entries.get(&s.net).is_some_and(|h| same(h, s)) {
+            changes.push(Change::Put(s.clone()));
+        }
+    }
+    let wanted: HashMap<IpNet, &Stored> = want.0.iter().map(|s| (s.net, s)).collect();
+    changes.extend(
+        have.0
+            .iter()
+            .filter(|s| !wanted.contains_key(&s.net))
+            .map(|s| Change::Delete(s.net)),
+    );
+    let histories: HashMap<IpNet, &StoredHistory> = have.1.iter().map(|h| (h.net, h)).collect();
+    for h in want.1 {
+        if histories.get(&h.net) != Some(&h) {
+            changes.push(Change::History(*h));
+        }
+    }
+    let wanted: HashMap<IpNet, &StoredHistory> = want.1.iter().map(|h| (h.net, h)).collect();
+    changes.extend(
+        have.1
+            .iter()
+            .filter(|h| !wanted.contains_key(&h.net))
+            .map(|h| Change::ForgetHistory(h.net)),
+    );
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdicts::Kind;
+
+    fn ban(net: &str, expires: u64) -> Stored {
+        Stored {
+            net: net.parse().unwrap(),
+            kind: Kind::Ban,
+            expires_unix_ns: expires,
+            created_unix_ns: 1,
+            reason: "junk".into(),
+            ban_number: 1,
+        }
+    }
+
+    fn history(net: &str, count: u32) -> StoredHistory {
+        StoredHistory {
+            net: net.parse().unwrap(),
+            last_unix_ns: 7,
+            count,
+        }
+    }
+
+    #[test]
+    fn only_what_differs_is_written() {
+        let have = (
+            vec![
+                ban("198.18.0.1/32", 10_000_000_000),
+                ban("198.18.0.2/32", 10_000_000_000),
+                ban("198.18.0.3/32", 10_000_000_000),
+            ],
+            vec![history("198.18.0.1/32", 1), history("198.18.0.9/32", 2)],
+        );
+        let want = (
+            vec![
+                // The clocks' jitter: the same entry.
+                ban("198.18.0.1/32", 10_000_000_000 + 3_000),
+                // Re-banned for longer: written.
+                ban("198.18.0.2/32", 70_000_000_000),
+                // Made while the database was not writable: written.
+                ban("198.18.0.4/32", 10_000_000_000),
+                // 198.18.0.3 expired: deleted.
+            ],
+            vec![history("198.18.0.1/32", 2)],
+        );
+        let changes = changes_between((&have.0, &have.1), (&want.0, &want.1));
+        let text: Vec<String> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Put(s) => format!("put {}", s.net),
+                Change::Delete(n) => format!("delete {n}"),
+                Change::History(h) => format!("history {} {}", h.net, h.count),
+                Change::ForgetHistory(n) => format!("forget {n}"),
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "put 198.18.0.2/32",
+                "put 198.18.0.4/32",
+                "delete 198.18.0.3/32",
+                "history 198.18.0.1/32 2",
+                "forget 198.18.0.9/32",
+            ]
+        );
+        assert!(
+            changes_between((&want.0, &want.1), (&want.0, &want.1)).is_empty(),
+            "nothing to write when the two agree"
+        );
+    }
+
+    #[test]
+    fn a_ban_made_permanent_or_temporary_is_a_change() {
+        let forever = ban("198.18.0.1/32", 0);
+        let soon = ban("198.18.0.1/32", 1_000);
+        assert!(!same(&forever, &soon));
+        assert!(!same(&soon, &forever));
+    }
+}
