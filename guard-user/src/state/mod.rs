@@ -17,14 +17,18 @@ use ipnet::IpNet;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use diff::changes_between;
+use record::key_of;
 pub use record::{Stored, StoredHistory};
 
 use crate::kernel::clock::unix_now_ns;
 
-/// Entries by prefix (`198.18.0.0/24`): a JSON `Stored`.
-const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
-/// Escalation histories by prefix: a JSON `StoredHistory`.
-const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+/// Entries by prefix (`record::key_of`): a binary `Stored`.
+const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries.v2");
+/// Escalation histories by prefix: a binary `StoredHistory`.
+const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history.v2");
+/// The first format (text keys, JSON records), moved into the tables above when found.
+const LEGACY_ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
+const LEGACY_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 
 /// The database file under `state_dir`.
 pub const FILE: &str = "guard.redb";
@@ -105,6 +109,7 @@ impl StateDb {
                 db,
                 path: path.clone(),
             };
+            s.migrate()?;
             s.load().map(|contents| (s, contents))
         });
         match opened {
@@ -160,16 +165,16 @@ impl StateDb {
             for c in changes {
                 match c {
                     Change::Put(s) => {
-                        entries.insert(s.net.to_string().as_str(), s.encode().as_slice())?;
+                        entries.insert(key_of(&s.net).as_slice(), s.encode().as_slice())?;
                     }
                     Change::Delete(net) => {
-                        entries.remove(net.to_string().as_str())?;
+                        entries.remove(key_of(net).as_slice())?;
                     }
                     Change::History(h) => {
-                        history.insert(h.net.to_string().as_str(), h.encode().as_slice())?;
+                        history.insert(key_of(&h.net).as_slice(), h.encode().as_slice())?;
                     }
                     Change::ForgetHistory(net) => {
-                        history.remove(net.to_string().as_str())?;
+                        history.remove(key_of(net).as_slice())?;
                     }
                 }
             }
@@ -180,8 +185,8 @@ impl StateDb {
     fn write(
         &self,
         f: impl FnOnce(
-            &mut redb::Table<&str, &[u8]>,
-            &mut redb::Table<&str, &[u8]>,
+            &mut redb::Table<&[u8], &[u8]>,
+            &mut redb::Table<&[u8], &[u8]>,
         ) -> Result<(), redb::StorageError>,
     ) -> Result<(), StateError> {
         let tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
@@ -196,36 +201,90 @@ impl StateDb {
     /// Every entry and history.
     pub fn load(&self) -> Result<Contents, StateError> {
         let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
-        let read = |def: TableDefinition<&str, &[u8]>| -> Result<Vec<Vec<u8>>, StateError> {
+        let bad = |reason: String| StateError::Record {
+            path: self.path.clone(),
+            reason,
+        };
+        let rows = |def: TableDefinition<&[u8], &[u8]>,
+                    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>|
+         -> Result<(), StateError> {
             let table = match tx.open_table(def) {
                 Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
                 Err(e) => return Err(self.err()(e.into())),
             };
-            let mut out = Vec::new();
             for row in table.iter().map_err(|e| self.err()(e.into()))? {
-                let (_, v) = row.map_err(|e| self.err()(e.into()))?;
-                let bytes: &[u8] = v.value();
-                out.push(bytes.to_vec());
+                let (k, v) = row.map_err(|e| self.err()(e.into()))?;
+                f(k.value(), v.value()).map_err(bad)?;
             }
-            Ok(out)
+            Ok(())
+        };
+        let (mut entries, mut histories) = (Vec::new(), Vec::new());
+        rows(ENTRIES, &mut |k, v| Ok(entries.push(Stored::decode(k, v)?)))?;
+        rows(HISTORY, &mut |k, v| {
+            Ok(histories.push(StoredHistory::decode(k, v)?))
+        })?;
+        Ok((entries, histories))
+    }
+
+    /// Moves records of the first format (JSON under text keys) into the binary tables, in
+    /// one transaction; nothing when there are none.
+    fn migrate(&self) -> Result<(), StateError> {
+        let legacy =
+            |def: TableDefinition<&str, &[u8]>| -> Result<Option<Vec<Vec<u8>>>, StateError> {
+                let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
+                let table = match tx.open_table(def) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                    Err(e) => return Err(self.err()(e.into())),
+                };
+                let mut out = Vec::new();
+                for row in table.iter().map_err(|e| self.err()(e.into()))? {
+                    let (_, v) = row.map_err(|e| self.err()(e.into()))?;
+                    out.push(v.value().to_vec());
+                }
+                Ok(Some(out))
+            };
+        let (Some(entries), histories) = (legacy(LEGACY_ENTRIES)?, legacy(LEGACY_HISTORY)?) else {
+            return Ok(());
         };
         let bad = |reason: String| StateError::Record {
             path: self.path.clone(),
             reason,
         };
-        let entries = read(ENTRIES)?
-            .iter()
-            .map(|v| Stored::decode(v).map_err(bad))
-            .collect::<Result<_, _>>()?;
-        let histories = read(HISTORY)?
-            .iter()
-            .map(|v| StoredHistory::decode(v).map_err(bad))
-            .collect::<Result<_, _>>()?;
-        Ok((entries, histories))
+        let mut put = Vec::new();
+        for v in &entries {
+            put.push(Stored::decode_json(v).map_err(bad)?);
+        }
+        let mut hist = Vec::new();
+        for v in histories.iter().flatten() {
+            hist.push(StoredHistory::decode_json(v).map_err(bad)?);
+        }
+        // One transaction: the records move, or nothing does.
+        let tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
+        {
+            let mut e = tx.open_table(ENTRIES).map_err(|e| self.err()(e.into()))?;
+            let mut h = tx.open_table(HISTORY).map_err(|e| self.err()(e.into()))?;
+            for s in &put {
+                e.insert(key_of(&s.net).as_slice(), s.encode().as_slice())
+                    .map_err(|e| self.err()(e.into()))?;
+            }
+            for s in &hist {
+                h.insert(key_of(&s.net).as_slice(), s.encode().as_slice())
+                    .map_err(|e| self.err()(e.into()))?;
+            }
+        }
+        tx.delete_table(LEGACY_ENTRIES)
+            .map_err(|e| self.err()(e.into()))?;
+        tx.delete_table(LEGACY_HISTORY)
+            .map_err(|e| self.err()(e.into()))?;
+        tx.commit().map_err(|e| self.err()(e.into()))
     }
 }
 
 fn unix_now_secs() -> u64 {
     unix_now_ns() / 1_000_000_000
 }
+
+#[cfg(test)]
+mod tests;
