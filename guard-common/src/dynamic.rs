@@ -120,9 +120,17 @@ pub struct DynMeta {
     pub reason_len: u32,
     pub kind: u32,
     pub reason: [u8; REASON_MAX],
+    pub origin_len: u32,
+    /// `META_LOCAL`: made with `"local": true`, never shared with the fleet.
+    pub flags: u32,
+    /// The fleet node that made the verdict.
+    pub origin: [u8; ORIGIN_MAX],
 }
 
 pub const REASON_MAX: usize = 120;
+/// Bytes of a fleet node name.
+pub const ORIGIN_MAX: usize = 64;
+pub const META_LOCAL: u32 = 1;
 
 /// Key of `DYN_META` and `BAN_HIST`: family (4 or 6), prefix length, address bytes.
 #[repr(C)]
@@ -198,7 +206,10 @@ mod tests {
     fn layouts() {
         assert_eq!(core::mem::size_of::<DynKeyV4>(), 8);
         assert_eq!(core::mem::size_of::<DynEntry>(), 16);
-        assert_eq!(core::mem::size_of::<DynMeta>(), 16 + REASON_MAX);
+        assert_eq!(
+            core::mem::size_of::<DynMeta>(),
+            24 + REASON_MAX + ORIGIN_MAX
+        );
         assert_eq!(core::mem::size_of::<DynMetaKey>(), 24);
         assert_eq!(core::mem::size_of::<DynLens>(), 8 + 8 * 8 + 8 * 20);
     }

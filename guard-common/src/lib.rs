@@ -18,7 +18,7 @@ pub use stats::{Reason, Verdict};
 
 /// Version of the map layout. It is part of the pin path (`<pin_dir>/v<N>/`), so a daemon
 /// never adopts maps whose layout it does not understand.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Names of the maps in the object file; also their file names under `<pin_dir>/v<N>/maps/`.
 pub mod map_names {

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod fleet;
 pub mod kernel;
 pub mod lists;
 pub mod rate;

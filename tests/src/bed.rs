@@ -21,7 +21,11 @@ pub struct GuardBed {
 
 impl GuardBed {
     pub fn start(config: &str) -> GuardBed {
-        let bed = Testbed::new();
+        GuardBed::start_on(Testbed::new(), config)
+    }
+
+    /// Starts guardd on a testbed made beforehand (joined to other namespaces, say).
+    pub fn start_on(bed: Testbed, config: &str) -> GuardBed {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("deny.txt"), "").expect("deny.txt");
         let config = config.replace("{dir}", dir.path().to_str().expect("utf-8 tempdir"));
@@ -57,6 +61,22 @@ impl GuardBed {
         let (code, json) = self.g.api(method, path, Some(body));
         assert_eq!(code, 200, "{method} {path} {body}: {json}");
         json
+    }
+
+    /// guardd's metrics (at the default `metrics.listen`, in the server's namespace).
+    pub fn scrape(&self) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = "127.0.0.1".parse().expect("address");
+        let route = crate::http::Route {
+            ns: &self.bed.server,
+            src: local,
+            dst: std::net::SocketAddr::new(local, 9752),
+            timeout: Duration::from_secs(5),
+        };
+        crate::http::get(&rt, route, "/metrics").1
     }
 
     /// The path of a pinned map.

@@ -5,6 +5,7 @@ pub mod bed;
 pub mod bench_record;
 pub mod daemon;
 pub mod fixture;
+pub mod fleet;
 pub mod http;
 pub mod inject;
 pub mod netns;

@@ -92,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::build_tools()?;
             setup::runtime()?;
             setup::promtool()?;
+            setup::nats_server()?;
             cargo(&["build", "-p", "guard-user"])?;
             test_summary::run_cargo_test(&[
                 "test",

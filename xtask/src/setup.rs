@@ -142,6 +142,13 @@ pub fn unpack_deb(pkg: &str, dir: &Path, marker: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's nats-server (2.9, with JetStream): the fleet tests run real servers.
+pub fn nats_server() -> anyhow::Result<PathBuf> {
+    let dir = workspace_root().join("target/tools/nats-server");
+    unpack_deb("nats-server", &dir, "usr/sbin/nats-server")?;
+    Ok(dir.join("usr/sbin/nats-server"))
+}
+
 /// Prometheus' promtool (the tests check guardd's metrics with it), from Debian's package,
 /// unpacked into target/tools.
 pub fn promtool() -> anyhow::Result<PathBuf> {

@@ -37,6 +37,7 @@ impl Reporter {
                 cidr: ip.to_string(),
                 ttl_secs: None,
                 reason: Some(format!("junk events: {why}")),
+                local: false,
             };
             match self.client.post::<_, Applied>("/v1/bans", &req).await {
                 Ok(a) => {

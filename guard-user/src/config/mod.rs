@@ -71,6 +71,8 @@ pub struct Config {
     pub api: Api,
     #[serde(default)]
     pub metrics: Metrics,
+    #[serde(default)]
+    pub fleet: Fleet,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -132,6 +134,45 @@ pub struct Api {
 pub struct Metrics {
     #[serde(default = "defaults::metrics_listen")]
     pub listen: SocketAddr,
+}
+
+/// `[fleet]`: the NATS JetStream servers this host shares verdicts through; none: alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fleet {
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// This host's name in the fleet; default: the hostname.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// A NATS credentials file (JWT and NKey seed), for servers that require one.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
+}
+
+impl Fleet {
+    pub fn enabled(&self) -> bool {
+        !self.servers.is_empty()
+    }
+}
+
+impl Config {
+    /// The name entries made here carry as their origin: `[fleet] node`, else the hostname.
+    pub fn node_name(&self) -> String {
+        self.fleet.node.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host: String = host
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                .take(limits::MAX_NODE_NAME)
+                .collect();
+            if host.is_empty() {
+                "guard".into()
+            } else {
+                host
+            }
+        })
+    }
 }
 
 mod defaults {
@@ -219,6 +260,8 @@ pub mod limits {
     pub const MAX_PORTS: usize = 64;
     /// Below the kernel maps' fixed capacity (2^24), leaving room for temporary allows.
     pub const MAX_BANS: u32 = 16_000_000;
+    /// Bytes of a fleet node name (an entry's origin, kept in the pinned metadata).
+    pub const MAX_NODE_NAME: usize = guard_common::dynamic::ORIGIN_MAX;
 }
 
 impl Config {

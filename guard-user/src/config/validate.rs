@@ -96,6 +96,32 @@ impl Config {
         for (i, d) in self.bans.escalation.iter().enumerate() {
             ttl(format!("bans.escalation[{i}]"), d.0)?;
         }
+        self.validate_fleet()
+    }
+
+    fn validate_fleet(&self) -> Result<(), (String, String)> {
+        for (i, s) in self.fleet.servers.iter().enumerate() {
+            if let Err(e) = s.parse::<async_nats::ServerAddr>() {
+                return Err((
+                    format!("fleet.servers[{i}]"),
+                    format!("{s:?} is not a NATS server address ({e}); write nats://host:4222"),
+                ));
+            }
+        }
+        if let Some(node) = &self.fleet.node {
+            let ok = node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if node.is_empty() || node.len() > limits::MAX_NODE_NAME || !ok {
+                return Err((
+                    "fleet.node".into(),
+                    format!(
+                        "must be 1 to {} characters of letters, digits, '-', '_' and '.'",
+                        limits::MAX_NODE_NAME
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }

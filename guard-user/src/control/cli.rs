@@ -94,6 +94,9 @@ pub mod guardctl {
             ttl: Option<Duration>,
             #[arg(long)]
             reason: Option<String>,
+            /// Keep it on this host: do not share it with the fleet.
+            #[arg(long)]
+            local: bool,
         },
         /// Lift a ban.
         Unban { cidr: String },
@@ -107,6 +110,9 @@ pub mod guardctl {
             ttl: Option<Duration>,
             #[arg(long)]
             reason: Option<String>,
+            /// Keep it on this host: do not share it with the fleet.
+            #[arg(long)]
+            local: bool,
         },
         /// Remove a temporary allow.
         Unallow { cidr: String },

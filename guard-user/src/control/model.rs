@@ -123,6 +123,24 @@ pub struct Status {
     pub pin_dir: String,
     /// Seconds since the last refill; null while no rate rule is enforced.
     pub refill_heartbeat_age_secs: Option<f64>,
+    /// With `[fleet]`: the link to the other hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// Connected to a NATS server.
+    pub connected: bool,
+    /// The buckets' state is applied here (since the last connection).
+    pub in_sync: bool,
+    pub servers: Vec<String>,
+    /// This host's name in the fleet: the origin of what it makes.
+    pub node: String,
+    /// Verdicts made here that NATS has not acknowledged yet.
+    pub outbox: usize,
+    /// When a verdict from another node was last applied (RFC 3339).
+    pub last_applied: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +166,9 @@ pub struct EntryRequest {
     pub ttl_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Kept on this host, not shared with the fleet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 /// A ban or allow as listed and as applied.
@@ -162,6 +183,12 @@ pub struct EntryView {
     /// Bans: the how-many-th ban of this source within 24 h (what escalation used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ban_number: Option<u32>,
+    /// The fleet node that made the verdict (this host's name for its own).
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Kept on this host, not shared with the fleet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 /// Answer of `POST /v1/bans` and `POST /v1/allows`.

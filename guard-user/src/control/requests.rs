@@ -97,7 +97,13 @@ pub fn entries(reqs: &[EntryRequest]) -> Result<Vec<Request>, String> {
             let net = parse_net(&r.cidr).map_err(|e| at(format!("cidr {:?}: {e}", r.cidr)))?;
             let ttl = r.ttl_secs.map(ttl).transpose().map_err(at)?;
             let reason = reason(r.reason.as_deref()).map_err(at)?;
-            Ok(Request { net, ttl, reason })
+            Ok(Request {
+                net,
+                ttl,
+                reason,
+                local: r.local,
+                remote: None,
+            })
         })
         .collect()
 }

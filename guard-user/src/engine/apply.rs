@@ -142,6 +142,7 @@ pub fn restart_only_change(
             old.api.socket_mode != new.api.socket_mode,
         ),
         ("metrics.listen", old.metrics.listen != new.metrics.listen),
+        ("fleet", old.fleet != new.fleet),
         ("refill_period", old.refill_period != new.refill_period),
         (
             "refill_batches_per_second",

@@ -11,7 +11,7 @@ use super::Engine;
 use crate::{
     config::Config,
     kernel::clock::monotonic_ns,
-    state::{Change, Contents, StateDb, changes_between},
+    state::{Change, Contents, OutboxRow, StateDb, changes_between},
     verdicts::DynamicTable,
 };
 
@@ -27,6 +27,8 @@ pub(super) struct Durable {
     failing: Option<String>,
     /// What the database held when opened, until the start has settled it.
     opened_with: Contents,
+    /// The fleet outbox it held, until the fleet takes it.
+    opened_outbox: Vec<OutboxRow>,
 }
 
 impl Durable {
@@ -50,6 +52,7 @@ impl Durable {
                 d.path = Some(opened.db.path().to_path_buf());
                 d.db = Some(opened.db);
                 d.opened_with = opened.contents;
+                d.opened_outbox = opened.outbox;
             }
             Err(e) => error!(
                 "no durable state: {}; bans and allows live in the pinned maps only",
@@ -57,6 +60,11 @@ impl Durable {
             ),
         }
         Mutex::new(d)
+    }
+
+    /// The fleet outbox the database held (once).
+    pub(super) fn take_outbox(&mut self) -> Vec<OutboxRow> {
+        std::mem::take(&mut self.opened_outbox)
     }
 }
 
@@ -106,12 +114,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes the table's changes since the last call (with any the database refused
-    /// before), in one transaction. Called with the verdict table locked, so changes reach
-    /// the database in the order they reached the kernel.
-    pub(super) fn persist(&self, t: &mut DynamicTable) -> bool {
+    /// Changes written with the next transaction (the fleet's acknowledgements: losing
+    /// them in a crash only publishes those verdicts again).
+    pub(super) fn defer_changes(&self, changes: impl IntoIterator<Item = Change>) {
         let mut d = self.durable.lock().expect("durable lock");
-        let changes = t.take_journal();
+        if d.path.is_some() {
+            d.unsaved.extend(changes);
+        }
+    }
+
+    /// Writes the table's changes since the last call and `queued` (fleet outbox rows),
+    /// with any the database refused before, in one transaction. Called with the verdict
+    /// table locked, so changes reach the database in the order they reached the kernel.
+    pub(super) fn persist(&self, t: &mut DynamicTable, queued: Vec<Change>) -> bool {
+        let mut d = self.durable.lock().expect("durable lock");
+        let mut changes = t.take_journal();
+        changes.extend(queued);
         let Durable {
             path,
             db,

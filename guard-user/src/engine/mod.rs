@@ -10,6 +10,7 @@
 
 mod apply;
 mod durable;
+mod fleet;
 mod ops;
 mod start;
 
@@ -24,6 +25,7 @@ use std::{
 use ipnet::IpNet;
 
 pub use apply::{Applied, restart_only_change};
+pub use fleet::{RemoteApplied, RemoteOp};
 pub use ops::Added;
 pub use start::{Lists, Refilling};
 
@@ -113,6 +115,8 @@ pub struct Engine {
     key: [u64; 2],
     started: Instant,
     durable: Mutex<durable::Durable>,
+    /// With `[fleet]`: the outbox and the link's state.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Engine {

@@ -30,27 +30,46 @@ impl Engine {
     }
 
     /// As `add`, saying whether the entries are in the state database too (false: enforced,
-    /// and written once the database takes writes again).
+    /// and written once the database takes writes again). Entries made here and not local
+    /// are queued for the fleet in the same write.
     pub fn add_durably(&self, kind: Kind, reqs: &[Request]) -> Result<Added, DynError> {
         let mut t = self.verdicts();
-        let (allows, escalation) = {
-            let k = self.kernel();
-            (k.allow_nets.clone(), k.escalation())
+        let res = self.add_to(&mut t, kind, reqs);
+        let queued = match &res {
+            Ok(entries) => self.queue_made(kind, reqs, entries),
+            Err(_) => Vec::new(),
         };
-        let res = t.add(kind, reqs, &allows, &escalation, monotonic_ns(), |lens| {
-            self.kernel().datapath.set_dyn_lens(lens)
-        });
-        let durable = self.persist(&mut t);
+        let durable = self.persist(&mut t, queued);
         self.publish(&t);
         res.map(|entries| Added { entries, durable })
     }
 
-    /// Removes a ban or an allow; the kernel forgets it at once.
+    /// Adds to the locked table (all or nothing), with the allow list and escalation in force.
+    pub(super) fn add_to(
+        &self,
+        t: &mut DynamicTable,
+        kind: Kind,
+        reqs: &[Request],
+    ) -> Result<Vec<Entry>, DynError> {
+        let (allows, escalation) = {
+            let k = self.kernel();
+            (k.allow_nets.clone(), k.escalation())
+        };
+        t.add(kind, reqs, &allows, &escalation, monotonic_ns(), |lens| {
+            self.kernel().datapath.set_dyn_lens(lens)
+        })
+    }
+
+    /// Removes a ban or an allow; the kernel forgets it at once, and so does the fleet.
     pub fn remove(&self, net: &IpNet, kind: Kind) -> Result<Entry, DynError> {
         let mut t = self.verdicts();
         let gone = t.remove(net, kind);
         let shrunk = gone.is_ok().then(|| self.shrink_lens(&t));
-        self.persist(&mut t);
+        let queued = match &gone {
+            Ok(e) => self.queue_removed(e),
+            Err(_) => Vec::new(),
+        };
+        self.persist(&mut t, queued);
         self.publish(&t);
         let gone = gone?;
         shrunk.transpose()?;
@@ -65,13 +84,13 @@ impl Engine {
             self.shrink_lens(&t)?;
         }
         // Also retries what the database refused before.
-        self.persist(&mut t);
+        self.persist(&mut t, Vec::new());
         self.publish(&t);
         Ok(gone)
     }
 
     /// After removals: the kernel stops probing lengths no entry uses.
-    fn shrink_lens(&self, t: &DynamicTable) -> Result<(), DynError> {
+    pub(super) fn shrink_lens(&self, t: &DynamicTable) -> Result<(), DynError> {
         let lens = t.lens()?;
         self.kernel()
             .datapath

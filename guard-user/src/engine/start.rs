@@ -1,6 +1,6 @@
 //! Loading the datapath (adopting pins) and applying the first configuration.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
@@ -111,10 +111,16 @@ impl Engine {
             refiller,
             datapath,
         };
-        let table = DynamicTable::new(maps, kernel.max_bans(), MAX_ALLOWS, monotonic_ns())?;
+        let mut table = DynamicTable::new(maps, kernel.max_bans(), MAX_ALLOWS, monotonic_ns())?;
+        table.node = config.node_name();
         let mut kernel = kernel;
         kernel.datapath.set_dyn_lens(&table.lens()?)?;
+        let queued = durable.lock().expect("durable lock").take_outbox();
+        // Coalesced per kind and prefix: room for every entry and as many removals.
+        let outbox_capacity = 2 * (config.bans.max_entries as usize + MAX_ALLOWS);
+        let fleet = crate::fleet::Fleet::new(config, queued, outbox_capacity).map(Arc::new);
         let engine = Engine {
+            fleet,
             buckets: kernel.datapath.buckets(),
             heartbeat: kernel.datapath.heartbeat(),
             refill_stats: kernel.refiller.as_ref().map(|r| r.stats.clone()),

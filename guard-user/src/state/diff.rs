@@ -18,6 +18,8 @@ fn same(a: &Stored, b: &Stored) -> bool {
         && a.kind == b.kind
         && a.reason == b.reason
         && a.ban_number == b.ban_number
+        && a.origin == b.origin
+        && a.local == b.local
         && a.created_unix_ns == b.created_unix_ns
         && ((a.expires_unix_ns == 0) == (b.expires_unix_ns == 0))
         && a.expires_unix_ns.abs_diff(b.expires_unix_ns) < EXPIRY_SLACK_NS
@@ -71,6 +73,8 @@ mod tests {
             created_unix_ns: 1,
             reason: "junk".into(),
             ban_number: 1,
+            origin: "web-1".into(),
+            local: false,
         }
     }
 
@@ -112,6 +116,7 @@ mod tests {
                 Change::Delete(n) => format!("delete {n}"),
                 Change::History(h) => format!("history {} {}", h.net, h.count),
                 Change::ForgetHistory(n) => format!("forget {n}"),
+                other => format!("{other:?}"),
             })
             .collect();
         assert_eq!(

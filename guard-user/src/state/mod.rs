@@ -20,12 +20,15 @@ pub use diff::changes_between;
 use record::key_of;
 pub use record::{Stored, StoredHistory};
 
-use crate::kernel::clock::unix_now_ns;
+use crate::{kernel::clock::unix_now_ns, verdicts::Kind};
 
 /// Entries by prefix (`record::key_of`): a binary `Stored`.
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries.v2");
 /// Escalation histories by prefix: a binary `StoredHistory`.
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history.v2");
+/// What this host made for the fleet and NATS has not acknowledged yet, by kind and prefix
+/// (`outbox_key`): sequence u64 | the fleet record (empty: a removal).
+const OUTBOX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbox.v1");
 /// The first format (text keys, JSON records), moved into the tables above when found.
 const LEGACY_ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const LEGACY_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
@@ -69,6 +72,31 @@ pub enum Change {
     Delete(IpNet),
     History(StoredHistory),
     ForgetHistory(IpNet),
+    /// A verdict to publish to the fleet (it replaces any older one of its kind and prefix).
+    Queue(OutboxRow),
+    /// Published: forgotten unless a newer one was queued meanwhile.
+    Sent {
+        kind: Kind,
+        net: IpNet,
+        seq: u64,
+    },
+}
+
+/// A verdict made here waiting for the fleet; `record` is the fleet's encoding of it,
+/// none for a removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub kind: Kind,
+    pub net: IpNet,
+    pub seq: u64,
+    pub record: Option<Vec<u8>>,
+}
+
+fn outbox_key(kind: Kind, net: &IpNet) -> [u8; 19] {
+    let mut k = [0; 19];
+    k[0] = u8::from(kind == Kind::Ban);
+    k[1..].copy_from_slice(&key_of(net));
+    k
 }
 
 pub struct StateDb {
@@ -84,6 +112,8 @@ pub struct Opened {
     pub db: StateDb,
     /// What it holds (read to check it, kept so the start does not read it twice).
     pub contents: Contents,
+    /// Verdicts made here that the fleet has not acknowledged.
+    pub outbox: Vec<OutboxRow>,
     /// A database that could not be read, renamed aside (never deleted).
     pub set_aside: Option<(PathBuf, String)>,
 }
@@ -110,12 +140,15 @@ impl StateDb {
                 path: path.clone(),
             };
             s.migrate()?;
-            s.load().map(|contents| (s, contents))
+            let contents = s.load()?;
+            let outbox = s.outbox()?;
+            Ok((s, contents, outbox))
         });
         match opened {
-            Ok((db, contents)) => Ok(Opened {
+            Ok((db, contents, outbox)) => Ok(Opened {
                 db,
                 contents,
+                outbox,
                 set_aside: None,
             }),
             Err(e) if path.exists() => {
@@ -128,6 +161,7 @@ impl StateDb {
                 Ok(Opened {
                     db: StateDb { db, path },
                     contents: Contents::default(),
+                    outbox: Vec::new(),
                     set_aside: Some((aside, crate::error_chain(&e))),
                 })
             }
@@ -161,7 +195,7 @@ impl StateDb {
 
     /// Applies `changes` in one transaction, on disk when this returns.
     pub fn apply(&self, changes: &[Change]) -> Result<(), StateError> {
-        self.write(|entries, history| {
+        self.write(|entries, history, outbox| {
             for c in changes {
                 match c {
                     Change::Put(s) => {
@@ -176,6 +210,18 @@ impl StateDb {
                     Change::ForgetHistory(net) => {
                         history.remove(key_of(net).as_slice())?;
                     }
+                    Change::Queue(row) => {
+                        let mut v = row.seq.to_le_bytes().to_vec();
+                        v.extend_from_slice(row.record.as_deref().unwrap_or_default());
+                        outbox.insert(outbox_key(row.kind, &row.net).as_slice(), v.as_slice())?;
+                    }
+                    Change::Sent { kind, net, seq } => {
+                        let key = outbox_key(*kind, net);
+                        let stored = outbox.get(key.as_slice())?.map(|v| u64_le(v.value()));
+                        if stored == Some(*seq) {
+                            outbox.remove(key.as_slice())?;
+                        }
+                    }
                 }
             }
             Ok(())
@@ -187,13 +233,15 @@ impl StateDb {
         f: impl FnOnce(
             &mut redb::Table<&[u8], &[u8]>,
             &mut redb::Table<&[u8], &[u8]>,
+            &mut redb::Table<&[u8], &[u8]>,
         ) -> Result<(), redb::StorageError>,
     ) -> Result<(), StateError> {
         let tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
         {
             let mut entries = tx.open_table(ENTRIES).map_err(|e| self.err()(e.into()))?;
             let mut history = tx.open_table(HISTORY).map_err(|e| self.err()(e.into()))?;
-            f(&mut entries, &mut history).map_err(|e| self.err()(e.into()))?;
+            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err()(e.into()))?;
+            f(&mut entries, &mut history, &mut outbox).map_err(|e| self.err()(e.into()))?;
         }
         tx.commit().map_err(|e| self.err()(e.into()))
     }
@@ -225,6 +273,41 @@ impl StateDb {
             Ok(histories.push(StoredHistory::decode(k, v)?))
         })?;
         Ok((entries, histories))
+    }
+
+    /// The verdicts waiting for the fleet, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>, StateError> {
+        let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
+        let table = match tx.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err()(e.into())),
+        };
+        let bad = |reason: String| StateError::Record {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut rows = Vec::new();
+        for row in table.iter().map_err(|e| self.err()(e.into()))? {
+            let (k, v) = row.map_err(|e| self.err()(e.into()))?;
+            let (k, v) = (k.value(), v.value());
+            if k.len() != 19 || v.len() < 8 {
+                return Err(bad(format!(
+                    "an outbox row of {} + {} bytes",
+                    k.len(),
+                    v.len()
+                )));
+            }
+            let net = record::net_of(&k[1..]).map_err(bad)?;
+            rows.push(OutboxRow {
+                kind: if k[0] == 1 { Kind::Ban } else { Kind::Allow },
+                net,
+                seq: u64_le(v),
+                record: (v.len() > 8).then(|| v[8..].to_vec()),
+            });
+        }
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
     }
 
     /// Moves records of the first format (JSON under text keys) into the binary tables, in
@@ -280,6 +363,10 @@ impl StateDb {
             .map_err(|e| self.err()(e.into()))?;
         tx.commit().map_err(|e| self.err()(e.into()))
     }
+}
+
+fn u64_le(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
 fn unix_now_secs() -> u64 {

@@ -16,6 +16,12 @@ pub struct Stored {
     pub created_unix_ns: u64,
     pub reason: String,
     pub ban_number: u32,
+    /// The fleet node that made it (absent in the first format: this host).
+    #[serde(default)]
+    pub origin: String,
+    /// Not shared with the fleet.
+    #[serde(default)]
+    pub local: bool,
 }
 
 /// A source's escalation history.
@@ -39,6 +45,8 @@ impl Stored {
             created_unix_ns: e.created_unix_ns,
             reason: e.reason.clone(),
             ban_number: e.ban_number,
+            origin: e.origin.clone(),
+            local: e.local,
         }
     }
 
@@ -56,41 +64,53 @@ impl Stored {
             created_unix_ns: self.created_unix_ns,
             reason: self.reason.clone(),
             ban_number: self.ban_number,
+            origin: self.origin.clone(),
+            local: self.local,
         })
     }
 
-    /// kind (0 allow, 1 ban) | ban_number u32 | expires u64 | created u64 | reason (UTF-8),
-    /// little-endian: a tenth of JSON's bytes, and none of its encoding time in a bulk call.
+    /// flags (bit 0: ban, bit 1: local) | ban_number u32 | expires u64 | created u64 |
+    /// origin length u8 | origin | reason (UTF-8), little-endian: a tenth of JSON's bytes,
+    /// and none of its encoding time in a bulk call.
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(21 + self.reason.len());
-        v.push(match self.kind {
-            Kind::Allow => 0,
-            Kind::Ban => 1,
-        });
+        let origin = &self.origin.as_bytes()[..self.origin.len().min(u8::MAX as usize)];
+        let mut v = Vec::with_capacity(HEAD + origin.len() + self.reason.len());
+        let ban = u8::from(self.kind == Kind::Ban);
+        v.push(ban | u8::from(self.local) << 1);
         v.extend_from_slice(&self.ban_number.to_le_bytes());
         v.extend_from_slice(&self.expires_unix_ns.to_le_bytes());
         v.extend_from_slice(&self.created_unix_ns.to_le_bytes());
+        v.push(origin.len() as u8);
+        v.extend_from_slice(origin);
         v.extend_from_slice(self.reason.as_bytes());
         v
     }
 
     pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Stored, String> {
         let net = net_of(key)?;
-        let kind = match bytes.first() {
-            Some(0) => Kind::Allow,
-            Some(1) => Kind::Ban,
-            other => return Err(format!("{net}: kind {other:?}")),
+        let short = || format!("{net}: a short record");
+        let flags = *bytes.first().ok_or_else(short)?;
+        if flags > 3 {
+            return Err(format!("{net}: flags {flags}"));
+        }
+        let kind = if flags & 1 == 1 {
+            Kind::Ban
+        } else {
+            Kind::Allow
         };
-        let reason = bytes
-            .get(21..)
-            .ok_or_else(|| format!("{net}: a short record"))?;
+        let origin_len = *bytes.get(HEAD - 1).ok_or_else(short)? as usize;
+        let origin = bytes.get(HEAD..HEAD + origin_len).ok_or_else(short)?;
+        let reason = &bytes[HEAD + origin_len..];
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|e| format!("{net}: {e}"));
         Ok(Stored {
             net,
             kind,
             ban_number: u32_at(bytes, 1),
             expires_unix_ns: u64_at(bytes, 5),
             created_unix_ns: u64_at(bytes, 13),
-            reason: String::from_utf8(reason.to_vec()).map_err(|e| format!("{net}: {e}"))?,
+            origin: text(origin)?,
+            local: flags & 2 != 0,
+            reason: text(reason)?,
         })
     }
 
@@ -127,6 +147,9 @@ impl StoredHistory {
     }
 }
 
+/// Bytes of a record before its origin: flags, ban number, expiry, creation, origin length.
+const HEAD: usize = 22;
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
@@ -153,7 +176,7 @@ pub(super) fn key_of(net: &IpNet) -> [u8; 18] {
     k
 }
 
-fn net_of(key: &[u8]) -> Result<IpNet, String> {
+pub(super) fn net_of(key: &[u8]) -> Result<IpNet, String> {
     let bad = || format!("a key of {} bytes: {key:?}", key.len());
     if key.len() != 18 {
         return Err(bad());
@@ -179,6 +202,8 @@ mod tests {
             created_unix_ns: 5,
             reason: "junk".into(),
             ban_number: 2,
+            origin: "web-1".into(),
+            local: false,
         };
         // Stored at monotonic 1,000 = unix 50,000; read back after a reboot at monotonic 10.
         let s = Stored::from_entry(&e, 1_000, 50_000);

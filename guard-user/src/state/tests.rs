@@ -9,6 +9,8 @@ fn ban(net: &str, reason: &str) -> Stored {
         created_unix_ns: 1_795_000_000_000_000_000,
         reason: reason.into(),
         ban_number: 3,
+        origin: "web-2".into(),
+        local: false,
     }
 }
 
@@ -22,6 +24,8 @@ fn records_round_trip_through_the_binary_tables() {
         Stored {
             kind: Kind::Allow,
             expires_unix_ns: 0,
+            local: true,
+            origin: String::new(),
             ..ban("198.18.1.0/24", "partner")
         },
     ];

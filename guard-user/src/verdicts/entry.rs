@@ -6,7 +6,7 @@ use guard_common::dynamic::{DynEntry, KIND_ALLOW, KIND_BAN};
 use ipnet::IpNet;
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -31,12 +31,27 @@ impl Kind {
 }
 
 /// A validated request to add one entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Request {
     pub net: IpNet,
-    /// None: bans escalate, allows last until removed.
+    /// None: bans escalate, allows last until removed. Ignored for a remote entry.
     pub ttl: Option<Duration>,
     pub reason: String,
+    /// Kept on this host: not shared with the fleet.
+    pub local: bool,
+    /// Made on another node of the fleet: applied as it was made there.
+    pub remote: Option<Remote>,
+}
+
+/// A verdict another node made, as its record in the fleet's buckets says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub origin: String,
+    /// Wall-clock ns; 0 = until removed. Converted to this host's clock, never extended.
+    pub expires_unix_ns: u64,
+    pub created_unix_ns: u64,
+    /// For bans: the escalation step the origin gave it (fleet-wide counts).
+    pub ban_number: u32,
 }
 
 /// An entry as it stands.
@@ -50,6 +65,10 @@ pub struct Entry {
     pub reason: String,
     /// For bans: the how-many-th ban of this source within the escalation window.
     pub ban_number: u32,
+    /// The fleet node that made it (this host's name for entries made here).
+    pub origin: String,
+    /// Not shared with the fleet (`"local": true`); the fleet never changes it.
+    pub local: bool,
 }
 
 impl Entry {
@@ -84,6 +103,8 @@ impl Entry {
             created_at: (self.created_unix_ns != 0)
                 .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(self.created_unix_ns))),
             ban_number: (self.kind == Kind::Ban && self.ban_number > 0).then_some(self.ban_number),
+            origin: (!self.origin.is_empty()).then(|| self.origin.clone()),
+            local: self.local,
         }
     }
 }

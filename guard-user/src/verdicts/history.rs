@@ -81,6 +81,22 @@ impl History {
         }
     }
 
+    /// The history after another node's ban of `net`, its `step`-th, made at `made_unix`:
+    /// the count is at least that step, so the next ban here escalates from it.
+    pub fn seen(&self, net: &IpNet, step: u32, made_unix: u64) -> BanHistory {
+        let (last, count) = match self.get(net) {
+            Some(h) if made_unix.saturating_sub(h.last_unix_ns) < WINDOW_NS => {
+                (h.last_unix_ns.max(made_unix), h.count.max(step))
+            }
+            _ => (made_unix, step.max(1)),
+        };
+        BanHistory {
+            last_unix_ns: last,
+            count,
+            _reserved: 0,
+        }
+    }
+
     /// The oldest histories to evict so that `adding` new ones fit, never one for which
     /// `keep` holds. Fewer than needed only when everything left must be kept.
     pub fn evictions(&self, adding: usize, keep: impl Fn(&IpNet) -> bool) -> Vec<IpNet> {

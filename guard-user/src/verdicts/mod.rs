@@ -26,7 +26,7 @@ use guard_common::{
 };
 use ipnet::IpNet;
 
-pub use entry::{Entry, Kind, Request};
+pub use entry::{Entry, Kind, Remote, Request};
 pub use error::DynError;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;
@@ -71,6 +71,8 @@ pub struct DynamicTable {
     pub max_allows: usize,
     /// Refusals because a table was full, for metrics.
     pub refused_full: u64,
+    /// This host's fleet name: the origin of entries made here.
+    pub node: String,
     /// What changed since the last `take_journal`, for the durable state.
     journal: Vec<crate::state::Change>,
 }
@@ -116,6 +118,7 @@ impl DynamicTable {
             max_bans,
             max_allows,
             refused_full: 0,
+            node: String::new(),
             journal: Vec::new(),
         };
         for (entry, live) in scan(&t.maps, now_mono) {
@@ -141,6 +144,11 @@ impl DynamicTable {
     /// Sources with an escalation history (`BAN_HIST` entries).
     pub fn histories(&self) -> usize {
         self.history.len()
+    }
+
+    /// The entry of `net`, of either kind.
+    pub fn get(&self, net: &IpNet) -> Option<&Entry> {
+        self.entries.get(net)
     }
 
     pub fn list(&self, kind: Kind) -> Vec<Entry> {
@@ -179,8 +187,8 @@ impl DynamicTable {
             &reqs,
             &self.history,
             escalation,
-            now_mono,
-            unix_now_ns(),
+            (now_mono, unix_now_ns()),
+            &self.node,
         );
         let batch: HashSet<IpNet> = reqs.iter().map(|r| r.net).collect();
         let new_hists = plan

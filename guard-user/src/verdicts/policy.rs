@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use guard_common::dynamic::{BanHistory, DynMeta, REASON_MAX};
+use guard_common::dynamic::{BanHistory, DynMeta, META_LOCAL, ORIGIN_MAX, REASON_MAX};
 use ipnet::IpNet;
 
 use super::{
@@ -81,44 +81,78 @@ pub(super) fn restored(entry: Entry) -> Planned {
     }
 }
 
-/// The daemon-only metadata of an entry (`DYN_META`): its reason and creation time.
+/// The daemon-only metadata of an entry (`DYN_META`): its reason, creation time and origin.
 fn meta_of(e: &Entry) -> DynMeta {
     let mut reason = [0u8; REASON_MAX];
     let n = e.reason.len().min(REASON_MAX);
     reason[..n].copy_from_slice(&e.reason.as_bytes()[..n]);
+    let mut origin = [0u8; ORIGIN_MAX];
+    let o = e.origin.len().min(ORIGIN_MAX);
+    origin[..o].copy_from_slice(&e.origin.as_bytes()[..o]);
     DynMeta {
         created_unix_ns: e.created_unix_ns,
         reason_len: n as u32,
         kind: e.kind.code(),
         reason,
+        origin_len: o as u32,
+        flags: if e.local { META_LOCAL } else { 0 },
+        origin,
     }
 }
 
-/// The entries, metadata and histories a batch will write: a ban's TTL is the request's,
-/// else the escalation's for the source's n-th ban within the window; an allow without one
-/// lasts until removed.
+/// The entries, metadata and histories a batch will write. Made here: a ban's TTL is the
+/// request's, else the escalation's for the source's n-th ban within the window; an allow
+/// without one lasts until removed; the origin is `node`. Made on another node: expiry,
+/// creation and escalation step as it was made (the expiry on this clock, so never
+/// extended), and the source's history counts that step (escalation is fleet-wide).
 pub(super) fn plan(
     kind: Kind,
     reqs: &[Request],
     history: &History,
     escalation: &Escalation,
-    now_mono: u64,
-    now_unix: u64,
+    clock: (u64, u64),
+    node: &str,
 ) -> Vec<Planned> {
+    let (now_mono, now_unix) = clock;
     reqs.iter()
         .map(|r| {
-            let hist = (kind == Kind::Ban).then(|| history.next(&r.net, now_unix));
-            let ttl = match hist {
-                Some(h) => Some(r.ttl.unwrap_or_else(|| escalation.ttl(h.count))),
-                None => r.ttl,
-            };
-            let entry = Entry {
-                net: r.net,
-                kind,
-                expires_mono_ns: ttl.map_or(0, |t| now_mono + t.as_nanos() as u64),
-                created_unix_ns: now_unix,
-                reason: r.reason.clone(),
-                ban_number: hist.map_or(0, |h| h.count),
+            let (entry, hist) = match &r.remote {
+                None => {
+                    let hist = (kind == Kind::Ban).then(|| history.next(&r.net, now_unix));
+                    let ttl = match hist {
+                        Some(h) => Some(r.ttl.unwrap_or_else(|| escalation.ttl(h.count))),
+                        None => r.ttl,
+                    };
+                    let entry = Entry {
+                        net: r.net,
+                        kind,
+                        expires_mono_ns: ttl.map_or(0, |t| now_mono + t.as_nanos() as u64),
+                        created_unix_ns: now_unix,
+                        reason: r.reason.clone(),
+                        ban_number: hist.map_or(0, |h| h.count),
+                        origin: node.to_string(),
+                        local: r.local,
+                    };
+                    (entry, hist)
+                }
+                Some(remote) => {
+                    let hist = (kind == Kind::Ban)
+                        .then(|| history.seen(&r.net, remote.ban_number, remote.created_unix_ns));
+                    let entry = Entry {
+                        net: r.net,
+                        kind,
+                        expires_mono_ns: match remote.expires_unix_ns {
+                            0 => 0,
+                            t => now_mono + t.saturating_sub(now_unix),
+                        },
+                        created_unix_ns: remote.created_unix_ns,
+                        reason: r.reason.clone(),
+                        ban_number: remote.ban_number,
+                        origin: remote.origin.clone(),
+                        local: false,
+                    };
+                    (entry, hist)
+                }
             };
             Planned {
                 meta: meta_of(&entry),
@@ -139,7 +173,7 @@ mod tests {
         Request {
             net: net.parse().unwrap(),
             ttl: ttl.map(Duration::from_secs),
-            reason: String::new(),
+            ..Request::default()
         }
     }
 
@@ -198,7 +232,7 @@ mod tests {
             )],
         );
         let reqs = [req("198.18.0.1/32", None), req("198.18.0.2/32", Some(5))];
-        let p = plan(Kind::Ban, &reqs, &hist, &esc, 0, 2_000);
+        let p = plan(Kind::Ban, &reqs, &hist, &esc, (0, 2_000), "web-1");
         // A second ban of .1 gets the second TTL; .2 its own, counting as its first.
         assert_eq!(p[0].entry.ban_number, 2);
         assert_eq!(p[0].entry.expires_mono_ns, 3600 * 1_000_000_000);
@@ -209,8 +243,8 @@ mod tests {
             &[req("198.18.0.3/32", None)],
             &hist,
             &esc,
-            0,
-            2_000,
+            (0, 2_000),
+            "web-1",
         );
         assert_eq!(
             allows[0].entry.expires_mono_ns, 0,

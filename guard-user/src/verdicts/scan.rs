@@ -6,7 +6,8 @@ use std::{collections::BTreeSet, net::IpAddr};
 use aya::maps::{MapData, MapError};
 use guard_common::V6Len;
 use guard_common::dynamic::{
-    DynEntry, DynLens, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS, REASON_MAX, V4Len,
+    DynEntry, DynLens, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS, META_LOCAL, ORIGIN_MAX, REASON_MAX,
+    V4Len,
 };
 use ipnet::IpNet;
 
@@ -79,6 +80,15 @@ pub(super) fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
                     })
                     .unwrap_or_default(),
                 ban_number: maps.hist.get(&meta_key(&net), 0).map_or(0, |h| h.count),
+                origin: meta
+                    .map(|m| {
+                        String::from_utf8_lossy(
+                            &m.origin[..(m.origin_len as usize).min(ORIGIN_MAX)],
+                        )
+                        .into_owned()
+                    })
+                    .unwrap_or_default(),
+                local: meta.is_some_and(|m| m.flags & META_LOCAL != 0),
             };
             (entry, e.live(now_mono))
         })

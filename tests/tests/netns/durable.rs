@@ -236,18 +236,7 @@ fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
 
 /// `guard_state_unsaved_changes` from a scrape of guardd's metrics.
 fn scrape_unsaved(b: &GuardBed) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = "127.0.0.1".parse().unwrap();
-    let route = guard_tests::http::Route {
-        ns: &b.bed.server,
-        src: local,
-        dst: std::net::SocketAddr::new(local, 9752),
-        timeout: Duration::from_secs(5),
-    };
-    let (_, body) = guard_tests::http::get(&rt, route, "/metrics");
+    let body = b.scrape();
     body.lines()
         .find_map(|l| l.strip_prefix("guard_state_unsaved_changes "))
         .and_then(|v| v.trim().parse().ok())

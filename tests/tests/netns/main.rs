@@ -8,6 +8,7 @@ mod bulk;
 mod daemon_errors;
 mod durable;
 mod faults;
+mod fleet;
 mod guardctl;
 mod lists;
 mod logging;

@@ -59,11 +59,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             println!();
         },
-        Command::Ban { cidr, ttl, reason } => {
-            add(&client, "/v1/bans", cidr, ttl, reason, cli.json).await
+        Command::Ban {
+            cidr,
+            ttl,
+            reason,
+            local,
+        } => {
+            let req = entry_request(cidr, ttl, reason, local);
+            add(&client, "/v1/bans", req, cli.json).await
         }
-        Command::Allow { cidr, ttl, reason } => {
-            add(&client, "/v1/allows", cidr, ttl, reason, cli.json).await
+        Command::Allow {
+            cidr,
+            ttl,
+            reason,
+            local,
+        } => {
+            let req = entry_request(cidr, ttl, reason, local);
+            add(&client, "/v1/allows", req, cli.json).await
         }
         Command::Unban { cidr } => remove(&client, "/v1/bans", &cidr, cli.json).await,
         Command::Unallow { cidr } => remove(&client, "/v1/allows", &cidr, cli.json).await,
@@ -93,19 +105,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn add(
-    client: &Client,
-    route: &str,
+fn entry_request(
     cidr: String,
     ttl: Option<Duration>,
     reason: Option<String>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let req = EntryRequest {
+    local: bool,
+) -> EntryRequest {
+    EntryRequest {
         cidr,
         ttl_secs: ttl.map(|t| t.as_secs()),
         reason,
-    };
+        local,
+    }
+}
+
+async fn add(client: &Client, route: &str, req: EntryRequest, json: bool) -> anyhow::Result<()> {
     let applied: Applied = client.post(route, &req).await?;
     if !applied.durable && !json {
         eprintln!(

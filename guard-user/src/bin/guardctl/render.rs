@@ -33,6 +33,21 @@ pub fn status(s: &Status) -> String {
     if let Some(age) = s.refill_heartbeat_age_secs {
         out += &format!("refill:  heartbeat {age:.2}s ago\n");
     }
+    if let Some(f) = &s.fleet {
+        out += &format!(
+            "fleet:   node {}, {} ({}), {}, outbox {}, last applied {}\n",
+            f.node,
+            if f.connected {
+                "connected"
+            } else {
+                "NOT connected"
+            },
+            f.servers.join(", "),
+            if f.in_sync { "in sync" } else { "catching up" },
+            f.outbox,
+            f.last_applied.as_deref().unwrap_or("never"),
+        );
+    }
     out += &format!("{:<16} {:<8} {}\n", "INTERFACE", "MODE", "PROGRAM");
     for i in &s.interfaces {
         let id = i.program_id.map_or("-".to_string(), |id| id.to_string());
@@ -91,8 +106,8 @@ pub fn entries(list: &[EntryView]) -> String {
         return "none\n".into();
     }
     let mut out = format!(
-        "{:<44} {:<22} {:>5}  {}\n",
-        "CIDR", "EXPIRES", "BAN#", "REASON"
+        "{:<44} {:<22} {:>5}  {:<20} {}\n",
+        "CIDR", "EXPIRES", "BAN#", "ORIGIN", "REASON"
     );
     for e in list {
         let expires = match (&e.expires_at, e.ttl_remaining_secs) {
@@ -103,7 +118,16 @@ pub fn entries(list: &[EntryView]) -> String {
             _ => "never".into(),
         };
         let n = e.ban_number.map_or("-".into(), |n| n.to_string());
-        out += &format!("{:<44} {:<22} {:>5}  {}\n", e.cidr, expires, n, e.reason);
+        // A local entry is this host's and never shared: marked so.
+        let origin = match (&e.origin, e.local) {
+            (Some(o), true) => format!("{o} (local)"),
+            (Some(o), false) => o.clone(),
+            (None, _) => "-".into(),
+        };
+        out += &format!(
+            "{:<44} {:<22} {:>5}  {:<20} {}\n",
+            e.cidr, expires, n, origin, e.reason
+        );
     }
     out
 }

@@ -43,3 +43,18 @@ pub fn privileges() -> anyhow::Result<()> {
         list.join(", ")
     )
 }
+
+/// The fleet's credentials file must be readable before guardd starts, or every host would
+/// quietly stay alone.
+pub fn fleet(config: &guard_user::config::Config) -> anyhow::Result<()> {
+    if let Some(path) = config
+        .fleet
+        .credentials
+        .as_ref()
+        .filter(|_| config.fleet.enabled())
+    {
+        std::fs::read(path)
+            .with_context(|| format!("[fleet] credentials: cannot read {}", path.display()))?;
+    }
+    Ok(())
+}

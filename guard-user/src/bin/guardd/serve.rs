@@ -36,6 +36,7 @@ pub async fn serve(
         None => error!("the object has no DROP_EVENTS ring buffer: /v1/top stays empty"),
     }
     tokio::spawn(events::summarize(daemon.clone(), top));
+    tokio::spawn(guard_user::fleet::run(daemon.engine.clone()));
     info!(listen = %metrics_listen, "metrics listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(daemon.clone(), requests);

@@ -36,6 +36,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     }
     checks::privileges()?;
     checks::kernel()?;
+    checks::fleet(&config)?;
     // Before touching the kernel: a live daemon on our socket means this one must not start.
     if std::os::unix::net::UnixStream::connect(&config.api.socket).is_ok() {
         bail!("another guardd is serving {}", config.api.socket.display());
@@ -70,7 +71,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     );
     let daemon: Shared = Arc::new(Daemon {
         opts,
-        engine,
+        engine: std::sync::Arc::new(engine),
         pins,
         interfaces: Mutex::new(Interfaces {
             attachments,

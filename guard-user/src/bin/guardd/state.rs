@@ -24,7 +24,7 @@ pub type Shared = Arc<Daemon>;
 
 pub struct Daemon {
     pub opts: Options,
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
     pub pins: PinLayout,
     pub interfaces: Mutex<Interfaces>,
     /// Sampled drops by source, fed by `events::read`.
@@ -76,6 +76,7 @@ impl Daemon {
             config_path: self.opts.config.as_ref().map(|p| p.display().to_string()),
             pin_dir: self.pins.root().display().to_string(),
             refill_heartbeat_age_secs: self.heartbeat_age_secs(),
+            fleet: self.engine.fleet().map(|f| f.status()),
         }
     }
 

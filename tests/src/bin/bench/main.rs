@@ -150,14 +150,14 @@ fn full_config_bench(
         .map(|i| Request {
             net: IpNet::from(IpAddr::V4(Ipv4Addr::from(ban_base + i))),
             ttl: Some(std::time::Duration::from_secs(3600)),
-            reason: String::new(),
+            ..Request::default()
         })
         .collect();
     let banned6: Ipv6Addr = "2001:db8:bbbb::1".parse()?;
     bans.push(Request {
         net: IpNet::from(IpAddr::V6(banned6)),
         ttl: Some(std::time::Duration::from_secs(3600)),
-        reason: String::new(),
+        ..Request::default()
     });
     full.engine.add(Kind::Ban, &bans)?;
     // In its own /64: the per-source rule counts IPv6 per /64.

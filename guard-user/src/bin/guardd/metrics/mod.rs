@@ -40,6 +40,13 @@ pub fn registry(daemon: Shared, api: ApiRequests) -> Arc<Registry> {
             stats.duration.clone(),
         );
     }
+    if let Some(fleet) = daemon.engine.fleet() {
+        r.register(
+            "guard_fleet_propagation_seconds",
+            "Seconds from a verdict made on another node to in force here",
+            fleet.propagation.clone(),
+        );
+    }
     r.register(
         "guard_api_requests",
         "Control API requests by route and status code",
@@ -125,6 +132,9 @@ impl Collector for Kernel {
             None,
             MetricType::Gauge,
         )?)?;
+        if let Some(fleet) = d.engine.fleet() {
+            fleet_metrics(fleet, &mut enc)?;
+        }
         if let Some(age) = d.heartbeat_age_secs() {
             let e = enc.encode_descriptor(
                 "guard_refill_heartbeat_age_seconds",
@@ -190,4 +200,40 @@ pub async fn count_requests(State(api): State<ApiRequests>, req: Request, next: 
     api.get_or_create(&vec![("route", route), ("code", code)])
         .inc();
     resp
+}
+
+fn fleet_metrics(
+    fleet: &guard_user::fleet::Fleet,
+    enc: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let status = fleet.status();
+    ConstGauge::new(i64::from(status.connected)).encode(enc.encode_descriptor(
+        "guard_fleet_connected",
+        "1 while connected to a NATS server of the fleet",
+        None,
+        MetricType::Gauge,
+    )?)?;
+    ConstGauge::new(status.outbox as i64).encode(enc.encode_descriptor(
+        "guard_fleet_outbox_entries",
+        "Verdicts made here that NATS has not acknowledged yet",
+        None,
+        MetricType::Gauge,
+    )?)?;
+    let mut applied = enc.encode_descriptor(
+        "guard_fleet_applied",
+        "Verdicts made on other nodes applied here, by kind",
+        None,
+        MetricType::Counter,
+    )?;
+    for (kind, n) in guard_user::fleet::APPLIED_KINDS.iter().zip(fleet.applied()) {
+        ConstCounter::new(n).encode(applied.encode_family(&[("kind", *kind)])?)?;
+    }
+    ConstCounter::new(fleet.outbox.dropped.load(Relaxed)).encode(enc.encode_descriptor(
+        "guard_fleet_outbox_dropped",
+        "Unpublished verdicts dropped because the outbox was full (they stay in force here)",
+        None,
+        MetricType::Counter,
+    )?)?;
+    Ok(())
 }

@@ -1,0 +1,214 @@
+//! The engine's side of the fleet: verdicts made here are queued for publication in the
+//! transaction that makes them durable; verdicts made elsewhere are applied through the
+//! same table as the API's (allow over ban, capacity, durability), never queued again.
+
+use std::collections::HashSet;
+
+use ipnet::IpNet;
+use tracing::warn;
+
+use super::Engine;
+use crate::{
+    fleet::{Fleet, record::Record},
+    kernel::clock::{monotonic_ns, unix_now_ns},
+    state::{Change, OutboxRow},
+    verdicts::{DynError, DynamicTable, Entry, Kind, Request},
+};
+
+/// A change another node made, as its bucket delivered it.
+#[derive(Debug, Clone)]
+pub enum RemoteOp {
+    /// A request with `remote` set.
+    Put(Request),
+    Delete(IpNet),
+}
+
+/// What applying remote changes did.
+#[derive(Debug, Default)]
+pub struct RemoteApplied {
+    /// Creation times (wall-clock ns) of the entries written.
+    pub put: Vec<u64>,
+    pub deleted: usize,
+    /// Skipped: this host has a newer verdict of its own, a local entry, or the same one.
+    pub skipped: usize,
+    pub refused: usize,
+}
+
+impl Engine {
+    pub fn fleet(&self) -> Option<&std::sync::Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    /// The outbox rows for `entries` just made here (local ones and remote ones are not
+    /// shared), queued for the publisher.
+    pub(super) fn queue_made(
+        &self,
+        kind: Kind,
+        reqs: &[Request],
+        entries: &[Entry],
+    ) -> Vec<Change> {
+        let Some(f) = &self.fleet else {
+            return Vec::new();
+        };
+        if reqs.iter().all(|r| r.local || r.remote.is_some()) {
+            return Vec::new();
+        }
+        let (mono, unix) = (monotonic_ns(), unix_now_ns());
+        let rows: Vec<Change> = entries
+            .iter()
+            .filter(|e| !e.local && e.origin == f.node)
+            .map(|e| {
+                let record = Record::of(e, mono, unix).encode();
+                Change::Queue(f.outbox.push(kind, e.net, Some(record)))
+            })
+            .collect();
+        f.outbox.wake.notify_one();
+        rows
+    }
+
+    /// The outbox row for a removal made here of a shared entry.
+    pub(super) fn queue_removed(&self, gone: &Entry) -> Vec<Change> {
+        match &self.fleet {
+            Some(f) if !gone.local => {
+                let row = f.outbox.push(gone.kind, gone.net, None);
+                f.outbox.wake.notify_one();
+                vec![Change::Queue(row)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// NATS acknowledged `rows`: the state database forgets them with its next write.
+    pub fn fleet_sent(&self, rows: &[OutboxRow]) {
+        let sent = rows.iter().map(|r| Change::Sent {
+            kind: r.kind,
+            net: r.net,
+            seq: r.seq,
+        });
+        self.defer_changes(sent);
+    }
+
+    /// Applies changes another node made to `kind`, in order, as one durable write. A put
+    /// is skipped when this host has a newer verdict of its own for the prefix (queued,
+    /// not yet published), a local entry there, or the same entry already; a put the table
+    /// refuses (inside an allow, table full) is logged and skipped, the others applied.
+    pub fn apply_remote(&self, kind: Kind, ops: Vec<RemoteOp>) -> RemoteApplied {
+        let mut out = RemoteApplied::default();
+        let Some(f) = &self.fleet else { return out };
+        let mut t = self.verdicts();
+        let mut puts: Vec<Request> = Vec::new();
+        for op in ops {
+            let net = match &op {
+                RemoteOp::Put(r) => r.net,
+                RemoteOp::Delete(n) => *n,
+            };
+            let here = t.get(&net);
+            let keep_ours = f.outbox.pending(kind, &net) || here.is_some_and(|e| e.local);
+            match op {
+                _ if keep_ours => out.skipped += 1,
+                RemoteOp::Put(r) => {
+                    let same = here.is_some_and(|e| {
+                        let remote = r.remote.as_ref().expect("a remote put");
+                        e.kind == kind
+                            && e.origin == remote.origin
+                            && e.created_unix_ns == remote.created_unix_ns
+                    });
+                    if same {
+                        out.skipped += 1;
+                    } else {
+                        puts.push(r);
+                    }
+                }
+                RemoteOp::Delete(net) => {
+                    // Puts before it in the batch go first: order is the bucket's.
+                    self.add_remote(&mut t, kind, std::mem::take(&mut puts), &mut out);
+                    if t.get(&net).is_some_and(|e| e.kind == kind)
+                        && self.drop_entry(&mut t, &net, kind)
+                    {
+                        out.deleted += 1;
+                    }
+                }
+            }
+        }
+        self.add_remote(&mut t, kind, puts, &mut out);
+        self.persist(&mut t, Vec::new());
+        self.publish(&t);
+        drop(t);
+        let now = unix_now_ns();
+        f.count_applied(kind, true, out.put.len(), now);
+        f.count_applied(kind, false, out.deleted, now);
+        out
+    }
+
+    /// After catching up with a bucket: entries of `kind` another node made that the bucket
+    /// no longer holds (removed while this host was away) are removed here too.
+    pub fn forget_remote_missing(&self, kind: Kind, present: &HashSet<IpNet>) -> usize {
+        let Some(f) = &self.fleet else { return 0 };
+        let mut t = self.verdicts();
+        let stale: Vec<IpNet> = t
+            .list(kind)
+            .into_iter()
+            .filter(|e| !e.local && e.origin != f.node && !present.contains(&e.net))
+            .filter(|e| !f.outbox.pending(kind, &e.net))
+            .map(|e| e.net)
+            .collect();
+        let removed = stale
+            .iter()
+            .filter(|net| self.drop_entry(&mut t, net, kind))
+            .count();
+        self.persist(&mut t, Vec::new());
+        self.publish(&t);
+        drop(t);
+        f.count_applied(kind, false, removed, unix_now_ns());
+        removed
+    }
+
+    /// Writes a batch of remote puts; when the table refuses the batch, each on its own.
+    fn add_remote(
+        &self,
+        t: &mut DynamicTable,
+        kind: Kind,
+        puts: Vec<Request>,
+        out: &mut RemoteApplied,
+    ) {
+        if puts.is_empty() {
+            return;
+        }
+        match self.add_to(t, kind, &puts) {
+            Ok(entries) => out.put.extend(entries.iter().map(|e| e.created_unix_ns)),
+            Err(_) if puts.len() > 1 => {
+                for p in puts {
+                    self.add_remote(t, kind, vec![p], out);
+                }
+            }
+            Err(e) => {
+                out.refused += 1;
+                warn_refused(&puts[0], &e);
+            }
+        }
+    }
+
+    /// Removes `net`'s entry of `kind`; false (logged) when the kernel refused.
+    fn drop_entry(&self, t: &mut DynamicTable, net: &IpNet, kind: Kind) -> bool {
+        match t.remove(net, kind).and_then(|_| self.shrink_lens(t)) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(
+                    "cannot remove {net} as the fleet asks: {}",
+                    crate::error_chain(&e)
+                );
+                false
+            }
+        }
+    }
+}
+
+fn warn_refused(r: &Request, e: &DynError) {
+    let origin = r.remote.as_ref().map_or("?", |x| x.origin.as_str());
+    warn!(
+        net = %r.net,
+        origin,
+        "a verdict from the fleet is not applied here: {}",
+        crate::error_chain(e)
+    );
+}

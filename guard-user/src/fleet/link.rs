@@ -1,0 +1,251 @@
+//! The link to NATS: one client that reconnects by itself; over it, sessions that open the
+//! buckets, follow them (`watch`) and publish the outbox. A session ends on any error and
+//! the next one starts from a full catch-up, so nothing depends on what a broken
+//! connection may have lost.
+
+use std::{
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Duration,
+};
+
+use async_nats::{
+    HeaderMap, ServerAddr,
+    jetstream::{self, kv},
+};
+use tracing::{error, info, warn};
+
+use super::{Fleet, record};
+use crate::{engine::Engine, state::OutboxRow, verdicts::Kind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("NATS credentials {path}")]
+    Credentials {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}")]
+    Nats {
+        what: String,
+        #[source]
+        source: async_nats::Error,
+    },
+    #[error("the watch of {bucket} ended")]
+    WatchEnded { bucket: &'static str },
+}
+
+pub(super) fn nats(what: impl Into<String>) -> impl FnOnce(async_nats::Error) -> FleetError {
+    let what = what.into();
+    move |source| FleetError::Nats { what, source }
+}
+
+/// Verdicts published per round trip of acknowledgements.
+const PUBLISH_BATCH: usize = 1024;
+/// Longest wait between reconnection attempts: NATS back means the backlog leaves soon.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// How long a publication or a bucket request may wait for JetStream.
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest a ban lives: older records have expired everywhere and may go.
+const BANS_MAX_AGE: Duration =
+    Duration::from_secs(crate::control::requests::MAX_TTL_SECS + 24 * 3600);
+
+/// Runs the fleet link of `engine` for as long as guardd runs (nothing without `[fleet]`).
+pub async fn run(engine: Arc<Engine>) {
+    let Some(fleet) = engine.fleet().cloned() else {
+        return;
+    };
+    let client = match connect(&fleet).await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(
+                "fleet disabled: {}; verdicts stay on this host",
+                crate::error_chain(&e)
+            );
+            return;
+        }
+    };
+    info!(node = %fleet.node, servers = ?fleet.servers, "fleet: connecting to NATS");
+    let mut last_error = String::new();
+    loop {
+        let res = session(&engine, &fleet, &client).await;
+        fleet.in_sync.store(false, Relaxed);
+        if let Err(e) = res {
+            let why = crate::error_chain(&e);
+            // Once per distinct error: an outage repeats the same one every second.
+            if why != last_error {
+                warn!(
+                    outbox = fleet.outbox.len(),
+                    "fleet: {why}; this host enforces and queues its verdicts meanwhile"
+                );
+                last_error = why;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn connect(fleet: &Arc<Fleet>) -> Result<async_nats::Client, FleetError> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name(format!("guardd {}", fleet.node))
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| {
+            (Duration::from_millis(100) * attempts as u32).min(MAX_RECONNECT_DELAY)
+        });
+    if let Some(path) = &fleet.credentials {
+        opts = opts
+            .credentials_file(path)
+            .await
+            .map_err(|source| FleetError::Credentials {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    let state = fleet.clone();
+    opts = opts.event_callback(move |event| {
+        let state = state.clone();
+        async move {
+            match event {
+                async_nats::Event::Connected => {
+                    state.connected.store(true, Relaxed);
+                    info!("fleet: connected to NATS");
+                }
+                async_nats::Event::Disconnected => {
+                    state.connected.store(false, Relaxed);
+                    warn!("fleet: disconnected from NATS");
+                }
+                other => info!("fleet: NATS {other}"),
+            }
+        }
+    });
+    let addrs: Vec<ServerAddr> = fleet
+        .servers
+        .iter()
+        .map(|s| s.parse().expect("checked with the config"))
+        .collect();
+    opts.connect(addrs)
+        .await
+        .map_err(|e| nats("connecting to NATS")(e.into()))
+}
+
+/// Opens the buckets, then follows both and publishes until something fails.
+async fn session(
+    engine: &Arc<Engine>,
+    fleet: &Arc<Fleet>,
+    client: &async_nats::Client,
+) -> Result<(), FleetError> {
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err(FleetError::Nats {
+            what: "NATS is not reachable".into(),
+            source: "not connected".into(),
+        });
+    }
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(JETSTREAM_TIMEOUT);
+    // As many copies as the cluster has servers, up to 3: a cluster survives losing one.
+    let replicas = client.server_info().connect_urls.len().clamp(1, 3);
+    let bans = bucket(&js, Kind::Ban, replicas).await?;
+    let allows = bucket(&js, Kind::Allow, replicas).await?;
+    let synced = super::watch::Catchup::new(2);
+    tokio::select! {
+        r = super::watch::follow(engine, fleet, &bans, Kind::Ban, &synced) => r,
+        r = super::watch::follow(engine, fleet, &allows, Kind::Allow, &synced) => r,
+        r = publish(engine, fleet, &js) => r,
+    }
+}
+
+/// The bucket of `kind`, created when no node has yet.
+async fn bucket(
+    js: &jetstream::Context,
+    kind: Kind,
+    replicas: usize,
+) -> Result<kv::Store, FleetError> {
+    let name = record::bucket(kind);
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    // The stream a key-value bucket is, made directly: async-nats' create_key_value first
+    // reads the account's info, whose 2.10 fields a 2.9 server does not send.
+    let config = jetstream::stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(format!("guard: {}s shared by the fleet", kind.as_str())),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        // Bans expire (allows may not): a ban's record outlives the longest TTL, not more.
+        max_age: if kind == Kind::Ban {
+            BANS_MAX_AGE
+        } else {
+            Duration::ZERO
+        },
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    let made = js.create_stream(config).await;
+    match js.get_key_value(name).await {
+        Ok(store) => {
+            if made.is_ok() {
+                info!(bucket = name, replicas, "fleet: created the bucket");
+            }
+            Ok(store)
+        }
+        Err(e) => Err(match made {
+            Err(made) => nats(format!("creating bucket {name}"))(made.into()),
+            Ok(_) => nats(format!("opening bucket {name}"))(e.into()),
+        }),
+    }
+}
+
+/// Publishes the outbox, oldest first, in batches whose acknowledgements are awaited
+/// together; each acknowledged row leaves the outbox (and the state database).
+async fn publish(
+    engine: &Arc<Engine>,
+    fleet: &Arc<Fleet>,
+    js: &jetstream::Context,
+) -> Result<(), FleetError> {
+    loop {
+        let batch = fleet.outbox.peek(PUBLISH_BATCH);
+        if batch.is_empty() {
+            // Woken by a new verdict; the timeout only bounds a missed wake.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), fleet.outbox.wake.notified()).await;
+            continue;
+        }
+        let mut acks = Vec::with_capacity(batch.len());
+        for row in &batch {
+            acks.push(send(js, row).await?);
+        }
+        for ack in acks {
+            ack.await
+                .map_err(|e| nats("NATS did not acknowledge a verdict")(e.into()))?;
+        }
+        fleet.outbox.done(&batch);
+        engine.fleet_sent(&batch);
+    }
+}
+
+async fn send(
+    js: &jetstream::Context,
+    row: &OutboxRow,
+) -> Result<jetstream::context::PublishAckFuture, FleetError> {
+    let subject = format!(
+        "$KV.{}.{}",
+        record::bucket(row.kind),
+        record::key_of(&row.net)
+    );
+    let sent = match &row.record {
+        Some(bytes) => js.publish(subject, bytes.clone().into()).await,
+        None => {
+            let mut headers = HeaderMap::new();
+            headers.insert("KV-Operation", "DEL");
+            js.publish_with_headers(subject, headers, bytes::Bytes::new())
+                .await
+        }
+    };
+    sent.map_err(|e| nats("publishing a verdict")(e.into()))
+}

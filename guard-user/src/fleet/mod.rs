@@ -1,0 +1,104 @@
+//! The fleet: verdicts made on one host enforced on every host, through NATS JetStream
+//! key-value buckets (`record`). Each node publishes what it makes (`outbox`, `link`) and
+//! applies what the others make through the engine, as the API would (`watch`). Expiry
+//! stays in each kernel. NATS down: the node goes on alone and publishes when it is back.
+
+mod link;
+pub mod outbox;
+pub mod record;
+mod watch;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+};
+
+use prometheus_client::metrics::histogram::Histogram;
+
+pub use link::run;
+use outbox::Outbox;
+
+use crate::{config::Config, control::model::FleetStatus, state::OutboxRow, verdicts::Kind};
+
+/// What the fleet link and the engine share, and what status and metrics read.
+pub struct Fleet {
+    pub node: String,
+    pub servers: Vec<String>,
+    pub credentials: Option<std::path::PathBuf>,
+    pub outbox: Outbox,
+    pub connected: AtomicBool,
+    /// Both buckets' state applied since the last (re)connection.
+    pub in_sync: AtomicBool,
+    last_applied_unix_ns: AtomicU64,
+    /// Remote changes applied: ban, unban, allow, unallow.
+    applied: [AtomicU64; 4],
+    /// Seconds from a verdict made on another node to in force here (live changes only).
+    pub propagation: Histogram,
+}
+
+/// Kinds of remote change, as `guard_fleet_applied_total{kind}` names them.
+pub const APPLIED_KINDS: [&str; 4] = ["ban", "unban", "allow", "unallow"];
+
+fn applied_index(kind: Kind, put: bool) -> usize {
+    match (kind, put) {
+        (Kind::Ban, true) => 0,
+        (Kind::Ban, false) => 1,
+        (Kind::Allow, true) => 2,
+        (Kind::Allow, false) => 3,
+    }
+}
+
+impl Fleet {
+    /// The fleet of `config`, with the verdicts the state database still had to publish;
+    /// none without `[fleet] servers`.
+    pub fn new(config: &Config, queued: Vec<OutboxRow>, capacity: usize) -> Option<Fleet> {
+        config.fleet.enabled().then(|| Fleet {
+            node: config.node_name(),
+            servers: config.fleet.servers.clone(),
+            credentials: config.fleet.credentials.clone(),
+            outbox: Outbox::new(queued, capacity),
+            connected: AtomicBool::new(false),
+            in_sync: AtomicBool::new(false),
+            last_applied_unix_ns: AtomicU64::new(0),
+            applied: Default::default(),
+            propagation: Histogram::new(
+                [
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                ]
+                .into_iter(),
+            ),
+        })
+    }
+
+    pub(crate) fn count_applied(&self, kind: Kind, put: bool, n: usize, now_unix: u64) {
+        if n > 0 {
+            self.applied[applied_index(kind, put)].fetch_add(n as u64, Relaxed);
+            self.last_applied_unix_ns.store(now_unix, Relaxed);
+        }
+    }
+
+    /// Remote changes applied, in `APPLIED_KINDS` order.
+    pub fn applied(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.applied[i].load(Relaxed))
+    }
+
+    pub fn status(&self) -> FleetStatus {
+        let last = self.last_applied_unix_ns.load(Relaxed);
+        FleetStatus {
+            connected: self.connected.load(Relaxed),
+            in_sync: self.in_sync.load(Relaxed),
+            servers: self.servers.clone(),
+            node: self.node.clone(),
+            outbox: self.outbox.len(),
+            last_applied: (last != 0).then(|| {
+                humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_nanos(last),
+                )
+                .to_string()
+            }),
+        }
+    }
+}
+
+/// Shared with the guardd runtime.
+pub type SharedFleet = Arc<Fleet>;
