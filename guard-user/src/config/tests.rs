@@ -242,3 +242,38 @@ fn the_packaged_config_parses() {
     assert_eq!(c.lists.deny, [PathBuf::from("/etc/guard/deny.txt")]);
     assert_eq!(c.api.socket, PathBuf::from("/run/guard/guard.sock"));
 }
+
+#[test]
+fn the_fleet_section_names_servers_and_a_node() {
+    let c = Config::parse(
+        "[fleet]\nservers = [\"nats://198.18.0.5:4222\", \"tls://nats.example:4222\"]\nnode = \"web-3\"\ncredentials = \"/etc/guard/nats.creds\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(c.fleet.enabled());
+    assert_eq!(c.node_name(), "web-3");
+    assert!(
+        !Config::parse("", "t.toml").unwrap().fleet.enabled(),
+        "absent: alone"
+    );
+    let bad_server = parse_err("[fleet]\nservers = [\"http://[::1\"]\n");
+    assert!(bad_server.contains("fleet.servers[0]"), "{bad_server}");
+    let bad_node = parse_err("[fleet]\nservers = [\"nats://198.18.0.5:4222\"]\nnode = \"web 3\"\n");
+    assert!(bad_node.contains("fleet.node"), "{bad_node}");
+    let unknown = parse_err("[fleet]\nserver = [\"nats://198.18.0.5:4222\"]\n");
+    assert!(unknown.contains("server"), "{unknown}");
+}
+
+#[test]
+fn without_a_node_name_the_hostname_is_the_origin() {
+    let c = Config::parse("", "t.toml").unwrap();
+    let name = c.node_name();
+    assert!(
+        !name.is_empty() && name.len() <= limits::MAX_NODE_NAME,
+        "{name}"
+    );
+    assert!(
+        name.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    );
+}
