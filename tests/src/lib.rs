@@ -8,6 +8,7 @@ pub mod fixture;
 pub mod fleet;
 pub mod http;
 pub mod inject;
+pub mod latency;
 pub mod netns;
 pub mod packet;
 pub mod tools;

@@ -35,6 +35,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     for (bin, args, bin_dir) in [
         ("guard-bench", vec![repeat, rounds], "target/debug"),
         ("guard-bench-verdicts", vec![bans], "target/release"),
+        ("guard-bench-fleet", vec![bans], "target/release"),
         (
             "guard-bench-wire",
             vec![wire_secs, rounds],
@@ -206,6 +207,7 @@ fn markdown(
         )?);
         Some(g / theirs)
     })();
+    let ratio_of = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     let excess = field(&format!("{}: guard: attacker excess", SCENARIOS[2]), "max");
     let target =
         |what: &str, figure: Option<f64>, unit: &str, ok: &dyn Fn(f64) -> bool| -> String {
@@ -299,6 +301,45 @@ fn markdown(
         vm["bans_lost"].as_f64(),
         "bans",
         &|f| f == 0.0,
+    );
+    t += &target(
+        "fleet propagation, API return on A to first drop on C: p50 <= 5 ms",
+        field("propagation, API return on A to first drop on C", "median").map(|us| us / 1000.0),
+        "ms",
+        &|f| f <= 5.0,
+    );
+    t += &target(
+        "fleet propagation: p99 <= 25 ms (over 1,000 bans)",
+        field("propagation, API return on A to first drop on C", "p99").map(|us| us / 1000.0),
+        "ms",
+        &|f| f <= 25.0,
+    );
+    t += &target(
+        "a host joining a fleet of 100,000+ bans: all in its kernel within 5 s",
+        get("a host joining 100,000+ bans: all in its kernel"),
+        "s",
+        &|f| f <= 5.0,
+    );
+    t += &target(
+        "2,000 bans/s across the fleet for 10 s: none lost (s to complete after the last call)",
+        get("2,000 bans/s for 10 s: C complete after the last call"),
+        "s",
+        &|f| f <= 5.0,
+    );
+    t += &target(
+        "NATS down: local ban round trip p99 within 10% of a host without a fleet",
+        ratio_of(
+            field("NATS down: local ban round trip", "p99"),
+            field("no fleet: local ban round trip", "p99"),
+        ),
+        "x",
+        &|f| f <= 1.1,
+    );
+    t += &target(
+        "a 10,000-ban backlog on the other hosts within 5 s of NATS returning",
+        get("backlog of 10,000+ bans on C after NATS returns"),
+        "s",
+        &|f| f <= 5.0,
     );
     t += &target(
         "1,000,000 prefixes loaded in < 5 s",

@@ -2,26 +2,19 @@
 //! - verdict latency: from a ban call's return to the first packet dropped, over N bans;
 //! - time to apply 100,000 bans in one call.
 //!
-//! Latency method: a source streams sequence-numbered frames (AF_PACKET, 20k pps) while it
-//! is banned; the first sequence number that never arrives is the first packet dropped, and
-//! its send time minus the call's return time is the latency (negative: the ban was in
-//! force before the answer reached the caller, as the map is written before it answers).
+//! Latency method: `guard_tests::latency` (the map is written before the API answers, so
+//! the latency is often negative).
 
 use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv4Addr, UdpSocket},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
 use guard_tests::{
     bench_record::{percentile, record},
     daemon::{Guardd, bulk_bans_body},
+    latency::DropClock,
     netns::Testbed,
-    packet::udp4,
     traffic::RawSender,
 };
 
@@ -44,60 +37,13 @@ fn main() -> anyhow::Result<()> {
         "MiB",
         &[rest_kib / 1024.0],
     );
-    let sock = bed
-        .server
-        .run(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind"));
-    let port = sock.local_addr()?.port();
-    sock.set_read_timeout(Some(Duration::from_millis(20)))?;
-    // Highest sequence number seen per source.
-    let seen: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (seen, stop) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 256];
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok((len, from)) = sock.recv_from(&mut buf)
-                    && len >= 4
-                {
-                    let seq = u32::from_be_bytes(buf[..4].try_into().unwrap());
-                    let mut s = seen.lock().unwrap();
-                    let e = s.entry(from.ip()).or_insert(0);
-                    *e = (*e).max(seq);
-                }
-            }
-        })
-    };
+    let clock = DropClock::start(&bed.server);
     let tx = RawSender::open(&bed.client, &bed.client_if);
     let mut latencies = Vec::with_capacity(n);
     let mut calls = Vec::with_capacity(n);
     for i in 0..n {
         let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 32, 0)) + i as u32);
-        let frame = |seq: u32| {
-            let mut f = udp4(src, port);
-            f[42..46].copy_from_slice(&seq.to_be_bytes());
-            f[40..42].copy_from_slice(&[0, 0]); // IPv4 UDP: checksum 0 means none
-            f
-        };
-        let done = AtomicBool::new(false);
-        let (sends, returned) = std::thread::scope(|s| {
-            let sender = s.spawn(|| {
-                let mut sends = Vec::new();
-                let start = Instant::now();
-                let mut seq = 1u32;
-                // 20k pps, until 20 ms after the call returned (bounded to 2 s).
-                while !done.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(2) {
-                    let due = (start.elapsed().as_secs_f64() * 20_000.0) as u32 + 1;
-                    while seq <= due {
-                        tx.send(&frame(seq));
-                        sends.push(Instant::now());
-                        seq += 1;
-                    }
-                    std::hint::spin_loop();
-                }
-                sends
-            });
-            std::thread::sleep(Duration::from_millis(5));
+        let latency = clock.measure(&tx, src, Duration::from_millis(20), || {
             let t0 = Instant::now();
             let (code, _) = g.api(
                 "POST",
@@ -107,28 +53,10 @@ fn main() -> anyhow::Result<()> {
             let t1 = Instant::now();
             assert_eq!(code, 200);
             calls.push(t1 - t0);
-            std::thread::sleep(Duration::from_millis(20));
-            done.store(true, Ordering::Relaxed);
-            (sender.join().unwrap(), t1)
+            t1
         });
-        std::thread::sleep(Duration::from_millis(10));
-        let last = seen
-            .lock()
-            .unwrap()
-            .get(&IpAddr::V4(src))
-            .copied()
-            .unwrap_or(0);
-        let first_dropped = last as usize; // sends[k] is seq k + 1
-        anyhow::ensure!(first_dropped < sends.len(), "ban {i}: every packet arrived");
-        let at = sends[first_dropped];
-        latencies.push(if at >= returned {
-            (at - returned).as_secs_f64()
-        } else {
-            -(returned - at).as_secs_f64()
-        });
+        latencies.push(latency.map_err(|e| anyhow::anyhow!("ban {i}: {e}"))?);
     }
-    stop.store(true, Ordering::Relaxed);
-    reader.join().unwrap();
     let mut us: Vec<f64> = latencies.iter().map(|l| l * 1e6).collect();
     let mut call_us: Vec<f64> = calls.iter().map(|d| d.as_secs_f64() * 1e6).collect();
     let before = latencies.iter().filter(|l| **l < 0.0).count();

@@ -1,0 +1,253 @@
+//! Fleet benchmarks: release guardd hosts in namespaces of their own sharing verdicts through
+//! a real nats-server (Debian's 2.9, JetStream, file storage) in a hub namespace.
+//! - propagation: a ban's API return on host A to the first packet dropped on host C (the
+//!   `latency` method, the stream sent to C), over N bans;
+//! - sustained bans: A and B each ban 1,000 sources a second for 10 s; C must hold them all;
+//! - NATS down: A's local verdict latency against a host without a fleet, in the same run;
+//!   then a backlog of 10,000 bans made while it was down, until C holds them;
+//! - a host joining a fleet that holds 100,000+ bans: start to every ban in its kernel.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use guard_tests::{
+    bed::GuardBed,
+    bench_record::{percentile, record},
+    daemon::bulk_bans_body,
+    fleet::{FleetBed, within},
+    latency::DropClock,
+};
+
+fn main() -> anyhow::Result<()> {
+    let n: usize = guard_tests::arg_or(1, 1000);
+    let mut f = FleetBed::new(false);
+    for node in ["a", "b", "c"] {
+        f.add_host(node, "");
+    }
+    f.wait_in_sync(Duration::from_secs(20));
+    propagation(&f, n)?;
+    sustained(&f, n)?;
+    nats_down(&mut f)?;
+    join(&mut f)?;
+    Ok(())
+}
+
+fn bans_active(h: &GuardBed) -> u64 {
+    h.g.api("GET", "/v1/stats", None).1["bans_active"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn outbox(h: &GuardBed) -> u64 {
+    h.g.api("GET", "/v1/status", None).1["fleet"]["outbox"]
+        .as_u64()
+        .unwrap_or(u64::MAX)
+}
+
+/// A ban call on `h`; returns when it returned.
+fn ban(h: &GuardBed, src: Ipv4Addr) -> Instant {
+    let (code, body) = h.g.api(
+        "POST",
+        "/v1/bans",
+        Some(&format!(r#"{{"cidr":"{src}","ttl_secs":600}}"#)),
+    );
+    let t = Instant::now();
+    assert_eq!(code, 200, "{body}");
+    t
+}
+
+fn nth(base: [u8; 4], i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::from(base)) + i as u32)
+}
+
+fn propagation(f: &FleetBed, n: usize) -> anyhow::Result<()> {
+    let (a, c) = (&f.hosts[0], &f.hosts[2]);
+    let clock = DropClock::start(&c.bed.server);
+    let mut us = Vec::with_capacity(n);
+    for i in 0..n {
+        let src = nth([198, 18, 32, 0], i);
+        let l = clock.measure(&c.tx, src, Duration::from_millis(60), || ban(a, src));
+        us.push(l.map_err(|e| anyhow::anyhow!("ban {i} on A, seen on C: {e}"))? * 1e6);
+    }
+    println!(
+        "fleet: propagation over {n} bans, one nats-server (JetStream file storage), release guardd"
+    );
+    println!(
+        "  ban's API return on A -> first packet dropped on C: p50 {:.0} us, p99 {:.0} us, max {:.0} us",
+        percentile(&mut us, 0.5),
+        percentile(&mut us, 0.99),
+        us[us.len() - 1]
+    );
+    record(
+        "fleet",
+        "propagation, API return on A to first drop on C",
+        "us",
+        &us,
+    );
+    Ok(())
+}
+
+fn sustained(f: &FleetBed, before: usize) -> anyhow::Result<()> {
+    let (secs, per_sec, per_call) = (10usize, 1000usize, 50usize);
+    let c = &f.hosts[2];
+    let rss_before = c.g.rss_kib() as f64 / 1024.0;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (h, host) in f.hosts[..2].iter().enumerate() {
+            s.spawn(move || {
+                let calls = secs * per_sec / per_call;
+                for k in 0..calls {
+                    let due = Duration::from_secs_f64(k as f64 * per_call as f64 / per_sec as f64);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    let first = nth([198, 18, 64, 0], h * secs * per_sec + k * per_call);
+                    host.ok(
+                        "POST",
+                        "/v1/bans",
+                        &bulk_bans_body(first, per_call as u32, 600),
+                    );
+                }
+            });
+        }
+    });
+    let made = Instant::now();
+    let want = (before + 2 * secs * per_sec) as u64;
+    let all = within(Duration::from_secs(30), || bans_active(c) == want);
+    let held = bans_active(c);
+    anyhow::ensure!(all.is_some(), "C holds {held} of {want} bans");
+    let rss_after = c.g.rss_kib() as f64 / 1024.0;
+    println!(
+        "fleet: A and B each banning 1,000 sources/s for {secs} s ({} bans/s across the fleet, {per_call} per call): \
+         C held all {held} {:.2} s after the last call ({:.1} s of load); C's RSS {rss_before:.1} -> {rss_after:.1} MiB",
+        2 * per_sec,
+        all.unwrap().as_secs_f64(),
+        (made - start).as_secs_f64(),
+    );
+    record(
+        "fleet",
+        "2,000 bans/s for 10 s: C complete after the last call",
+        "s",
+        &[all.unwrap().as_secs_f64()],
+    );
+    record(
+        "fleet",
+        "2,000 bans/s for 10 s: C's RSS after",
+        "MiB",
+        &[rss_after],
+    );
+    Ok(())
+}
+
+fn nats_down(f: &mut FleetBed) -> anyhow::Result<()> {
+    let m = 300;
+    // The reference: a host without a fleet, measured in the same run.
+    let alone = GuardBed::start("");
+    let local = |h: &GuardBed, base: [u8; 4]| -> anyhow::Result<Vec<f64>> {
+        let clock = DropClock::start(&h.bed.server);
+        let mut calls = Vec::with_capacity(m);
+        for i in 0..m {
+            let src = nth(base, i);
+            clock.measure(&h.tx, src, Duration::from_millis(20), || {
+                let t0 = Instant::now();
+                let t = ban(h, src);
+                calls.push((t - t0).as_secs_f64() * 1e6);
+                t
+            })?;
+        }
+        Ok(calls)
+    };
+    let mut reference = local(&alone, [198, 18, 40, 0])?;
+    drop(alone);
+    for s in &mut f.nats {
+        s.stop();
+    }
+    let a = &f.hosts[0];
+    let gone = within(Duration::from_secs(10), || {
+        a.g.api("GET", "/v1/status", None).1["fleet"]["connected"] == false
+    });
+    anyhow::ensure!(gone.is_some(), "A still connected with NATS down");
+    let mut down = local(a, [198, 18, 44, 0])?;
+    let (r99, d99) = (
+        percentile(&mut reference, 0.99),
+        percentile(&mut down, 0.99),
+    );
+    println!(
+        "fleet: NATS down, a ban through A's API ({m} bans, durable): round trip p50 {:.0} us, p99 {d99:.0} us; \
+         a host without a fleet in the same run: p50 {:.0} us, p99 {r99:.0} us (ratio p99 {:.2})",
+        percentile(&mut down, 0.5),
+        percentile(&mut reference, 0.5),
+        d99 / r99
+    );
+    record("fleet", "NATS down: local ban round trip", "us", &down);
+    record("fleet", "no fleet: local ban round trip", "us", &reference);
+    // A backlog made while NATS is down.
+    let c_before = bans_active(&f.hosts[2]);
+    f.hosts[0].ok(
+        "POST",
+        "/v1/bans",
+        &bulk_bans_body(Ipv4Addr::new(198, 19, 64, 0), 10_000, 3600),
+    );
+    let queued = outbox(&f.hosts[0]);
+    for s in &mut f.nats {
+        s.resume();
+    }
+    let back = Instant::now();
+    let want = c_before + m as u64 + 10_000;
+    let flushed = within(Duration::from_secs(60), || bans_active(&f.hosts[2]) == want);
+    let held = bans_active(&f.hosts[2]);
+    anyhow::ensure!(
+        flushed.is_some(),
+        "C holds {held} of {want} after NATS returned"
+    );
+    let secs = back.elapsed().as_secs_f64();
+    println!(
+        "fleet: {queued} bans queued on A while NATS was down, all on C {secs:.2} s after nats-server was ready again"
+    );
+    record(
+        "fleet",
+        "backlog of 10,000+ bans on C after NATS returns",
+        "s",
+        &[secs],
+    );
+    Ok(())
+}
+
+fn join(f: &mut FleetBed) -> anyhow::Result<()> {
+    let body = format!(
+        "[{}]",
+        (0..100_000u32)
+            .map(|i| format!(
+                r#"{{"cidr":"2001:db8:f::{:x}:{:x}","ttl_secs":3600}}"#,
+                i >> 16,
+                i & 0xffff
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    f.hosts[0].ok("POST", "/v1/bans", &body);
+    let published = within(Duration::from_secs(60), || outbox(&f.hosts[0]) == 0);
+    anyhow::ensure!(published.is_some(), "A did not publish its 100,000 bans");
+    let held = bans_active(&f.hosts[0]);
+    let start = Instant::now();
+    let e = f.add_host("e", "");
+    let api = start.elapsed();
+    let all = within(Duration::from_secs(60), || bans_active(&f.hosts[e]) == held);
+    let got = bans_active(&f.hosts[e]);
+    anyhow::ensure!(all.is_some(), "the new host holds {got} of {held}");
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "fleet: a host joining a fleet holding {held} bans: all in its kernel {secs:.2} s after it was started \
+         (its API up at {:.2} s)",
+        api.as_secs_f64()
+    );
+    record(
+        "fleet",
+        "a host joining 100,000+ bans: all in its kernel",
+        "s",
+        &[secs],
+    );
+    Ok(())
+}
