@@ -11,7 +11,7 @@ use super::Engine;
 use crate::{
     config::Config,
     kernel::clock::monotonic_ns,
-    state::{Change, Contents, OutboxRow, StateDb, changes_between},
+    state::{Change, Commit, Contents, OutboxRow, StateDb, changes_between},
     verdicts::DynamicTable,
 };
 
@@ -29,6 +29,8 @@ pub(super) struct Durable {
     opened_with: Contents,
     /// The fleet outbox it held, until the fleet takes it.
     opened_outbox: Vec<OutboxRow>,
+    /// A commit waits for the next durable one (`Commit::WithTheNext`).
+    deferred: bool,
 }
 
 impl Durable {
@@ -127,6 +129,16 @@ impl Engine {
     /// with any the database refused before, in one transaction. Called with the verdict
     /// table locked, so changes reach the database in the order they reached the kernel.
     pub(super) fn persist(&self, t: &mut DynamicTable, queued: Vec<Change>) -> bool {
+        self.persist_with(t, queued, Commit::Durable)
+    }
+
+    /// As `persist`, committed as `commit` says.
+    pub(super) fn persist_with(
+        &self,
+        t: &mut DynamicTable,
+        queued: Vec<Change>,
+        commit: Commit,
+    ) -> bool {
         let mut d = self.durable.lock().expect("durable lock");
         let mut changes = t.take_journal();
         changes.extend(queued);
@@ -135,11 +147,12 @@ impl Engine {
             db,
             unsaved,
             failing,
+            deferred,
             ..
         } = &mut *d;
         let Some(path) = path else { return true };
         unsaved.extend(changes);
-        if unsaved.is_empty() {
+        if unsaved.is_empty() && !(*deferred && commit == Commit::Durable) {
             return true;
         }
         if failing.is_some() || db.is_none() {
@@ -147,9 +160,9 @@ impl Engine {
             *db = None;
         }
         let written = match db {
-            Some(open) => open.apply(unsaved),
+            Some(open) => open.apply_with(unsaved, commit),
             None => StateDb::reopen(path).and_then(|open| {
-                let res = open.apply(unsaved);
+                let res = open.apply_with(unsaved, commit);
                 *db = Some(open);
                 res
             }),
@@ -168,6 +181,7 @@ impl Engine {
                 }
                 // Not just cleared: a 100,000-entry call would keep its capacity for good.
                 *unsaved = Vec::new();
+                *deferred = commit == Commit::WithTheNext;
                 true
             }
             Err(e) => {

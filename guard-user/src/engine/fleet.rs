@@ -11,7 +11,7 @@ use super::Engine;
 use crate::{
     fleet::{Fleet, record::Record},
     kernel::clock::{monotonic_ns, unix_now_ns},
-    state::{Change, OutboxRow},
+    state::{Change, Commit, OutboxRow},
     verdicts::{DynError, DynamicTable, Entry, Kind, Request},
 };
 
@@ -88,11 +88,12 @@ impl Engine {
         self.defer_changes(sent);
     }
 
-    /// Applies changes another node made to `kind`, in order, as one durable write. A put
+    /// Applies changes another node made to `kind`, in order, as one write committed as
+    /// `commit` says (a catch-up defers durability to its end). A put
     /// is skipped when this host has a newer verdict of its own for the prefix (queued,
     /// not yet published), a local entry there, or the same entry already; a put the table
     /// refuses (inside an allow, table full) is logged and skipped, the others applied.
-    pub fn apply_remote(&self, kind: Kind, ops: Vec<RemoteOp>) -> RemoteApplied {
+    pub fn apply_remote(&self, kind: Kind, ops: Vec<RemoteOp>, commit: Commit) -> RemoteApplied {
         let mut out = RemoteApplied::default();
         let Some(f) = &self.fleet else { return out };
         let mut t = self.verdicts();
@@ -131,7 +132,7 @@ impl Engine {
             }
         }
         self.add_remote(&mut t, kind, puts, &mut out);
-        self.persist(&mut t, Vec::new());
+        self.persist_with(&mut t, Vec::new(), commit);
         self.publish(&t);
         drop(t);
         let now = unix_now_ns();

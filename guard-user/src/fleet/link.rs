@@ -135,7 +135,15 @@ async fn session(
     fleet: &Arc<Fleet>,
     client: &async_nats::Client,
 ) -> Result<(), FleetError> {
-    if client.connection_state() != async_nats::connection::State::Connected {
+    // The client connects (and reconnects) by itself: give it a moment before saying so.
+    let connected = || client.connection_state() == async_nats::connection::State::Connected;
+    for _ in 0..40 {
+        if connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !connected() {
         return Err(FleetError::Nats {
             what: "NATS is not reachable".into(),
             source: "not connected".into(),

@@ -34,6 +34,8 @@ pub struct Fleet {
     applied: [AtomicU64; 4],
     /// Seconds from a verdict made on another node to in force here (live changes only).
     pub propagation: Histogram,
+    /// The last bucket revision applied, bans then allows: a new session resumes after it.
+    revisions: [AtomicU64; 2],
 }
 
 /// Kinds of remote change, as `guard_fleet_applied_total{kind}` names them.
@@ -61,6 +63,7 @@ impl Fleet {
             in_sync: AtomicBool::new(false),
             last_applied_unix_ns: AtomicU64::new(0),
             applied: Default::default(),
+            revisions: Default::default(),
             propagation: Histogram::new(
                 [
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -75,6 +78,10 @@ impl Fleet {
             self.applied[applied_index(kind, put)].fetch_add(n as u64, Relaxed);
             self.last_applied_unix_ns.store(now_unix, Relaxed);
         }
+    }
+
+    pub(crate) fn revision(&self, kind: Kind) -> &AtomicU64 {
+        &self.revisions[usize::from(kind == Kind::Allow)]
     }
 
     /// Remote changes applied, in `APPLIED_KINDS` order.

@@ -22,11 +22,14 @@ use super::{
 use crate::{
     engine::{Engine, RemoteOp},
     kernel::clock::unix_now_ns,
+    state::Commit,
     verdicts::{Kind, Request},
 };
 
-/// Changes applied per engine call (one durable write) while they arrive faster.
+/// Changes applied per engine call (one write) while they arrive faster.
 const APPLY_BATCH: usize = 4096;
+/// How long a catch-up batch waits for more entries before it is applied.
+const CATCHUP_GATHER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The buckets of a session still catching up; the fleet is in sync when none is.
 pub(super) struct Catchup(AtomicUsize);
@@ -52,53 +55,85 @@ pub(super) async fn follow(
     catchup: &Catchup,
 ) -> Result<(), FleetError> {
     let bucket = record::bucket(kind);
-    let held = store
+    let state = store
         .status()
         .await
         .map_err(|e| nats(format!("reading bucket {bucket}"))(e.into()))?
         .info
-        .state
-        .messages;
-    let mut watch = store
-        .watch_with_history(">")
-        .await
-        .map_err(|e| nats(format!("watching bucket {bucket}"))(e.into()))?;
-    let mut present: Option<HashSet<ipnet::IpNet>> = Some(HashSet::new());
-    if held == 0 {
-        caught_up(engine, fleet, kind, present.take().expect("once"), catchup).await;
+        .state;
+    // Back after an outage: what changed since the last change applied, when the stream
+    // still holds all of it (deletions included). Else, and at start, the whole state.
+    let seen = fleet.revision(kind).load(Relaxed);
+    let resume = seen > 0 && seen <= state.last_sequence && seen + 1 >= state.first_sequence;
+    let watched = match resume {
+        true => store.watch_all_from_revision(seen + 1).await,
+        false => store.watch_with_history(">").await,
+    };
+    let mut watch = watched.map_err(|e| nats(format!("watching bucket {bucket}"))(e.into()))?;
+    // The prefixes the bucket holds, gathered by a whole catch-up.
+    let mut present: Option<HashSet<ipnet::IpNet>> = (!resume).then(HashSet::new);
+    let mut catching_up = true;
+    if state.messages == 0 || (resume && seen == state.last_sequence) {
+        caught_up(engine, fleet, kind, present.take(), catchup).await;
+        catching_up = false;
     }
     loop {
-        let mut batch = vec![next(&mut watch, bucket).await?];
-        while batch.len() < APPLY_BATCH {
-            match watch.next().now_or_never() {
-                Some(Some(e)) => {
-                    batch.push(e.map_err(|e| nats(format!("watching bucket {bucket}"))(e.into()))?)
-                }
-                Some(None) => return Err(FleetError::WatchEnded { bucket }),
-                None => break,
-            }
-        }
+        let batch = gather(&mut watch, bucket, catching_up).await?;
         let now = unix_now_ns();
-        let live = present.is_none();
         let last = batch.last().is_some_and(|e| e.delta == 0);
+        let revision = batch.iter().map(|e| e.revision).max().unwrap_or(0);
         let ops = ops_of(batch, now, present.as_mut());
         let e = engine.clone();
-        let applied = tokio::task::spawn_blocking(move || e.apply_remote(kind, ops))
+        // Durable at the end of the catch-up (what it applies can be fetched again).
+        let commit = match catching_up {
+            true => Commit::WithTheNext,
+            false => Commit::Durable,
+        };
+        let applied = tokio::task::spawn_blocking(move || e.apply_remote(kind, ops, commit))
             .await
             .expect("applying the fleet's verdicts");
-        if live {
+        fleet.revision(kind).fetch_max(revision, Relaxed);
+        if !catching_up {
             for created in applied.put {
                 fleet
                     .propagation
                     .observe(now.saturating_sub(created) as f64 / 1e9);
             }
         }
-        if let (Some(p), true) = (&present, last) {
-            let p = p.clone();
-            present = None;
-            caught_up(engine, fleet, kind, p, catchup).await;
+        if catching_up && last {
+            caught_up(engine, fleet, kind, present.take(), catchup).await;
+            catching_up = false;
         }
     }
+}
+
+/// The next entries to apply. Catching up, a batch waits a little for more (the server
+/// sends in flow-controlled windows): fewer, larger writes. Live, what has arrived goes at
+/// once.
+async fn gather(
+    watch: &mut kv::Watch,
+    bucket: &'static str,
+    catching_up: bool,
+) -> Result<Vec<kv::Entry>, FleetError> {
+    let mut batch = vec![next(watch, bucket).await?];
+    let deadline = tokio::time::Instant::now() + CATCHUP_GATHER;
+    while batch.len() < APPLY_BATCH && batch.last().is_some_and(|e| e.delta > 0 || !catching_up) {
+        let more = match watch.next().now_or_never() {
+            Some(more) => more,
+            None if catching_up => match tokio::time::timeout_at(deadline, watch.next()).await {
+                Ok(more) => more,
+                Err(_) => break,
+            },
+            None => break,
+        };
+        match more {
+            Some(e) => {
+                batch.push(e.map_err(|e| nats(format!("watching bucket {bucket}"))(e.into()))?)
+            }
+            None => return Err(FleetError::WatchEnded { bucket }),
+        }
+    }
+    Ok(batch)
 }
 
 async fn next(watch: &mut kv::Watch, bucket: &'static str) -> Result<kv::Entry, FleetError> {
@@ -153,17 +188,34 @@ async fn caught_up(
     engine: &Arc<Engine>,
     fleet: &Fleet,
     kind: Kind,
-    present: HashSet<ipnet::IpNet>,
+    present: Option<HashSet<ipnet::IpNet>>,
     catchup: &Catchup,
 ) {
-    let e = engine.clone();
-    let held = present.len();
-    let removed = tokio::task::spawn_blocking(move || e.forget_remote_missing(kind, &present))
-        .await
-        .expect("removing what the fleet removed");
-    info!(
-        bucket = record::bucket(kind),
-        held, removed, "fleet: caught up with the bucket"
-    );
+    match present {
+        // A whole catch-up: what other nodes made that the bucket no longer holds goes.
+        Some(present) => {
+            let e = engine.clone();
+            let held = present.len();
+            let removed =
+                tokio::task::spawn_blocking(move || e.forget_remote_missing(kind, &present))
+                    .await
+                    .expect("removing what the fleet removed");
+            info!(
+                bucket = record::bucket(kind),
+                held, removed, "fleet: caught up with the bucket"
+            );
+        }
+        None => {
+            let e = engine.clone();
+            // What the resumed catch-up applied, on disk now.
+            tokio::task::spawn_blocking(move || e.apply_remote(kind, Vec::new(), Commit::Durable))
+                .await
+                .expect("committing the catch-up");
+            info!(
+                bucket = record::bucket(kind),
+                "fleet: caught up with the changes made while away"
+            );
+        }
+    }
     catchup.one_done(fleet);
 }

@@ -82,6 +82,16 @@ pub enum Change {
     },
 }
 
+/// When a transaction reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Before `apply` returns (one fdatasync).
+    Durable,
+    /// With the next durable commit: for a burst of changes that can be fetched again (the
+    /// fleet's catch-up), made durable at its end.
+    WithTheNext,
+}
+
 /// A verdict made here waiting for the fleet; `record` is the fleet's encoding of it,
 /// none for a removal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +205,13 @@ impl StateDb {
 
     /// Applies `changes` in one transaction, on disk when this returns.
     pub fn apply(&self, changes: &[Change]) -> Result<(), StateError> {
-        self.write(|entries, history, outbox| {
+        self.apply_with(changes, Commit::Durable)
+    }
+
+    /// Applies `changes` in one transaction, on disk when this returns unless `commit` is
+    /// `Commit::WithTheNext` (then with the next durable one; a crash before it loses them).
+    pub fn apply_with(&self, changes: &[Change], commit: Commit) -> Result<(), StateError> {
+        self.write(commit, |entries, history, outbox| {
             for c in changes {
                 match c {
                     Change::Put(s) => {
@@ -230,13 +246,18 @@ impl StateDb {
 
     fn write(
         &self,
+        commit: Commit,
         f: impl FnOnce(
             &mut redb::Table<&[u8], &[u8]>,
             &mut redb::Table<&[u8], &[u8]>,
             &mut redb::Table<&[u8], &[u8]>,
         ) -> Result<(), redb::StorageError>,
     ) -> Result<(), StateError> {
-        let tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
+        let mut tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
+        if commit == Commit::WithTheNext {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| self.err()(e.into()))?;
+        }
         {
             let mut entries = tx.open_table(ENTRIES).map_err(|e| self.err()(e.into()))?;
             let mut history = tx.open_table(HISTORY).map_err(|e| self.err()(e.into()))?;

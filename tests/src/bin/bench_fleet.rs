@@ -143,8 +143,6 @@ fn sustained(f: &FleetBed, before: usize) -> anyhow::Result<()> {
 
 fn nats_down(f: &mut FleetBed) -> anyhow::Result<()> {
     let m = 300;
-    // The reference: a host without a fleet, measured in the same run.
-    let alone = GuardBed::start("");
     let local = |h: &GuardBed, base: [u8; 4]| -> anyhow::Result<Vec<f64>> {
         let clock = DropClock::start(&h.bed.server);
         let mut calls = Vec::with_capacity(m);
@@ -159,8 +157,26 @@ fn nats_down(f: &mut FleetBed) -> anyhow::Result<()> {
         }
         Ok(calls)
     };
+    // The reference, in the same run: a host without a fleet holding as many bans as A (a
+    // commit's cost grows with the database).
+    let alone = GuardBed::start("");
+    let held = bans_active(&f.hosts[0]) as u32;
+    alone.ok(
+        "POST",
+        "/v1/bans",
+        &bulk_bans_body(Ipv4Addr::new(198, 18, 160, 0), held, 3600),
+    );
     let mut reference = local(&alone, [198, 18, 40, 0])?;
     drop(alone);
+    let mut up = local(&f.hosts[0], [198, 18, 48, 0])?;
+    let published = within(Duration::from_secs(10), || outbox(&f.hosts[0]) == 0);
+    anyhow::ensure!(published.is_some(), "A did not publish its bans");
+    let c = &f.hosts[2];
+    let c_before = within(Duration::from_secs(10), || {
+        bans_active(c) == bans_active(&f.hosts[0])
+    })
+    .map(|_| bans_active(c));
+    let c_before = c_before.ok_or_else(|| anyhow::anyhow!("C does not hold what A holds"))?;
     for s in &mut f.nats {
         s.stop();
     }
@@ -170,21 +186,18 @@ fn nats_down(f: &mut FleetBed) -> anyhow::Result<()> {
     });
     anyhow::ensure!(gone.is_some(), "A still connected with NATS down");
     let mut down = local(a, [198, 18, 44, 0])?;
-    let (r99, d99) = (
-        percentile(&mut reference, 0.99),
-        percentile(&mut down, 0.99),
-    );
+    let mut p = |v: &mut Vec<f64>| (percentile(v, 0.5), percentile(v, 0.99));
+    let ((r50, r99), (u50, u99), (d50, d99)) = (p(&mut reference), p(&mut up), p(&mut down));
     println!(
-        "fleet: NATS down, a ban through A's API ({m} bans, durable): round trip p50 {:.0} us, p99 {d99:.0} us; \
-         a host without a fleet in the same run: p50 {:.0} us, p99 {r99:.0} us (ratio p99 {:.2})",
-        percentile(&mut down, 0.5),
-        percentile(&mut reference, 0.5),
+        "fleet: a durable ban through the API, round trip over {m} bans, {held} bans held: \
+         no fleet p50 {r50:.0} us p99 {r99:.0} us; NATS up p50 {u50:.0} us p99 {u99:.0} us; \
+         NATS down p50 {d50:.0} us p99 {d99:.0} us (p99 down / no fleet {:.2})",
         d99 / r99
     );
     record("fleet", "NATS down: local ban round trip", "us", &down);
+    record("fleet", "NATS up: local ban round trip", "us", &up);
     record("fleet", "no fleet: local ban round trip", "us", &reference);
     // A backlog made while NATS is down.
-    let c_before = bans_active(&f.hosts[2]);
     f.hosts[0].ok(
         "POST",
         "/v1/bans",

@@ -171,6 +171,9 @@ fn a_host_that_starts_later_catches_up_and_escalation_counts_fleet_wide() {
         synced.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+    for l in f.hosts[1].g.log().lines().filter(|l| l.contains("fleet")) {
+        eprintln!("C: {l}");
+    }
     assert!(entry(&f.hosts[1], "/v1/bans", "198.18.0.6/32").is_none());
     assert_eq!(f.hosts[1].deliver(client4(3), 20), 0, "caught up, enforced");
     // Escalation is fleet-wide: a second ban on C of a source banned once on A.
