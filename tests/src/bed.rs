@@ -59,7 +59,8 @@ impl GuardBed {
     /// An API call that must answer 200; its JSON.
     pub fn ok(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
         let (code, json) = self.g.api(method, path, Some(body));
-        assert_eq!(code, 200, "{method} {path} {body}: {json}");
+        let shown: String = body.chars().take(200).collect();
+        assert_eq!(code, 200, "{method} {path} {shown}: {json}");
         json
     }
 

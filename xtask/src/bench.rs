@@ -321,7 +321,13 @@ fn markdown(
         &|f| f <= 5.0,
     );
     t += &target(
-        "2,000 bans/s across the fleet for 10 s: none lost (s to complete after the last call)",
+        "2,000 bans/s made across the fleet for 10 s (rate reached)",
+        get("sustained bans: rate made across the fleet"),
+        "bans/s",
+        &|f| f >= 1950.0,
+    );
+    t += &target(
+        "... none lost: all on another host within 5 s of the last call",
         get("2,000 bans/s for 10 s: C complete after the last call"),
         "s",
         &|f| f <= 5.0,

@@ -73,6 +73,9 @@ pub(super) async fn follow(
     // The prefixes the bucket holds, gathered by a whole catch-up.
     let mut present: Option<HashSet<ipnet::IpNet>> = (!resume).then(HashSet::new);
     let mut catching_up = true;
+    // How the catch-up spent its time: in all, and applying (the rest is NATS delivering).
+    let (started, mut applying) = (std::time::Instant::now(), std::time::Duration::ZERO);
+    let mut batches = 0usize;
     if state.messages == 0 || (resume && seen == state.last_sequence) {
         caught_up(engine, fleet, kind, present.take(), catchup).await;
         catching_up = false;
@@ -89,9 +92,12 @@ pub(super) async fn follow(
             true => Commit::WithTheNext,
             false => Commit::Durable,
         };
+        let t = std::time::Instant::now();
         let applied = tokio::task::spawn_blocking(move || e.apply_remote(kind, ops, commit))
             .await
             .expect("applying the fleet's verdicts");
+        applying += t.elapsed();
+        batches += 1;
         fleet.revision(kind).fetch_max(revision, Relaxed);
         if !catching_up {
             for created in applied.put {
@@ -101,6 +107,13 @@ pub(super) async fn follow(
             }
         }
         if catching_up && last {
+            info!(
+                bucket,
+                secs = started.elapsed().as_secs_f64(),
+                applying_secs = applying.as_secs_f64(),
+                batches,
+                "fleet: catch-up received"
+            );
             caught_up(engine, fleet, kind, present.take(), catchup).await;
             catching_up = false;
         }

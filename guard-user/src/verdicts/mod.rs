@@ -36,7 +36,7 @@ use crate::{
     verdicts::regions::Regions,
 };
 use history::History;
-use scan::{lens_of, meta_key, net_of, scan};
+use scan::{length_of, lens_of_lengths, meta_key, net_of, scan};
 use undo::Undo;
 
 use crate::state::{Change, Stored, StoredHistory};
@@ -64,6 +64,10 @@ pub struct DynamicTable {
     regions: Regions,
     entries: BTreeMap<IpNet, Entry>,
     expiry: BTreeSet<(u64, IpNet)>,
+    /// Entries per (family, length): the lengths the kernel probes, without a scan.
+    lengths: BTreeMap<(bool, u8), usize>,
+    /// The temporary allows (a ban inside one is refused), without a scan.
+    allow_nets: BTreeSet<IpNet>,
     history: History,
     bans: usize,
     allows: usize,
@@ -112,6 +116,8 @@ impl DynamicTable {
             regions: Regions::default(),
             entries: BTreeMap::new(),
             expiry: BTreeSet::new(),
+            lengths: BTreeMap::new(),
+            allow_nets: BTreeSet::new(),
             history: History::new(hist_capacity, found),
             bans: 0,
             allows: 0,
@@ -161,7 +167,12 @@ impl DynamicTable {
 
     /// The prefix lengths the kernel must probe, longest first.
     pub fn lens(&self) -> Result<DynLens, DynError> {
-        lens_of(self.entries.keys())
+        lens_of_lengths(self.lengths.keys().copied())
+    }
+
+    /// The lengths with `nets` added.
+    fn lens_with<'a>(&self, nets: impl Iterator<Item = &'a IpNet>) -> Result<DynLens, DynError> {
+        lens_of_lengths(self.lengths.keys().copied().chain(nets.map(length_of)))
     }
 
     /// Adds entries of one kind, all or none. `static_allows` are the allow list's entries
@@ -181,7 +192,7 @@ impl DynamicTable {
         let reqs = policy::last_of_each(reqs);
         self.check(kind, &reqs, static_allows)?;
         let old_lens = self.lens()?;
-        let new_lens = lens_of(self.entries.keys().chain(reqs.iter().map(|r| &r.net)))?;
+        let new_lens = self.lens_with(reqs.iter().map(|r| &r.net))?;
         let plan = policy::plan(
             kind,
             &reqs,
@@ -247,12 +258,7 @@ impl DynamicTable {
             let allows: HashSet<IpNet> = static_allows
                 .iter()
                 .copied()
-                .chain(
-                    self.entries
-                        .values()
-                        .filter(|e| e.kind == Kind::Allow)
-                        .map(|e| e.net),
-                )
+                .chain(self.allow_nets.iter().copied())
                 .collect();
             if let Some((net, allow)) = policy::covered_by_allow(reqs, &allows) {
                 return Err(DynError::CoveredByAllow { net, allow });
@@ -365,7 +371,7 @@ impl DynamicTable {
             .filter_map(|s| s.to_entry(now_mono, now_unix))
             .map(policy::restored)
             .collect();
-        let lens = lens_of(self.entries.keys().chain(plan.iter().map(|p| &p.entry.net)))?;
+        let lens = self.lens_with(plan.iter().map(|p| &p.entry.net))?;
         set_lens(&lens).map_err(DynError::Lens)?;
         let mut undo = Undo::default();
         self.write(&plan, &[], &mut undo)?;
@@ -378,8 +384,12 @@ impl DynamicTable {
     fn index(&mut self, e: Entry) {
         match e.kind {
             Kind::Ban => self.bans += 1,
-            Kind::Allow => self.allows += 1,
+            Kind::Allow => {
+                self.allows += 1;
+                self.allow_nets.insert(e.net);
+            }
         }
+        *self.lengths.entry(length_of(&e.net)).or_default() += 1;
         if e.expires_mono_ns != 0 {
             self.expiry.insert((e.expires_mono_ns, e.net));
         }
@@ -390,7 +400,17 @@ impl DynamicTable {
         let e = self.entries.remove(net)?;
         match e.kind {
             Kind::Ban => self.bans -= 1,
-            Kind::Allow => self.allows -= 1,
+            Kind::Allow => {
+                self.allows -= 1;
+                self.allow_nets.remove(net);
+            }
+        }
+        let length = length_of(net);
+        if let Some(n) = self.lengths.get_mut(&length) {
+            *n -= 1;
+            if *n == 0 {
+                self.lengths.remove(&length);
+            }
         }
         self.expiry.remove(&(e.expires_mono_ns, e.net));
         Some(e)

@@ -126,14 +126,22 @@ pub fn pinned_entries(
     Ok(out)
 }
 
-/// The distinct prefix lengths of `nets` per family, longest first, as the kernel wants them.
-pub(super) fn lens_of<'a>(nets: impl Iterator<Item = &'a IpNet>) -> Result<DynLens, DynError> {
+/// A prefix's family (true: IPv6) and length: what the kernel probes it by.
+pub(super) fn length_of(net: &IpNet) -> (bool, u8) {
+    (matches!(net, IpNet::V6(_)), net.prefix_len())
+}
+
+/// The distinct lengths among (family, length) pairs, per family, longest first, as the
+/// kernel wants them.
+pub(super) fn lens_of_lengths(
+    lengths: impl Iterator<Item = (bool, u8)>,
+) -> Result<DynLens, DynError> {
     let mut v4 = BTreeSet::new();
     let mut v6 = BTreeSet::new();
-    for n in nets {
-        match n {
-            IpNet::V4(n) => v4.insert(n.prefix_len()),
-            IpNet::V6(n) => v6.insert(n.prefix_len()),
+    for (is_v6, len) in lengths {
+        match is_v6 {
+            false => v4.insert(len),
+            true => v6.insert(len),
         };
     }
     for (family, set) in [("IPv4", &v4), ("IPv6", &v6)] {

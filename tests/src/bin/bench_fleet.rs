@@ -28,9 +28,9 @@ fn main() -> anyhow::Result<()> {
     }
     f.wait_in_sync(Duration::from_secs(20));
     propagation(&f, n)?;
-    sustained(&f, n)?;
-    nats_down(&mut f)?;
     join(&mut f)?;
+    sustained(&f)?;
+    nats_down(&mut f)?;
     Ok(())
 }
 
@@ -56,6 +56,29 @@ fn ban(h: &GuardBed, src: Ipv4Addr) -> Instant {
     let t = Instant::now();
     assert_eq!(code, 200, "{body}");
     t
+}
+
+/// Bans of `count` IPv6 addresses in 2001:db8:<net>::/64, one hour each.
+fn v6_bans_body(net: u16, count: u32) -> String {
+    v6_bans_body_from(net, 0, count)
+}
+
+/// As `v6_bans_body`, from the `first`-th address.
+fn v6_bans_body_from(net: u16, first: u32, count: u32) -> String {
+    let one = |i: u32| {
+        format!(
+            r#"{{"cidr":"2001:db8:{net:x}::{:x}:{:x}","ttl_secs":3600}}"#,
+            i >> 16,
+            i & 0xffff
+        )
+    };
+    format!(
+        "[{}]",
+        (first..first + count)
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
 
 fn nth(base: [u8; 4], i: usize) -> Ipv4Addr {
@@ -89,9 +112,15 @@ fn propagation(f: &FleetBed, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sustained(f: &FleetBed, before: usize) -> anyhow::Result<()> {
-    let (secs, per_sec, per_call) = (10usize, 1000usize, 50usize);
+fn sustained(f: &FleetBed) -> anyhow::Result<()> {
+    let (secs, per_sec, per_call) = (10usize, 1000usize, 100usize);
     let c = &f.hosts[2];
+    // C has applied everything made so far (A's 100,000 arrive as live changes).
+    let settled = within(Duration::from_secs(60), || {
+        bans_active(c) == bans_active(&f.hosts[0])
+    });
+    anyhow::ensure!(settled.is_some(), "C does not hold what A holds");
+    let before = bans_active(c) as usize;
     let rss_before = c.g.rss_kib() as f64 / 1024.0;
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -114,17 +143,23 @@ fn sustained(f: &FleetBed, before: usize) -> anyhow::Result<()> {
         }
     });
     let made = Instant::now();
+    let rate = (2 * secs * per_sec) as f64 / (made - start).as_secs_f64();
     let want = (before + 2 * secs * per_sec) as u64;
     let all = within(Duration::from_secs(30), || bans_active(c) == want);
     let held = bans_active(c);
     anyhow::ensure!(all.is_some(), "C holds {held} of {want} bans");
     let rss_after = c.g.rss_kib() as f64 / 1024.0;
     println!(
-        "fleet: A and B each banning 1,000 sources/s for {secs} s ({} bans/s across the fleet, {per_call} per call): \
+        "fleet: A and B each banning 1,000 sources/s for {secs} s ({per_call} per call; {rate:.0} bans/s made across the fleet): \
          C held all {held} {:.2} s after the last call ({:.1} s of load); C's RSS {rss_before:.1} -> {rss_after:.1} MiB",
-        2 * per_sec,
         all.unwrap().as_secs_f64(),
         (made - start).as_secs_f64(),
+    );
+    record(
+        "fleet",
+        "sustained bans: rate made across the fleet",
+        "bans/s",
+        &[rate],
     );
     record(
         "fleet",
@@ -161,11 +196,10 @@ fn nats_down(f: &mut FleetBed) -> anyhow::Result<()> {
     // commit's cost grows with the database).
     let alone = GuardBed::start("");
     let held = bans_active(&f.hosts[0]) as u32;
-    alone.ok(
-        "POST",
-        "/v1/bans",
-        &bulk_bans_body(Ipv4Addr::new(198, 18, 160, 0), held, 3600),
-    );
+    for first in (0..held).step_by(100_000) {
+        let count = (held - first).min(100_000);
+        alone.ok("POST", "/v1/bans", &v6_bans_body_from(0xe, first, count));
+    }
     let mut reference = local(&alone, [198, 18, 40, 0])?;
     drop(alone);
     let mut up = local(&f.hosts[0], [198, 18, 48, 0])?;
@@ -186,7 +220,7 @@ fn nats_down(f: &mut FleetBed) -> anyhow::Result<()> {
     });
     anyhow::ensure!(gone.is_some(), "A still connected with NATS down");
     let mut down = local(a, [198, 18, 44, 0])?;
-    let mut p = |v: &mut Vec<f64>| (percentile(v, 0.5), percentile(v, 0.99));
+    let p = |v: &mut Vec<f64>| (percentile(v, 0.5), percentile(v, 0.99));
     let ((r50, r99), (u50, u99), (d50, d99)) = (p(&mut reference), p(&mut up), p(&mut down));
     println!(
         "fleet: a durable ban through the API, round trip over {m} bans, {held} bans held: \
@@ -229,18 +263,7 @@ fn nats_down(f: &mut FleetBed) -> anyhow::Result<()> {
 }
 
 fn join(f: &mut FleetBed) -> anyhow::Result<()> {
-    let body = format!(
-        "[{}]",
-        (0..100_000u32)
-            .map(|i| format!(
-                r#"{{"cidr":"2001:db8:f::{:x}:{:x}","ttl_secs":3600}}"#,
-                i >> 16,
-                i & 0xffff
-            ))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    f.hosts[0].ok("POST", "/v1/bans", &body);
+    f.hosts[0].ok("POST", "/v1/bans", &v6_bans_body(0xf, 100_000));
     let published = within(Duration::from_secs(60), || outbox(&f.hosts[0]) == 0);
     anyhow::ensure!(published.is_some(), "A did not publish its 100,000 bans");
     let held = bans_active(&f.hosts[0]);
@@ -256,6 +279,17 @@ fn join(f: &mut FleetBed) -> anyhow::Result<()> {
          (its API up at {:.2} s)",
         api.as_secs_f64()
     );
+    let log = f.hosts[e].g.log();
+    let steps = [
+        "listening",
+        "connected to NATS",
+        "catch-up",
+        "caught up",
+        "in sync",
+    ];
+    for line in log.lines().filter(|l| steps.iter().any(|s| l.contains(s))) {
+        println!("  host e: {line}");
+    }
     record(
         "fleet",
         "a host joining 100,000+ bans: all in its kernel",
