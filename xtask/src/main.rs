@@ -31,7 +31,8 @@ enum Cmd {
     /// Run every test: unit tests, BPF_PROG_TEST_RUN fixtures, network-namespace tests (root).
     Test,
     /// Run the demo testbed: guardd in a network namespace, a legitimate client and denied
-    /// flooding sources, a live table of what passed and what was dropped (root).
+    /// flooding sources, a live table of what passed and what was dropped; an application
+    /// reporting junk; two servers sharing a ban through NATS (root).
     Demo {
         /// How long the traffic runs.
         #[arg(long, default_value_t = 8)]
@@ -108,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Demo { seconds } => {
             setup::build_tools()?;
             setup::runtime()?;
+            setup::nats_server()?;
             cargo(&["build", "-p", "guard-user", "-p", "guard-example-ingest"])?;
             cargo(&[
                 "run",

@@ -119,6 +119,7 @@ fn a_verdict_made_on_one_host_is_enforced_on_every_host() {
     }
     // Counted: B applied A's two bans and the unban; C also B's allow.
     let metrics = f.hosts[2].scrape();
+    guard_tests::tools::promtool_check(&metrics);
     for line in [
         "guard_fleet_connected 1",
         "guard_fleet_outbox_entries 0",

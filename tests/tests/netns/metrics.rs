@@ -26,7 +26,7 @@ fn scrape(bed: &Testbed) -> HashMap<String, f64> {
     };
     let (outcome, body) = get(&rt, route, "/metrics");
     assert_eq!(outcome, Outcome::Answered(200), "{body}");
-    promtool_check(&body);
+    guard_tests::tools::promtool_check(&body);
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let parsed =
         prometheus_parse::Scrape::parse(lines).expect("the scrape parses as Prometheus text");
@@ -50,31 +50,6 @@ fn scrape(bed: &Testbed) -> HashMap<String, f64> {
 
 /// `promtool check metrics` on the scrape (Debian's prometheus package, unpacked by
 /// `cargo xtask test` into target/tools).
-fn promtool_check(body: &str) {
-    use std::io::Write;
-    let promtool = guard_tests::tools::promtool();
-    let mut child = std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", promtool.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\nscrape:\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn scrape_parses_and_counts_what_was_sent() {
     let bed = Testbed::new();

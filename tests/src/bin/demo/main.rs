@@ -8,7 +8,8 @@
 //! rotating through one IPv6 /64 (held by the default rule, which counts IPv6 per /64),
 //! and a denied source. Every second the table
 //! shows what each sent, what reached the server's socket, and guard's own counters.
-//! Everything is removed at the end, also on failure.
+//! Act 2 (`application`): an application reporting junk to guard. Act 3 (`fleet`): two
+//! servers sharing verdicts through NATS. Everything is removed at the end, also on failure.
 
 use std::{
     collections::HashMap,
@@ -26,6 +27,7 @@ use guard_tests::{
 use guard_user::config::{Config, EMBEDDED_DEFAULT};
 
 mod application;
+mod fleet;
 
 const PER_NET_RULE: &str = r#"
 [[rules]]
@@ -241,10 +243,13 @@ fn main() -> anyhow::Result<()> {
         yes(denied_ok)
     );
     let app_ok = application::run(&bed, &guardd, seconds.max(4))?;
-    println!("cleaning up: stopping guardd and the app, removing pins and namespaces.");
     drop(guardd);
     drop(bed);
-    if legit_ok && denied_ok && limited_ok && app_ok {
+    let fleet_ok = fleet::run(seconds.clamp(3, 8))?;
+    println!(
+        "cleaning up: guardd processes, the app and nats-server stopped, pins and namespaces removed."
+    );
+    if legit_ok && denied_ok && limited_ok && app_ok && fleet_ok {
         Ok(())
     } else {
         anyhow::bail!("the demo did not behave as expected")
