@@ -87,33 +87,13 @@ pub mod guardctl {
             watch: bool,
         },
         /// Ban an address or CIDR (TTL omitted: escalation from [bans]).
-        Ban {
-            cidr: String,
-            /// e.g. 10m, 1h, 2d (1s to 30 days).
-            #[arg(long, value_parser = crate::control::requests::ttl_text)]
-            ttl: Option<Duration>,
-            #[arg(long)]
-            reason: Option<String>,
-            /// Keep it on this host: do not share it with the fleet.
-            #[arg(long)]
-            local: bool,
-        },
+        Ban(EntryArgs),
         /// Lift a ban.
         Unban { cidr: String },
         /// Active bans with expiry and reason (from the pins when guardd is down).
         Bans,
         /// Allow an address or CIDR past every rule (TTL omitted: until removed).
-        Allow {
-            cidr: String,
-            /// e.g. 10m, 1h, 2d (1s to 30 days).
-            #[arg(long, value_parser = crate::control::requests::ttl_text)]
-            ttl: Option<Duration>,
-            #[arg(long)]
-            reason: Option<String>,
-            /// Keep it on this host: do not share it with the fleet.
-            #[arg(long)]
-            local: bool,
-        },
+        Allow(EntryArgs),
         /// Remove a temporary allow.
         Unallow { cidr: String },
         /// Temporary allows (from the pins when guardd is down).
@@ -136,5 +116,30 @@ pub mod guardctl {
         CheckConfig { file: PathBuf },
         /// Remove guard from the kernel: links (detaching XDP), maps and pins.
         Detach,
+    }
+
+    /// What `ban` and `allow` take.
+    #[derive(Debug, clap::Args)]
+    pub struct EntryArgs {
+        pub cidr: String,
+        /// e.g. 10m, 1h, 2d (1s to 30 days).
+        #[arg(long, value_parser = crate::control::requests::ttl_text)]
+        pub ttl: Option<Duration>,
+        #[arg(long)]
+        pub reason: Option<String>,
+        /// Keep it on this host: do not share it with the fleet.
+        #[arg(long)]
+        pub local: bool,
+    }
+
+    impl EntryArgs {
+        pub fn request(self) -> crate::control::model::EntryRequest {
+            crate::control::model::EntryRequest {
+                cidr: self.cidr,
+                ttl_secs: self.ttl.map(|t| t.as_secs()),
+                reason: self.reason,
+                local: self.local,
+            }
+        }
     }
 }

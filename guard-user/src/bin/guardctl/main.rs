@@ -59,24 +59,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             println!();
         },
-        Command::Ban {
-            cidr,
-            ttl,
-            reason,
-            local,
-        } => {
-            let req = entry_request(cidr, ttl, reason, local);
-            add(&client, "/v1/bans", req, cli.json).await
-        }
-        Command::Allow {
-            cidr,
-            ttl,
-            reason,
-            local,
-        } => {
-            let req = entry_request(cidr, ttl, reason, local);
-            add(&client, "/v1/allows", req, cli.json).await
-        }
+        Command::Ban(a) => add(&client, "/v1/bans", a.request(), cli.json).await,
+        Command::Allow(a) => add(&client, "/v1/allows", a.request(), cli.json).await,
         Command::Unban { cidr } => remove(&client, "/v1/bans", &cidr, cli.json).await,
         Command::Unallow { cidr } => remove(&client, "/v1/allows", &cidr, cli.json).await,
         Command::Bans => list(&client, &pins, Kind::Ban, cli.json).await,
@@ -102,20 +86,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => check_config(&file, cli.json),
         Command::Detach => detach(&client, &pins).await,
-    }
-}
-
-fn entry_request(
-    cidr: String,
-    ttl: Option<Duration>,
-    reason: Option<String>,
-    local: bool,
-) -> EntryRequest {
-    EntryRequest {
-        cidr,
-        ttl_secs: ttl.map(|t| t.as_secs()),
-        reason,
-        local,
     }
 }
 
