@@ -56,7 +56,7 @@ impl Engine {
         let (mono, unix) = (monotonic_ns(), unix_now_ns());
         let rows: Vec<Change> = entries
             .iter()
-            .filter(|e| !e.local && e.origin == f.node)
+            .filter(|e| !e.local && *e.origin == *f.node)
             .map(|e| {
                 let record = Record::of(e, mono, unix).encode();
                 Change::Queue(f.outbox.push(kind, e.net, Some(record)))
@@ -111,7 +111,7 @@ impl Engine {
                     let same = here.is_some_and(|e| {
                         let remote = r.remote.as_ref().expect("a remote put");
                         e.kind == kind
-                            && e.origin == remote.origin
+                            && *e.origin == *remote.origin
                             && e.created_unix_ns == remote.created_unix_ns
                     });
                     if same {
@@ -149,7 +149,7 @@ impl Engine {
         let stale: Vec<IpNet> = t
             .list(kind)
             .into_iter()
-            .filter(|e| !e.local && e.origin != f.node && !present.contains(&e.net))
+            .filter(|e| !e.local && *e.origin != *f.node && !present.contains(&e.net))
             .filter(|e| !f.outbox.pending(kind, &e.net))
             .map(|e| e.net)
             .collect();

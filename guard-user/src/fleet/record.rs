@@ -40,7 +40,7 @@ impl Record {
     /// `e` as the fleet shares it, as of `now_mono`/`now_unix`.
     pub fn of(e: &Entry, now_mono: u64, now_unix: u64) -> Record {
         Record {
-            origin: e.origin.clone(),
+            origin: e.origin.to_string(),
             reason: e.reason.clone(),
             expires_unix_ns: match e.expires_mono_ns {
                 0 => 0,

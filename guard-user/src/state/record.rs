@@ -45,7 +45,7 @@ impl Stored {
             created_unix_ns: e.created_unix_ns,
             reason: e.reason.clone(),
             ban_number: e.ban_number,
-            origin: e.origin.clone(),
+            origin: e.origin.to_string(),
             local: e.local,
         }
     }
@@ -64,7 +64,7 @@ impl Stored {
             created_unix_ns: self.created_unix_ns,
             reason: self.reason.clone(),
             ban_number: self.ban_number,
-            origin: self.origin.clone(),
+            origin: crate::verdicts::origin(&self.origin),
             local: self.local,
         })
     }

@@ -1,6 +1,9 @@
 //! What the table holds and is asked for: the kind of an entry, a request, an entry.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use guard_common::dynamic::{DynEntry, KIND_ALLOW, KIND_BAN};
 use ipnet::IpNet;
@@ -65,8 +68,10 @@ pub struct Entry {
     pub reason: String,
     /// For bans: the how-many-th ban of this source within the escalation window.
     pub ban_number: u32,
-    /// The fleet node that made it (this host's name for entries made here).
-    pub origin: String,
+    /// The fleet node that made it (this host's name for entries made here). Shared, not
+    /// one allocation per entry: 100,000 small strings kept the heap from shrinking after a
+    /// bulk call.
+    pub origin: Arc<str>,
     /// Not shared with the fleet (`"local": true`); the fleet never changes it.
     pub local: bool,
 }
@@ -103,8 +108,24 @@ impl Entry {
             created_at: (self.created_unix_ns != 0)
                 .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(self.created_unix_ns))),
             ban_number: (self.kind == Kind::Ban && self.ban_number > 0).then_some(self.ban_number),
-            origin: (!self.origin.is_empty()).then(|| self.origin.clone()),
+            origin: (!self.origin.is_empty()).then(|| self.origin.to_string()),
             local: self.local,
         }
     }
+}
+
+/// The one shared copy of a node name (a fleet has a handful).
+pub fn origin(name: &str) -> Arc<str> {
+    /// Beyond this many distinct names, each entry gets its own copy.
+    const MAX: usize = 1024;
+    static NAMES: Mutex<Vec<Arc<str>>> = Mutex::new(Vec::new());
+    let mut names = NAMES.lock().expect("origin names");
+    if let Some(n) = names.iter().find(|n| &***n == name) {
+        return n.clone();
+    }
+    let n: Arc<str> = Arc::from(name);
+    if names.len() < MAX {
+        names.push(n.clone());
+    }
+    n
 }

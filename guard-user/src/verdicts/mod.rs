@@ -26,7 +26,7 @@ use guard_common::{
 };
 use ipnet::IpNet;
 
-pub use entry::{Entry, Kind, Remote, Request};
+pub use entry::{Entry, Kind, Remote, Request, origin};
 pub use error::DynError;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;

@@ -130,7 +130,7 @@ pub(super) fn plan(
                         created_unix_ns: now_unix,
                         reason: r.reason.clone(),
                         ban_number: hist.map_or(0, |h| h.count),
-                        origin: node.to_string(),
+                        origin: super::origin(node),
                         local: r.local,
                     };
                     (entry, hist)
@@ -148,7 +148,7 @@ pub(super) fn plan(
                         created_unix_ns: remote.created_unix_ns,
                         reason: r.reason.clone(),
                         ban_number: remote.ban_number,
-                        origin: remote.origin.clone(),
+                        origin: super::origin(&remote.origin),
                         local: false,
                     };
                     (entry, hist)

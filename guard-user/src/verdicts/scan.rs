@@ -80,14 +80,10 @@ pub(super) fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
                     })
                     .unwrap_or_default(),
                 ban_number: maps.hist.get(&meta_key(&net), 0).map_or(0, |h| h.count),
-                origin: meta
-                    .map(|m| {
-                        String::from_utf8_lossy(
-                            &m.origin[..(m.origin_len as usize).min(ORIGIN_MAX)],
-                        )
+                origin: super::origin(&meta.map_or(String::new(), |m| {
+                    String::from_utf8_lossy(&m.origin[..(m.origin_len as usize).min(ORIGIN_MAX)])
                         .into_owned()
-                    })
-                    .unwrap_or_default(),
+                })),
                 local: meta.is_some_and(|m| m.flags & META_LOCAL != 0),
             };
             (entry, e.live(now_mono))

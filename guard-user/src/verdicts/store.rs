@@ -57,7 +57,7 @@ impl DynamicTable {
             // Only an indexed entry has metadata worth putting back (a lookup per new entry
             // would double a bulk ban's syscalls).
             let meta_before = match self.entries.contains_key(&net) {
-                true => self.maps.meta.get(&key, 0).ok(),
+                true => self.maps.meta.get(&key, 0).ok().map(Box::new),
                 false => None,
             };
             undo.push(Record::Meta(key, meta_before));

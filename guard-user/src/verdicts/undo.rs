@@ -14,7 +14,9 @@ use super::DynamicTable;
 pub enum Record {
     V4(DynKeyV4, Option<DynEntry>),
     V6(V6Key, Option<DynEntry>),
-    Meta(DynMetaKey, Option<DynMeta>),
+    /// Boxed: a record is kept per entry of a bulk call, and most are new entries (None);
+    /// inline, the metadata's 208 bytes made every record that big.
+    Meta(DynMetaKey, Option<Box<DynMeta>>),
     Hist(DynMetaKey, Option<BanHistory>),
     /// The region bits of `net` were counted (and maybe written).
     Cover(IpNet),
@@ -38,7 +40,7 @@ impl Undo {
                 Record::V4(k, None) => absent(t.maps.v4.remove(&k)),
                 Record::V6(k, Some(v)) => t.maps.v6.insert(k, v, 0),
                 Record::V6(k, None) => absent(t.maps.v6.remove(&k)),
-                Record::Meta(k, Some(v)) => t.maps.meta.insert(k, v, 0),
+                Record::Meta(k, Some(v)) => t.maps.meta.insert(k, *v, 0),
                 Record::Meta(k, None) => absent(t.maps.meta.remove(&k)),
                 Record::Hist(k, Some(v)) => t.maps.hist.insert(k, v, 0),
                 Record::Hist(k, None) => absent(t.maps.hist.remove(&k)),
