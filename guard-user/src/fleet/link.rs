@@ -156,7 +156,19 @@ async fn session(
     let bans = bucket(&js, Kind::Ban, replicas).await?;
     let allows = bucket(&js, Kind::Allow, replicas).await?;
     let synced = super::watch::Catchup::new(2);
+    // A lost connection ends the session at once: the next one resumes from the last
+    // revision applied, rather than waiting on the watches' own recovery.
+    let lost = async {
+        while connected() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(FleetError::Nats {
+            what: "lost the connection to NATS".into(),
+            source: "disconnected".into(),
+        })
+    };
     tokio::select! {
+        r = lost => r,
         r = super::watch::follow(engine, fleet, &bans, Kind::Ban, &synced) => r,
         r = super::watch::follow(engine, fleet, &allows, Kind::Allow, &synced) => r,
         r = publish(engine, fleet, &js) => r,
