@@ -29,9 +29,6 @@ pub struct RemoteApplied {
     /// Creation times (wall-clock ns) of the entries written.
     pub put: Vec<u64>,
     pub deleted: usize,
-    /// Skipped: this host has a newer verdict of its own, a local entry, or the same one.
-    pub skipped: usize,
-    pub refused: usize,
 }
 
 impl Engine {
@@ -39,20 +36,12 @@ impl Engine {
         self.fleet.as_ref()
     }
 
-    /// The outbox rows for `entries` just made here (local ones and remote ones are not
-    /// shared), queued for the publisher.
-    pub(super) fn queue_made(
-        &self,
-        kind: Kind,
-        reqs: &[Request],
-        entries: &[Entry],
-    ) -> Vec<Change> {
+    /// The outbox rows for `entries` just made through the API (local ones are not shared),
+    /// queued for the publisher.
+    pub(super) fn queue_made(&self, kind: Kind, entries: &[Entry]) -> Vec<Change> {
         let Some(f) = &self.fleet else {
             return Vec::new();
         };
-        if reqs.iter().all(|r| r.local || r.remote.is_some()) {
-            return Vec::new();
-        }
         let (mono, unix) = (monotonic_ns(), unix_now_ns());
         let rows: Vec<Change> = entries
             .iter()
@@ -62,7 +51,9 @@ impl Engine {
                 Change::Queue(f.outbox.push(kind, e.net, Some(record)))
             })
             .collect();
-        f.outbox.wake.notify_one();
+        if !rows.is_empty() {
+            f.outbox.wake.notify_one();
+        }
         rows
     }
 
@@ -106,7 +97,8 @@ impl Engine {
             let here = t.get(&net);
             let keep_ours = f.outbox.pending(kind, &net) || here.is_some_and(|e| e.local);
             match op {
-                _ if keep_ours => out.skipped += 1,
+                // This host's newer verdict, or a local entry, stands.
+                _ if keep_ours => {}
                 RemoteOp::Put(r) => {
                     let same = here.is_some_and(|e| {
                         let remote = r.remote.as_ref().expect("a remote put");
@@ -114,9 +106,8 @@ impl Engine {
                             && *e.origin == *remote.origin
                             && e.created_unix_ns == remote.created_unix_ns
                     });
-                    if same {
-                        out.skipped += 1;
-                    } else {
+                    // The same entry again (an echo, a redelivery): nothing to write.
+                    if !same {
                         puts.push(r);
                     }
                 }
@@ -147,8 +138,7 @@ impl Engine {
         let Some(f) = &self.fleet else { return 0 };
         let mut t = self.verdicts();
         let stale: Vec<IpNet> = t
-            .list(kind)
-            .into_iter()
+            .of_kind(kind)
             .filter(|e| !e.local && *e.origin != *f.node && !present.contains(&e.net))
             .filter(|e| !f.outbox.pending(kind, &e.net))
             .map(|e| e.net)
@@ -182,11 +172,14 @@ impl Engine {
                     self.add_remote(t, kind, vec![p], out);
                 }
             }
-            Err(e) => {
-                out.refused += 1;
-                warn_refused(&puts[0], &e);
-            }
+            Err(e) => warn_refused(&puts[0], &e),
         }
+    }
+
+    /// Makes what catch-up batches committed with `Commit::WithTheNext` durable.
+    pub fn commit_deferred(&self) {
+        let mut t = self.verdicts();
+        self.persist(&mut t, Vec::new());
     }
 
     /// Removes `net`'s entry of `kind`; false (logged) when the kernel refused.

@@ -36,7 +36,7 @@ impl Engine {
         let mut t = self.verdicts();
         let res = self.add_to(&mut t, kind, reqs);
         let queued = match &res {
-            Ok(entries) => self.queue_made(kind, reqs, entries),
+            Ok(entries) => self.queue_made(kind, entries),
             Err(_) => Vec::new(),
         };
         let durable = self.persist(&mut t, queued);

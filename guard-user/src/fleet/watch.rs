@@ -221,7 +221,7 @@ async fn caught_up(
         None => {
             let e = engine.clone();
             // What the resumed catch-up applied, on disk now.
-            tokio::task::spawn_blocking(move || e.apply_remote(kind, Vec::new(), Commit::Durable))
+            tokio::task::spawn_blocking(move || e.commit_deferred())
                 .await
                 .expect("committing the catch-up");
             info!(

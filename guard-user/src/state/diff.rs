@@ -31,33 +31,48 @@ pub fn changes_between(
     want: (&[Stored], &[StoredHistory]),
 ) -> Vec<Change> {
     let mut changes = Vec::new();
-    let entries: HashMap<IpNet, &Stored> = have.0.iter().map(|s| (s.net, s)).collect();
-    for s in want.0 {
-        if !entries.get(&s.net).is_some_and(|h| same(h, s)) {
-            changes.push(Change::Put(s.clone()));
-        }
-    }
-    let wanted: HashMap<IpNet, &Stored> = want.0.iter().map(|s| (s.net, s)).collect();
-    changes.extend(
-        have.0
-            .iter()
-            .filter(|s| !wanted.contains_key(&s.net))
-            .map(|s| Change::Delete(s.net)),
+    diff(
+        (have.0, want.0),
+        |s| s.net,
+        same,
+        |s| Change::Put(s.clone()),
+        Change::Delete,
+        &mut changes,
     );
-    let histories: HashMap<IpNet, &StoredHistory> = have.1.iter().map(|h| (h.net, h)).collect();
-    for h in want.1 {
-        if histories.get(&h.net) != Some(&h) {
-            changes.push(Change::History(*h));
-        }
-    }
-    let wanted: HashMap<IpNet, &StoredHistory> = want.1.iter().map(|h| (h.net, h)).collect();
-    changes.extend(
-        have.1
-            .iter()
-            .filter(|h| !wanted.contains_key(&h.net))
-            .map(|h| Change::ForgetHistory(h.net)),
+    diff(
+        (have.1, want.1),
+        |h| h.net,
+        |a, b| a == b,
+        |h| Change::History(*h),
+        Change::ForgetHistory,
+        &mut changes,
     );
     changes
+}
+
+/// Into `out`: `put` for each wanted record the database lacks or holds otherwise, then
+/// `delete` for each prefix it holds that is not wanted.
+fn diff<T>(
+    (have, want): (&[T], &[T]),
+    net: impl Fn(&T) -> IpNet,
+    same: impl Fn(&T, &T) -> bool,
+    put: impl Fn(&T) -> Change,
+    delete: impl Fn(IpNet) -> Change,
+    out: &mut Vec<Change>,
+) {
+    let held: HashMap<IpNet, &T> = have.iter().map(|r| (net(r), r)).collect();
+    out.extend(
+        want.iter()
+            .filter(|r| !held.get(&net(r)).is_some_and(|h| same(h, r)))
+            .map(&put),
+    );
+    let wanted: std::collections::HashSet<IpNet> = want.iter().map(&net).collect();
+    out.extend(
+        have.iter()
+            .map(&net)
+            .filter(|n| !wanted.contains(n))
+            .map(delete),
+    );
 }
 
 #[cfg(test)]

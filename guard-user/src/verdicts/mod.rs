@@ -158,11 +158,12 @@ impl DynamicTable {
     }
 
     pub fn list(&self, kind: Kind) -> Vec<Entry> {
-        self.entries
-            .values()
-            .filter(|e| e.kind == kind)
-            .cloned()
-            .collect()
+        self.of_kind(kind).cloned().collect()
+    }
+
+    /// The entries of `kind`, without copying them.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Entry> {
+        self.entries.values().filter(move |e| e.kind == kind)
     }
 
     /// The prefix lengths the kernel must probe, longest first.
