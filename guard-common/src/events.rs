@@ -25,3 +25,30 @@ pub struct EventBudget {
     pub window_start_ns: u64,
     pub emitted: u64,
 }
+
+/// `LIMIT_REPORTS`: room for a second of reports from ~30,000 limited buckets before the
+/// daemon drains it.
+pub const LIMIT_REPORTS_BYTES: u32 = 1024 * 1024;
+
+/// Nanoseconds per report window: a bucket of a rule with `ban_after` reports its first
+/// limited packet of each second (`LIMIT_SEEN` holds the last second reported, plus one).
+pub const LIMIT_WINDOW_NS: u64 = 1_000_000_000;
+
+/// A rule with `ban_after` found this source's bucket empty, first time this second. Not
+/// sampled: one per limited bucket per second, so a source limited for a whole second
+/// is reported in it (unless the ring is full, which the daemon counts as lost).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitReport {
+    /// The source (not masked); IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+    /// The kernel's coarse CLOCK_MONOTONIC when the packet came.
+    pub at_ns: u64,
+    /// `at_ns / LIMIT_WINDOW_NS`.
+    pub second: u32,
+    /// 4 or 6.
+    pub family: u8,
+    /// The rule's index in `RULES`.
+    pub rule: u8,
+    pub _reserved: [u8; 2],
+}

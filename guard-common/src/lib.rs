@@ -40,8 +40,10 @@ pub mod map_names {
     pub const BAN_HIST: &str = "BAN_HIST";
     pub const DROP_EVENTS: &str = "DROP_EVENTS";
     pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
+    pub const LIMIT_SEEN: &str = "LIMIT_SEEN";
+    pub const LIMIT_REPORTS: &str = "LIMIT_REPORTS";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         CONFIG,
         STATS,
         V4_DIR24,
@@ -60,6 +62,8 @@ pub mod map_names {
         BAN_HIST,
         DROP_EVENTS,
         EVENT_BUDGET,
+        LIMIT_SEEN,
+        LIMIT_REPORTS,
     ];
 }
 
@@ -81,6 +85,7 @@ mod pod {
     unsafe impl aya::Pod for crate::dynamic::DynMetaKey {}
     unsafe impl aya::Pod for crate::dynamic::BanHistory {}
     unsafe impl aya::Pod for crate::events::DropEvent {}
+    unsafe impl aya::Pod for crate::events::LimitReport {}
 }
 
 #[cfg(test)]
@@ -104,6 +109,7 @@ mod tests {
                 + size_of::<dynamic::DynLens>()
         );
         assert_eq!(size_of::<lists::Bitmap512>(), 64);
+        assert_eq!(size_of::<events::LimitReport>(), 16 + 8 + 4 + 4);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub mod rule_flags {
     pub const SYN_ONLY: u8 = 1 << 1;
     /// Would-drops are counted as `monitor` and passed.
     pub const MONITOR: u8 = 1 << 2;
+    /// The rule has `ban_after`: the first limited packet of each bucket in each second
+    /// is reported (`LIMIT_REPORTS`), enforcing or monitoring.
+    pub const REPORT_LIMITED: u8 = 1 << 3;
 }
 
 #[repr(C)]

@@ -5,11 +5,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
 use guard_common::{
     Reason,
-    events::{DROP_EVENTS_BYTES, DropEvent, EVENT_WINDOW_NS, EVENTS_PER_WINDOW, EventBudget},
+    events::{
+        DROP_EVENTS_BYTES, DropEvent, EVENT_WINDOW_NS, EVENTS_PER_WINDOW, EventBudget,
+        LIMIT_REPORTS_BYTES, LIMIT_WINDOW_NS, LimitReport,
+    },
 };
 use guard_ebpf::parse::Source;
 
@@ -18,6 +21,55 @@ static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);
 
 #[map(name = "EVENT_BUDGET")]
 static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "LIMIT_REPORTS")]
+static LIMIT_REPORTS: RingBuf = RingBuf::with_byte_size(LIMIT_REPORTS_BYTES, 0);
+
+/// Per bucket (sized like `BUCKETS` at load): the last second a limited packet of the
+/// bucket was reported, plus one (0: never).
+#[map(name = "LIMIT_SEEN")]
+static LIMIT_SEEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// A rule with `ban_after` found `bucket` empty for this source: reported once per bucket
+/// per second, whatever the rate, so the daemon sees every second a source stays limited.
+/// Racing CPUs may both report a second: the daemon counts seconds, not reports.
+#[inline(always)]
+pub fn report_limited(
+    bucket: u32,
+    rule: u32,
+    src_v4: u32,
+    src_v6: &[u32; 4],
+    is_v6: bool,
+    now: u64,
+) {
+    let Some(seen) = LIMIT_SEEN.get_ptr_mut(bucket) else {
+        return;
+    };
+    let second = (now / LIMIT_WINDOW_NS) as u32;
+    // SAFETY: a map value; a plain u32 store (a lost race only repeats a report).
+    unsafe {
+        if *seen == second.wrapping_add(1) {
+            return;
+        }
+        *seen = second.wrapping_add(1);
+    }
+    let mut r = LimitReport {
+        at_ns: now,
+        second,
+        rule: rule as u8,
+        ..LimitReport::default()
+    };
+    if is_v6 {
+        r.family = 6;
+        for (i, word) in src_v6.iter().enumerate() {
+            r.addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+    } else {
+        r.family = 4;
+        r.addr[..4].copy_from_slice(&src_v4.to_be_bytes());
+    }
+    let _ = LIMIT_REPORTS.output::<LimitReport>(&r, 0);
+}
 
 #[inline(always)]
 pub fn sample(src: &Source, reason: Reason, now: u64) {

@@ -217,6 +217,17 @@ fn charge_rule(index: u64, walk: &mut Walk) -> i64 {
         bump(rule_stat_passed(i), 1);
     } else {
         bump(rule_stat_limited(i), 1);
+        if rule.flags & rule_flags::REPORT_LIMITED != 0 {
+            let now = walk.now();
+            crate::events::report_limited(
+                bucket,
+                i,
+                walk.src_v4,
+                &walk.src_v6,
+                walk.is_v6 != 0,
+                now,
+            );
+        }
         if walk.global_monitor != 0 || rule.flags & rule_flags::MONITOR != 0 {
             walk.monitored = 1;
         } else {

@@ -8,6 +8,7 @@
 //! - `kernel`: the XDP object, its maps and pins, attachment, capabilities, the clock.
 //! - `engine`: the datapath, verdict table, rules and refill together; applying a config.
 //! - `control`: the API's types and bounds, the client, the command lines, top talkers.
+pub mod auto;
 pub mod config;
 pub mod control;
 pub mod engine;

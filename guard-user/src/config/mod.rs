@@ -98,6 +98,9 @@ pub struct Rule {
     pub buckets: BucketCount,
     #[serde(default)]
     pub monitor: bool,
+    /// A source this rule keeps limiting for this long is banned (`crate::auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ban_after: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -118,6 +121,14 @@ pub struct Bans {
     pub default_ttl: Duration,
     #[serde(default = "defaults::escalation")]
     pub escalation: Vec<HumanDuration>,
+    /// This many bans inside one aggregate prefix become one ban of it; 0: never (shared
+    /// NAT ranges make it a choice).
+    #[serde(default)]
+    pub aggregate_sources: u32,
+    #[serde(default = "defaults::aggregate_ipv4_prefix")]
+    pub aggregate_ipv4_prefix: u8,
+    #[serde(default = "defaults::aggregate_ipv6_prefix")]
+    pub aggregate_ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -210,6 +221,12 @@ mod defaults {
             .map(|s| HumanDuration(Duration::from_secs(s)))
             .to_vec()
     }
+    pub fn aggregate_ipv4_prefix() -> u8 {
+        24
+    }
+    pub fn aggregate_ipv6_prefix() -> u8 {
+        48
+    }
     pub fn socket() -> PathBuf {
         PathBuf::from("/run/guard/guard.sock")
     }
@@ -224,6 +241,9 @@ impl Default for Bans {
             max_entries: defaults::ban_max_entries(),
             default_ttl: defaults::ban_ttl(),
             escalation: defaults::escalation(),
+            aggregate_sources: 0,
+            aggregate_ipv4_prefix: defaults::aggregate_ipv4_prefix(),
+            aggregate_ipv6_prefix: defaults::aggregate_ipv6_prefix(),
         }
     }
 }
@@ -258,6 +278,11 @@ pub mod limits {
     pub const MIN_RATE: f64 = 0.001;
     pub const MAX_BURST: u32 = 100_000_000;
     pub const MAX_PORTS: usize = 64;
+    /// `ban_after` bounds: a second is the kernel's report window.
+    pub const MIN_BAN_AFTER: Duration = Duration::from_secs(1);
+    pub const MAX_BAN_AFTER: Duration = Duration::from_secs(86_400);
+    /// `aggregate_sources` at most.
+    pub const MAX_AGGREGATE_SOURCES: u32 = 65_536;
     /// Below the kernel maps' fixed capacity (2^24), leaving room for temporary allows.
     pub const MAX_BANS: u32 = 16_000_000;
     /// Bytes of a fleet node name (an entry's origin, kept in the pinned metadata).

@@ -80,6 +80,11 @@ impl Config {
             if rule.tcp_syn_only && rule.protocol != Protocol::Tcp {
                 return err(key("tcp_syn_only"), "needs protocol \"tcp\"".into());
             }
+            if let Some(d) = rule.ban_after
+                && !(limits::MIN_BAN_AFTER..=limits::MAX_BAN_AFTER).contains(&d.0)
+            {
+                return err(key("ban_after"), "must be between 1s and 24h".into());
+            }
         }
         if !(1..=limits::MAX_BANS).contains(&self.bans.max_entries) {
             return err(
@@ -96,7 +101,34 @@ impl Config {
         for (i, d) in self.bans.escalation.iter().enumerate() {
             ttl(format!("bans.escalation[{i}]"), d.0)?;
         }
+        self.validate_aggregation()?;
         self.validate_fleet()
+    }
+
+    fn validate_aggregation(&self) -> Result<(), (String, String)> {
+        let b = &self.bans;
+        if b.aggregate_sources == 1 || b.aggregate_sources > limits::MAX_AGGREGATE_SOURCES {
+            return Err((
+                "bans.aggregate_sources".into(),
+                format!(
+                    "must be 0 (never) or between 2 and {}",
+                    limits::MAX_AGGREGATE_SOURCES
+                ),
+            ));
+        }
+        if !(1..=31).contains(&b.aggregate_ipv4_prefix) {
+            return Err((
+                "bans.aggregate_ipv4_prefix".into(),
+                "must be between 1 and 31".into(),
+            ));
+        }
+        if !(1..=127).contains(&b.aggregate_ipv6_prefix) {
+            return Err((
+                "bans.aggregate_ipv6_prefix".into(),
+                "must be between 1 and 127".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_fleet(&self) -> Result<(), (String, String)> {

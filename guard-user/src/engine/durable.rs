@@ -29,6 +29,8 @@ pub(super) struct Durable {
     opened_with: Contents,
     /// The fleet outbox it held, until the fleet takes it.
     opened_outbox: Vec<OutboxRow>,
+    /// The bans aggregates replaced, until the start has settled them.
+    opened_superseded: crate::verdicts::SupersededSet,
     /// A commit waits for the next durable one (`Commit::WithTheNext`).
     deferred: bool,
 }
@@ -55,6 +57,7 @@ impl Durable {
                 d.db = Some(opened.db);
                 d.opened_with = opened.contents;
                 d.opened_outbox = opened.outbox;
+                d.opened_superseded = opened.superseded;
             }
             Err(e) => error!(
                 "no durable state: {}; bans and allows live in the pinned maps only",
@@ -76,6 +79,7 @@ impl Engine {
     pub(super) fn settle_durable(&self, fresh_dynamic: bool) -> Result<(), super::EngineError> {
         let mut d = self.durable.lock().expect("durable lock");
         let (stored, histories) = std::mem::take(&mut d.opened_with);
+        let superseded = std::mem::take(&mut d.opened_superseded);
         let Some(db) = &d.db else { return Ok(()) };
         let mut t = self.verdicts();
         if fresh_dynamic {
@@ -95,7 +99,11 @@ impl Engine {
         // are added; only those are written.
         let (entries, kernel_histories) = t.snapshot(monotonic_ns());
         t.take_journal();
-        let changes = changes_between((&stored, &histories), (&entries, &kernel_histories));
+        let mut changes = changes_between((&stored, &histories), (&entries, &kernel_histories));
+        // Members of aggregates no longer banned (expired meanwhile) are forgotten.
+        t.set_superseded(superseded);
+        let banned: std::collections::HashSet<_> = entries.iter().map(|e| e.net).collect();
+        changes.extend(t.release_all_but(&banned));
         if !changes.is_empty() {
             match db.apply(&changes) {
                 Ok(()) => info!(

@@ -28,6 +28,8 @@ pub enum RemoteOp {
 pub struct RemoteApplied {
     /// Creation times (wall-clock ns) of the entries written.
     pub put: Vec<u64>,
+    /// Their prefixes.
+    pub nets: Vec<IpNet>,
     pub deleted: usize,
 }
 
@@ -42,10 +44,21 @@ impl Engine {
         let Some(f) = &self.fleet else {
             return Vec::new();
         };
+        self.queue_entries(kind, entries.iter().filter(|e| *e.origin == *f.node))
+    }
+
+    /// The outbox rows for `entries` whoever made them (local ones are not shared).
+    pub(super) fn queue_entries<'a>(
+        &self,
+        kind: Kind,
+        entries: impl Iterator<Item = &'a Entry>,
+    ) -> Vec<Change> {
+        let Some(f) = &self.fleet else {
+            return Vec::new();
+        };
         let (mono, unix) = (monotonic_ns(), unix_now_ns());
         let rows: Vec<Change> = entries
-            .iter()
-            .filter(|e| !e.local && *e.origin == *f.node)
+            .filter(|e| !e.local)
             .map(|e| {
                 let record = Record::of(e, mono, unix).encode();
                 Change::Queue(f.outbox.push(kind, e.net, Some(record)))
@@ -89,6 +102,7 @@ impl Engine {
         let Some(f) = &self.fleet else { return out };
         let mut t = self.verdicts();
         let mut puts: Vec<Request> = Vec::new();
+        let mut queued = Vec::new();
         for op in ops {
             let net = match &op {
                 RemoteOp::Put(r) => r.net,
@@ -118,12 +132,16 @@ impl Engine {
                         && self.drop_entry(&mut t, &net, kind)
                     {
                         out.deleted += 1;
+                        queued.extend(self.give_back(&mut t, &net));
                     }
                 }
             }
         }
         self.add_remote(&mut t, kind, puts, &mut out);
-        self.persist_with(&mut t, Vec::new(), commit);
+        if kind == Kind::Ban {
+            queued.extend(self.aggregate_around(&mut t, &out.nets));
+        }
+        self.persist_with(&mut t, queued, commit);
         self.publish(&t);
         drop(t);
         let now = unix_now_ns();
@@ -166,7 +184,10 @@ impl Engine {
             return;
         }
         match self.add_to(t, kind, &puts) {
-            Ok(entries) => out.put.extend(entries.iter().map(|e| e.created_unix_ns)),
+            Ok(entries) => {
+                out.put.extend(entries.iter().map(|e| e.created_unix_ns));
+                out.nets.extend(entries.iter().map(|e| e.net));
+            }
             Err(_) if puts.len() > 1 => {
                 for p in puts {
                     self.add_remote(t, kind, vec![p], out);

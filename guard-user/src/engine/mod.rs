@@ -9,6 +9,7 @@
 //! `kernel` and the published counts, so a bulk ban never stalls them.
 
 mod apply;
+mod auto;
 mod durable;
 mod fleet;
 mod ops;
@@ -25,6 +26,7 @@ use std::{
 use ipnet::IpNet;
 
 pub use apply::{Applied, restart_only_change};
+pub use auto::AutoBan;
 pub use fleet::{RemoteApplied, RemoteOp};
 pub use ops::Added;
 pub use start::{Lists, Refilling};
@@ -117,6 +119,8 @@ pub struct Engine {
     durable: Mutex<durable::Durable>,
     /// With `[fleet]`: the outbox and the link's state.
     fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Automatic verdicts' counters and monitor-mode memory.
+    auto: auto::Auto,
 }
 
 impl Engine {

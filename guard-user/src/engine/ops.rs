@@ -36,7 +36,14 @@ impl Engine {
         let mut t = self.verdicts();
         let res = self.add_to(&mut t, kind, reqs);
         let queued = match &res {
-            Ok(entries) => self.queue_made(kind, entries),
+            Ok(entries) => {
+                let mut q = self.queue_made(kind, entries);
+                if kind == Kind::Ban {
+                    let nets: Vec<IpNet> = entries.iter().map(|e| e.net).collect();
+                    q.extend(self.aggregate_around(&mut t, &nets));
+                }
+                q
+            }
             Err(_) => Vec::new(),
         };
         let durable = self.persist(&mut t, queued);
@@ -66,7 +73,11 @@ impl Engine {
         let gone = t.remove(net, kind);
         let shrunk = gone.is_ok().then(|| self.shrink_lens(&t));
         let queued = match &gone {
-            Ok(e) => self.queue_removed(e),
+            Ok(e) => {
+                let mut q = self.queue_removed(e);
+                q.extend(self.give_back(&mut t, net));
+                q
+            }
             Err(_) => Vec::new(),
         };
         self.persist(&mut t, queued);
@@ -83,8 +94,15 @@ impl Engine {
         if !gone.is_empty() {
             self.shrink_lens(&t)?;
         }
+        // An expired aggregate: members still in force (none, unless it was re-made
+        // shorter) come back, the others are forgotten.
+        let queued: Vec<_> = gone
+            .iter()
+            .filter(|e| e.kind == Kind::Ban)
+            .flat_map(|e| self.give_back(&mut t, &e.net))
+            .collect();
         // Also retries what the database refused before.
-        self.persist(&mut t, Vec::new());
+        self.persist(&mut t, queued);
         self.publish(&t);
         Ok(gone)
     }

@@ -128,6 +128,7 @@ impl Engine {
             published: Published::default(),
             started: std::time::Instant::now(),
             durable,
+            auto: super::auto::Auto::default(),
             verdicts: Mutex::new(table),
             kernel: Mutex::new(kernel),
         };

@@ -56,6 +56,9 @@ impl RuleSet {
                 if r.monitor {
                     flags |= rule_flags::MONITOR;
                 }
+                if r.ban_after.is_some() {
+                    flags |= rule_flags::REPORT_LIMITED;
+                }
                 let rate_units = rate_units(r.rate);
                 let burst_units = r.burst as u64 * TOKEN_SCALE;
                 let (accrue_mul, accrue_shift) = accrual(rate_units);
@@ -149,13 +152,17 @@ mod tests {
     fn flags_ports_and_units() {
         let s = set(
             "[[rules]]\nname = \"syn\"\nprotocol = \"tcp\"\nports = [443, 80]\ntcp_syn_only = true\n\
-             ipv4_prefix = 24\nipv6_prefix = 48\nrate = 0.5\nburst = 3\nmonitor = true\n",
+             ipv4_prefix = 24\nipv6_prefix = 48\nrate = 0.5\nburst = 3\nmonitor = true\n\
+             ban_after = \"10s\"\n",
         );
         let r = &s.rules[0];
         assert_eq!(r.spec.proto, rules::PROTO_TCP);
         assert_eq!(
             r.spec.flags,
-            rule_flags::PORTS | rule_flags::SYN_ONLY | rule_flags::MONITOR
+            rule_flags::PORTS
+                | rule_flags::SYN_ONLY
+                | rule_flags::MONITOR
+                | rule_flags::REPORT_LIMITED
         );
         assert_eq!(r.spec.v4_mask, 0xffff_ff00);
         assert_eq!(r.spec.v6_mask, V6Len::new(48).mask);

@@ -29,6 +29,9 @@ const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history.v2"
 /// What this host made for the fleet and NATS has not acknowledged yet, by kind and prefix
 /// (`outbox_key`): sequence u64 | the fleet record (empty: a removal).
 const OUTBOX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("outbox.v1");
+/// Bans an aggregate prefix ban replaced, by member prefix (`record::key_of`): the
+/// aggregate's key | the member's binary `Stored`.
+const SUPERSEDED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("superseded.v1");
 /// The first format (text keys, JSON records), moved into the tables above when found.
 const LEGACY_ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("entries");
 const LEGACY_HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
@@ -80,6 +83,13 @@ pub enum Change {
         net: IpNet,
         seq: u64,
     },
+    /// A ban the aggregate `by` replaced, kept to come back if `by` is removed.
+    Supersede {
+        by: IpNet,
+        member: Stored,
+    },
+    /// A superseded member given back or forgotten.
+    Release(IpNet),
 }
 
 /// When a transaction reaches the disk.
@@ -124,6 +134,8 @@ pub struct Opened {
     pub contents: Contents,
     /// Verdicts made here that the fleet has not acknowledged.
     pub outbox: Vec<OutboxRow>,
+    /// Bans replaced by aggregate prefix bans.
+    pub superseded: crate::verdicts::SupersededSet,
     /// A database that could not be read, renamed aside (never deleted).
     pub set_aside: Option<(PathBuf, String)>,
 }
@@ -152,13 +164,15 @@ impl StateDb {
             s.migrate()?;
             let contents = s.load()?;
             let outbox = s.outbox()?;
-            Ok((s, contents, outbox))
+            let superseded = s.superseded()?;
+            Ok((s, contents, outbox, superseded))
         });
         match opened {
-            Ok((db, contents, outbox)) => Ok(Opened {
+            Ok((db, contents, outbox, superseded)) => Ok(Opened {
                 db,
                 contents,
                 outbox,
+                superseded,
                 set_aside: None,
             }),
             Err(e) if path.exists() => {
@@ -172,6 +186,7 @@ impl StateDb {
                     db: StateDb { db, path },
                     contents: Contents::default(),
                     outbox: Vec::new(),
+                    superseded: Default::default(),
                     set_aside: Some((aside, crate::error_chain(&e))),
                 })
             }
@@ -211,7 +226,7 @@ impl StateDb {
     /// Applies `changes` in one transaction, on disk when this returns unless `commit` is
     /// `Commit::WithTheNext` (then with the next durable one; a crash before it loses them).
     pub fn apply_with(&self, changes: &[Change], commit: Commit) -> Result<(), StateError> {
-        self.write(commit, |entries, history, outbox| {
+        self.write(commit, |[entries, history, outbox, superseded]| {
             for c in changes {
                 match c {
                     Change::Put(s) => {
@@ -238,6 +253,14 @@ impl StateDb {
                             outbox.remove(key.as_slice())?;
                         }
                     }
+                    Change::Supersede { by, member } => {
+                        let mut v = key_of(by).to_vec();
+                        v.extend_from_slice(&member.encode());
+                        superseded.insert(key_of(&member.net).as_slice(), v.as_slice())?;
+                    }
+                    Change::Release(net) => {
+                        superseded.remove(key_of(net).as_slice())?;
+                    }
                 }
             }
             Ok(())
@@ -247,11 +270,7 @@ impl StateDb {
     fn write(
         &self,
         commit: Commit,
-        f: impl FnOnce(
-            &mut redb::Table<&[u8], &[u8]>,
-            &mut redb::Table<&[u8], &[u8]>,
-            &mut redb::Table<&[u8], &[u8]>,
-        ) -> Result<(), redb::StorageError>,
+        f: impl FnOnce([&mut redb::Table<&[u8], &[u8]>; 4]) -> Result<(), redb::StorageError>,
     ) -> Result<(), StateError> {
         let mut tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
         if commit == Commit::WithTheNext {
@@ -262,7 +281,11 @@ impl StateDb {
             let mut entries = tx.open_table(ENTRIES).map_err(|e| self.err()(e.into()))?;
             let mut history = tx.open_table(HISTORY).map_err(|e| self.err()(e.into()))?;
             let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err()(e.into()))?;
-            f(&mut entries, &mut history, &mut outbox).map_err(|e| self.err()(e.into()))?;
+            let mut superseded = tx
+                .open_table(SUPERSEDED)
+                .map_err(|e| self.err()(e.into()))?;
+            f([&mut entries, &mut history, &mut outbox, &mut superseded])
+                .map_err(|e| self.err()(e.into()))?;
         }
         tx.commit().map_err(|e| self.err()(e.into()))
     }
@@ -329,6 +352,32 @@ impl StateDb {
         }
         rows.sort_by_key(|r| r.seq);
         Ok(rows)
+    }
+
+    /// The bans aggregate prefix bans replaced, by prefix.
+    pub fn superseded(&self) -> Result<crate::verdicts::SupersededSet, StateError> {
+        let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
+        let table = match tx.open_table(SUPERSEDED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+            Err(e) => return Err(self.err()(e.into())),
+        };
+        let bad = |reason: String| StateError::Record {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut set = crate::verdicts::SupersededSet::new();
+        for row in table.iter().map_err(|e| self.err()(e.into()))? {
+            let (k, v) = row.map_err(|e| self.err()(e.into()))?;
+            let (k, v) = (k.value(), v.value());
+            if v.len() < 18 {
+                return Err(bad(format!("a superseded row of {} bytes", v.len())));
+            }
+            let by = record::net_of(&v[..18]).map_err(bad)?;
+            let member = Stored::decode(k, &v[18..]).map_err(bad)?;
+            set.entry(by).or_default().push(member);
+        }
+        Ok(set)
     }
 
     /// Moves records of the first format (JSON under text keys) into the binary tables, in

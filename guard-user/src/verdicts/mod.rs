@@ -14,6 +14,7 @@ mod policy;
 pub mod regions;
 mod scan;
 mod store;
+mod superseded;
 mod undo;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -30,6 +31,7 @@ pub use entry::{Entry, Kind, Remote, Request, origin};
 pub use error::DynError;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;
+pub use superseded::SupersededSet;
 
 use crate::{
     kernel::{clock::unix_now_ns, datapath::DatapathError},
@@ -79,6 +81,8 @@ pub struct DynamicTable {
     pub node: String,
     /// What changed since the last `take_journal`, for the durable state.
     journal: Vec<crate::state::Change>,
+    /// Bans an aggregate prefix ban replaced, by that prefix (`superseded`).
+    superseded: SupersededSet,
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> DynError {
@@ -126,6 +130,7 @@ impl DynamicTable {
             refused_full: 0,
             node: String::new(),
             journal: Vec::new(),
+            superseded: SupersededSet::new(),
         };
         for (entry, live) in scan(&t.maps, now_mono) {
             if live {

@@ -2,6 +2,7 @@
 //! control API. Enforcement stays pinned when it exits.
 
 mod api;
+mod auto;
 mod checks;
 mod daemonize;
 mod events;

@@ -36,6 +36,10 @@ pub async fn serve(
         None => error!("the object has no DROP_EVENTS ring buffer: /v1/top stays empty"),
     }
     tokio::spawn(events::summarize(daemon.clone(), top));
+    match daemon.engine.with_datapath(|d| d.take_limit_reports()) {
+        Some(ring) => drop(tokio::spawn(crate::auto::run(ring, daemon.engine.clone()))),
+        None => error!("the object has no LIMIT_REPORTS ring buffer: ban_after bans nothing"),
+    }
     tokio::spawn(guard_user::fleet::run(daemon.engine.clone()));
     info!(listen = %metrics_listen, "metrics listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -121,6 +121,7 @@ impl Datapath {
         let buckets = sizes.buckets;
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(map_names::BUCKETS, buckets);
+        loader.map_max_entries(map_names::LIMIT_SEEN, buckets);
         for name in DYN_MAPS {
             loader.map_max_entries(name, sizes.dynamic);
         }
@@ -146,6 +147,11 @@ impl Datapath {
                     );
                     let _ = std::fs::remove_file(&path);
                 }
+            }
+            // Report stamps follow the buckets' layout (they only hold seconds).
+            let seen = pins.map(map_names::LIMIT_SEEN);
+            if MapInfo::from_pin(&seen).is_ok_and(|i| i.max_entries() != buckets) {
+                let _ = std::fs::remove_file(&seen);
             }
             // A heartbeat of another layout is replaced (it only holds refill times).
             let beat = pins.map(map_names::HEARTBEAT);
@@ -237,6 +243,12 @@ impl Datapath {
     /// The sampled drop events ring buffer, for the reader task (once).
     pub fn take_drop_events(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
         let map = self.ebpf.take_map(map_names::DROP_EVENTS)?;
+        aya::maps::RingBuf::try_from(map).ok()
+    }
+
+    /// The `ban_after` reports ring buffer, for the reader task (once).
+    pub fn take_limit_reports(&mut self) -> Option<aya::maps::RingBuf<MapData>> {
+        let map = self.ebpf.take_map(map_names::LIMIT_REPORTS)?;
         aya::maps::RingBuf::try_from(map).ok()
     }
 

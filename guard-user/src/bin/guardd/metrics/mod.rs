@@ -132,6 +132,7 @@ impl Collector for Kernel {
             None,
             MetricType::Gauge,
         )?)?;
+        auto_metrics(d.engine.auto_counts(), &mut enc)?;
         if let Some(fleet) = d.engine.fleet() {
             fleet_metrics(fleet, &mut enc)?;
         }
@@ -200,6 +201,37 @@ pub async fn count_requests(State(api): State<ApiRequests>, req: Request, next: 
     api.get_or_create(&vec![("route", route), ("code", code)])
         .inc();
     resp
+}
+
+fn auto_metrics(
+    counts: &guard_user::auto::AutoCounts,
+    enc: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    use guard_user::auto::AutoKind;
+    let families = [
+        (
+            "guard_auto_bans",
+            "Automatic bans made: kind rule (a rule's ban_after) or aggregate (a prefix replacing its members' bans)",
+            false,
+        ),
+        (
+            "guard_auto_bans_monitored",
+            "Automatic bans monitor mode logged instead of making, by kind",
+            true,
+        ),
+    ];
+    for (name, help, monitored) in families {
+        let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for kind in AutoKind::ALL {
+            let n = if monitored {
+                counts.monitored(kind)
+            } else {
+                counts.applied(kind)
+            };
+            ConstCounter::new(n).encode(family.encode_family(&[("kind", kind.as_str())])?)?;
+        }
+    }
+    Ok(())
 }
 
 fn fleet_metrics(

@@ -1,0 +1,55 @@
+//! Automatic verdicts (docs/AUTO_BANS.md): a source a rule with `ban_after` keeps limiting
+//! is banned (`streaks`), and many bans inside one range become one ban of the range
+//! (`aggregate`). Both go through the engine like an API ban: escalation, durability, the
+//! fleet; in monitor mode they are logged and counted, not applied.
+
+pub mod aggregate;
+pub mod streaks;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What made an automatic verdict: the `kind` label of `guard_auto_bans_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoKind {
+    /// A rule's `ban_after`.
+    Rule,
+    /// `[bans] aggregate_*`.
+    Aggregate,
+}
+
+impl AutoKind {
+    pub const ALL: [AutoKind; 2] = [AutoKind::Rule, AutoKind::Aggregate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoKind::Rule => "rule",
+            AutoKind::Aggregate => "aggregate",
+        }
+    }
+}
+
+/// Counters for metrics: applied, and would-be verdicts in monitor mode.
+#[derive(Debug, Default)]
+pub struct AutoCounts {
+    applied: [AtomicU64; 2],
+    monitored: [AtomicU64; 2],
+}
+
+impl AutoCounts {
+    pub fn count(&self, kind: AutoKind, monitored: bool) {
+        let slot = kind as usize;
+        if monitored {
+            self.monitored[slot].fetch_add(1, Relaxed);
+        } else {
+            self.applied[slot].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn applied(&self, kind: AutoKind) -> u64 {
+        self.applied[kind as usize].load(Relaxed)
+    }
+
+    pub fn monitored(&self, kind: AutoKind) -> u64 {
+        self.monitored[kind as usize].load(Relaxed)
+    }
+}
