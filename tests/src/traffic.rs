@@ -132,6 +132,42 @@ impl RawSender {
         stop: &AtomicBool,
     ) -> (Vec<usize>, Duration) {
         let mut sent = vec![0usize; frames.len()];
+        let elapsed = self.pace(pps, duration, stop, |n| {
+            let i = n % frames.len();
+            if self.send(&frames[i]) {
+                sent[i] += 1;
+            }
+        });
+        (sent, elapsed)
+    }
+
+    /// Sends `frame(n)` for n = 0, 1, ... at `pps` for `duration` (or until `stop`): floods
+    /// of more sources than frames can be prepared for. Returns (frames sent, elapsed).
+    pub fn flood_generated(
+        &self,
+        pps: u32,
+        duration: Duration,
+        stop: &AtomicBool,
+        mut frame: impl FnMut(usize) -> Vec<u8>,
+    ) -> (usize, Duration) {
+        let mut sent = 0;
+        let elapsed = self.pace(pps, duration, stop, |n| {
+            if self.send(&frame(n)) {
+                sent += 1;
+            }
+        });
+        (sent, elapsed)
+    }
+
+    /// Calls `send_one(n)` at `pps` for `duration` or until `stop`: bounded by both and by
+    /// `pps x duration` calls.
+    fn pace(
+        &self,
+        pps: u32,
+        duration: Duration,
+        stop: &AtomicBool,
+        mut send_one: impl FnMut(usize),
+    ) -> Duration {
         let total = (pps as f64 * duration.as_secs_f64()) as usize;
         let start = Instant::now();
         let mut n = 0usize;
@@ -141,14 +177,11 @@ impl RawSender {
         {
             let due = ((start.elapsed().as_secs_f64() * pps as f64) as usize).min(total);
             while n < due {
-                let i = n % frames.len();
-                if self.send(&frames[i]) {
-                    sent[i] += 1;
-                }
+                send_one(n);
                 n += 1;
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        (sent, start.elapsed())
+        start.elapsed()
     }
 }

@@ -71,7 +71,8 @@ impl Engine {
             humantime::format_duration(ban_after)
         );
         let mut t = self.verdicts();
-        if t.get(&net).is_some_and(|e| e.kind == Kind::Ban) {
+        // Reports made before a ban (this source's, or a prefix's) took effect.
+        if t.ban_over(&net).is_some() {
             return AutoBan::Skipped;
         }
         if monitor {

@@ -40,6 +40,15 @@ impl DynamicTable {
             })
     }
 
+    /// A ban holding `net` (itself or a shorter prefix), as the kernel would find it.
+    pub fn ban_over(&self, net: &IpNet) -> Option<IpNet> {
+        let (v6, len) = super::scan::length_of(net);
+        self.lengths
+            .range((v6, 0)..=(v6, len))
+            .filter_map(|(&(_, l), _)| IpNet::new(net.network(), l).ok().map(|n| n.trunc()))
+            .find(|outer| self.entries.get(outer).is_some_and(|e| e.kind == Kind::Ban))
+    }
+
     /// A temporary allow inside `prefix` or over it.
     pub fn allow_overlapping(&self, prefix: &IpNet) -> Option<IpNet> {
         self.allow_nets

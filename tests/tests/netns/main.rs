@@ -4,6 +4,7 @@
 
 mod api;
 mod atomic;
+mod auto_bans;
 mod bulk;
 mod daemon_errors;
 mod durable;

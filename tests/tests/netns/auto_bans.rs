@@ -1,0 +1,299 @@
+//! Automatic verdicts under real floods: AF_PACKET frames into guardd's veth at the default
+//! refill period. `ban_after` turns a source the rule keeps limiting into a ban (escalation
+//! TTLs); a source limited in bursts with quiet gaps, or forged sources, never; bans inside
+//! one prefix become one ban of it unless an allow lies inside. Every flood is bounded in
+//! packets and time.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use guard_tests::{bed::GuardBed, packet::udp_from};
+use serde_json::Value;
+
+/// One rule at 100 packets/s (burst 100) with `ban_after = "3s"`, a first ban of 5 s then an
+/// hour; default refill period and batches.
+fn config(bans_extra: &str) -> String {
+    format!(
+        "[[rules]]\nname = \"per-source\"\nrate = 100.0\nburst = 100\nbuckets = 4096\n\
+         ban_after = \"3s\"\n\n[bans]\nescalation = [\"5s\", \"1h\"]\n{bans_extra}\n"
+    )
+}
+
+fn bans(b: &GuardBed) -> Vec<Value> {
+    let (code, json) = b.g.api("GET", "/v1/bans", None);
+    assert_eq!(code, 200, "{json}");
+    json["entries"].as_array().expect("entries").clone()
+}
+
+fn ban_of(b: &GuardBed, cidr: &str) -> Option<Value> {
+    bans(b).into_iter().find(|e| e["cidr"] == cidr)
+}
+
+/// The value of a metric line (`name{labels}`), 0 when absent.
+fn metric(b: &GuardBed, line: &str) -> u64 {
+    b.scrape()
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Floods `frames` (round robin) at `pps` in a thread until `cidr` is banned or `limit`;
+/// returns the time from the flood's start to the ban seen through the API, and the ban.
+fn flood_until_banned(
+    b: &GuardBed,
+    frames: &[Vec<u8>],
+    pps: u32,
+    cidr: &str,
+    limit: Duration,
+) -> (Duration, Value) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let start = Instant::now();
+        let flood = s.spawn(|| b.tx.flood_until(frames, pps, limit, &stop));
+        let found = loop {
+            if let Some(e) = ban_of(b, cidr) {
+                break Some((start.elapsed(), e));
+            }
+            if start.elapsed() > limit {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // A moment more of flood: it must count as `ban` now.
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        flood.join().expect("flood thread");
+        // What got through before the ban, out of the way of later counts.
+        b.rx.collect(Duration::from_millis(250), Duration::from_secs(5));
+        found.unwrap_or_else(|| panic!("{cidr} not banned within {limit:?}; bans: {:?}", bans(b)))
+    })
+}
+
+#[test]
+fn a_source_limited_for_ban_after_is_banned_with_the_escalation() {
+    let b = GuardBed::start(&config(""));
+    let src = IpAddr::V4(Ipv4Addr::new(198, 18, 40, 7));
+    let frames = [udp_from(src, b.rx.port)];
+    for (round, ttl) in [(1, 5u64), (2, 3600)] {
+        let rate_before = b.g.packets("drop", "rate");
+        let ban_before = b.g.packets("drop", "ban");
+        let (after, e) =
+            flood_until_banned(&b, &frames, 1000, "198.18.40.7/32", Duration::from_secs(8));
+        eprintln!(
+            "flood {round}: banned {:.2}s after the flood started: {e}",
+            after.as_secs_f64()
+        );
+        assert!(
+            after >= Duration::from_secs(3) && after <= Duration::from_millis(4500),
+            "flood {round}: banned after {after:?}, wanted 3-4.5 s"
+        );
+        assert_eq!(e["ban_number"], round, "{e}");
+        let left = e["ttl_remaining_secs"].as_u64().expect("a TTL");
+        assert!(
+            left <= ttl && left + 2 >= ttl,
+            "flood {round}: TTL {left}, escalation gives {ttl}"
+        );
+        let reason = e["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("rule per-source") && reason.contains("ban_after 3s"),
+            "{reason}"
+        );
+        // Limited first, then dropped as banned.
+        assert!(
+            b.g.packets("drop", "rate") > rate_before + 2000,
+            "limited before the ban"
+        );
+        assert!(
+            b.g.packets("drop", "ban") > ban_before + 200,
+            "its traffic counts as ban now"
+        );
+        assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), round);
+        if round == 1 {
+            // The first ban expires (5 s): then the source passes again.
+            std::thread::sleep(Duration::from_secs(ttl) + Duration::from_millis(1500));
+            assert!(ban_of(&b, "198.18.40.7/32").is_none(), "expired");
+            assert_eq!(b.deliver(src, 20), 20, "passes after expiry");
+        }
+    }
+    assert!(b.g.log().contains("banned automatically"), "{}", b.g.log());
+    guard_tests::tools::promtool_check(&b.scrape());
+}
+
+#[test]
+fn a_source_bursting_one_second_in_five_is_never_banned() {
+    let b = GuardBed::start(&config(""));
+    let src = IpAddr::V4(Ipv4Addr::new(198, 18, 40, 8));
+    let frames = [udp_from(src, b.rx.port)];
+    let never = AtomicBool::new(false);
+    let rate_before = b.g.packets("drop", "rate");
+    for _ in 0..4 {
+        // 1 s at 10x the rate, then 4 s quiet: limited ~0.9 s each time.
+        b.tx.flood_until(&frames, 1000, Duration::from_secs(1), &never);
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    assert!(
+        b.g.packets("drop", "rate") > rate_before + 2000,
+        "it was limited"
+    );
+    assert!(bans(&b).is_empty(), "never banned: {:?}", bans(&b));
+    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 0);
+}
+
+/// 16 sources flooding at once: frames round robin, each at 10x the rule.
+fn sixteen(b: &GuardBed, src: impl Fn(u16) -> IpAddr) -> Vec<Vec<u8>> {
+    (1..=16).map(|i| udp_from(src(i), b.rx.port)).collect()
+}
+
+#[test]
+fn sixteen_sources_in_one_slash_24_become_one_ban_and_come_back_when_it_goes() {
+    let b = GuardBed::start(&config("aggregate_sources = 8"));
+    let frames = sixteen(&b, |i| IpAddr::V4(Ipv4Addr::new(198, 19, 77, i as u8 * 10)));
+    let (after, e) = flood_until_banned(
+        &b,
+        &frames,
+        16_000,
+        "198.19.77.0/24",
+        Duration::from_secs(10),
+    );
+    eprintln!(
+        "aggregate: {e} {:.2}s after the flood started",
+        after.as_secs_f64()
+    );
+    let all = bans(&b);
+    assert_eq!(all.len(), 1, "one prefix ban, the members gone: {all:?}");
+    let reason = e["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("aggregate: ") && reason.contains("inside 198.19.77.0/24"),
+        "{reason}"
+    );
+    let members: u64 = reason["aggregate: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(members >= 8, "{reason}");
+    let listed = String::from_utf8_lossy(&b.g.ctl(&["bans"]).stdout).to_string();
+    assert!(
+        listed.contains("198.19.77.0/24") && listed.contains("aggregate"),
+        "{listed}"
+    );
+    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"aggregate\"}"), 1);
+    assert_eq!(
+        b.deliver(IpAddr::V4(Ipv4Addr::new(198, 19, 77, 250)), 20),
+        0,
+        "the whole /24 drops"
+    );
+    // The prefix ban lifted: the member bans still in force are back.
+    b.ok("DELETE", "/v1/bans/198.19.77.0%2F24", "");
+    let back = bans(&b);
+    assert_eq!(back.len() as u64, members, "members back: {back:?}");
+    assert!(back.iter().all(|e| {
+        e["cidr"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("198.19.77.") && c.ends_with("/32"))
+    }));
+    assert_eq!(
+        b.deliver(IpAddr::V4(Ipv4Addr::new(198, 19, 77, 250)), 20),
+        20,
+        "the rest of the /24 passes"
+    );
+}
+
+#[test]
+fn an_allow_inside_the_slash_24_prevents_aggregation() {
+    let b = GuardBed::start(&config("aggregate_sources = 8"));
+    b.ok(
+        "POST",
+        "/v1/allows",
+        r#"{"cidr":"198.19.78.250","reason":"a partner"}"#,
+    );
+    let frames = sixteen(&b, |i| IpAddr::V4(Ipv4Addr::new(198, 19, 78, i as u8 * 10)));
+    flood_until_banned(
+        &b,
+        &frames,
+        16_000,
+        "198.19.78.160/32",
+        Duration::from_secs(10),
+    );
+    // Every flooding source ends banned on its own (all flood at once: a second at most apart).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while bans(&b).len() < 16 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all = bans(&b);
+    assert!(
+        all.iter()
+            .all(|e| e["cidr"].as_str().is_some_and(|c| c.ends_with("/32"))),
+        "no prefix ban: {all:?}"
+    );
+    assert_eq!(all.len(), 16, "{all:?}");
+    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"aggregate\"}"), 0);
+}
+
+#[test]
+fn sixteen_ipv6_slash_64s_in_one_slash_48_become_one_ban() {
+    let b = GuardBed::start(&config("aggregate_sources = 8\naggregate_ipv6_prefix = 48"));
+    let frames = sixteen(&b, |i| {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x77, i, 0, 0, 0, 1))
+    });
+    let (_, e) = flood_until_banned(
+        &b,
+        &frames,
+        16_000,
+        "2001:db8:77::/48",
+        Duration::from_secs(10),
+    );
+    let all = bans(&b);
+    assert_eq!(all.len(), 1, "one /48 ban, the /64s gone: {all:?}");
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("inside 2001:db8:77::/48"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_forged_flood_over_2_pow_24_sources_bans_only_the_real_flooder() {
+    let b = GuardBed::start(&config(""));
+    let real = IpAddr::V4(Ipv4Addr::new(198, 18, 40, 9));
+    let real_frame = [udp_from(real, b.rx.port)];
+    let stop = AtomicBool::new(false);
+    let (forged, _) = std::thread::scope(|s| {
+        // IPv6 sources in 2^24 /64s of 2001:db8::/32 (each /64 a source of the rule),
+        // spread by a multiplicative hash so consecutive packets are far apart.
+        let forged = s.spawn(|| {
+            b.tx.flood_generated(20_000, Duration::from_secs(10), &stop, |n| {
+                let k = (n as u32).wrapping_mul(0x9e37_79b1) >> 8;
+                let src = Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    (k >> 16) as u16,
+                    k as u16 & 0xff00 | 0x1,
+                    0,
+                    0,
+                    0,
+                    1,
+                );
+                udp_from(IpAddr::V6(src), b.rx.port)
+            })
+        });
+        let never = AtomicBool::new(false);
+        // The real flooder from the third second to the ninth.
+        std::thread::sleep(Duration::from_secs(3));
+        b.tx.flood_until(&real_frame, 1000, Duration::from_secs(6), &never);
+        let out = forged.join().expect("forged flood");
+        (out, ())
+    });
+    let (sent, elapsed) = forged;
+    eprintln!("forged: {sent} frames in {:.1}s", elapsed.as_secs_f64());
+    assert!(sent >= 100_000, "the forged flood ran: {sent}");
+    let all = bans(&b);
+    assert_eq!(all.len(), 1, "only the real flooder: {all:?}");
+    assert_eq!(all[0]["cidr"], "198.18.40.9/32");
+    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 1);
+}
