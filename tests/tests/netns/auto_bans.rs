@@ -297,3 +297,137 @@ fn a_forged_flood_over_2_pow_24_sources_bans_only_the_real_flooder() {
     assert_eq!(all[0]["cidr"], "198.18.40.9/32");
     assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 1);
 }
+
+/// Eight API bans inside 198.19.`third`.0/24 with a 10-minute TTL (aggregation counts bans
+/// made by any means).
+fn eight_bans(b: &GuardBed, third: u8) {
+    let body: Vec<String> = (1..=8)
+        .map(|i| {
+            format!(
+                r#"{{"cidr":"198.19.{third}.{}","ttl_secs":600,"reason":"junk {i}"}}"#,
+                i * 10
+            )
+        })
+        .collect();
+    b.ok("POST", "/v1/bans", &format!("[{}]", body.join(",")));
+}
+
+fn cidrs(b: &GuardBed) -> Vec<String> {
+    let mut v: Vec<String> = bans(b)
+        .iter()
+        .map(|e| e["cidr"].as_str().expect("cidr").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_aggregate_and_its_members_survive_a_reboot() {
+    let mut b = GuardBed::start(&config("aggregate_sources = 8"));
+    eight_bans(&b, 80);
+    assert_eq!(cidrs(&b), ["198.19.80.0/24"]);
+    // A reboot: guardd gone, bpffs empty.
+    assert!(b.g.stop().success(), "{}", b.g.log());
+    std::fs::remove_dir_all(&b.g.pin_dir).expect("remove the pins");
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    assert_eq!(cidrs(&b), ["198.19.80.0/24"], "restored");
+    let left = ban_of(&b, "198.19.80.0/24").unwrap()["ttl_remaining_secs"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (590..=600).contains(&left),
+        "the longest member's TTL: {left}"
+    );
+    // The members were kept in the state database: lifting the prefix ban gives them back.
+    b.ok("DELETE", "/v1/bans/198.19.80.0%2F24", "");
+    let back = bans(&b);
+    assert_eq!(back.len(), 8, "{back:?}");
+    let e = back
+        .iter()
+        .find(|e| e["cidr"] == "198.19.80.30/32")
+        .expect("a member");
+    assert_eq!(e["reason"], "junk 3", "as it was: {e}");
+}
+
+#[test]
+fn automatic_verdicts_reach_the_fleet() {
+    let mut f = guard_tests::fleet::FleetBed::new(false);
+    for node in ["a", "b"] {
+        f.add_host(node, &config("aggregate_sources = 8"));
+    }
+    f.wait_in_sync(Duration::from_secs(20));
+    let (a, b) = (&f.hosts[0], &f.hosts[1]);
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let took = guard_tests::fleet::within(Duration::from_secs(5), ok);
+        assert!(
+            took.is_some(),
+            "{what} on B within 5 s: {:?}\n{}",
+            cidrs(b),
+            b.g.log()
+        );
+    };
+    // ban_after on A: the ban is enforced on B.
+    let src = IpAddr::V4(Ipv4Addr::new(198, 18, 40, 11));
+    flood_until_banned(
+        a,
+        &[udp_from(src, a.rx.port)],
+        1000,
+        "198.18.40.11/32",
+        Duration::from_secs(8),
+    );
+    wait("A's automatic ban", &|| {
+        ban_of(b, "198.18.40.11/32").is_some()
+    });
+    let e = ban_of(b, "198.18.40.11/32").unwrap();
+    assert_eq!(e["origin"], "a", "{e}");
+    assert!(
+        e["reason"].as_str().unwrap().starts_with("rule per-source"),
+        "{e}"
+    );
+    assert_eq!(b.deliver(src, 20), 0, "banned on A, dropped on B");
+    b.ok("DELETE", "/v1/bans/198.18.40.11", "");
+    // Aggregation on A: B ends with the prefix ban alone, as A does.
+    eight_bans(a, 81);
+    assert_eq!(cidrs(a), ["198.19.81.0/24"]);
+    wait("the aggregate alone", &|| cidrs(b) == ["198.19.81.0/24"]);
+    // Lifted on B: A gives the members back, and shares them again.
+    b.ok("DELETE", "/v1/bans/198.19.81.0%2F24", "");
+    wait("the members back", &|| {
+        cidrs(b).len() == 8 && cidrs(b).iter().all(|c| c.ends_with("/32"))
+    });
+    assert_eq!(cidrs(a).len(), 8, "{:?}", cidrs(a));
+}
+
+#[test]
+fn monitor_mode_logs_and_counts_would_be_automatic_bans() {
+    let b = GuardBed::start(&format!(
+        "monitor = true\n{}",
+        config("aggregate_sources = 8")
+    ));
+    let src = IpAddr::V4(Ipv4Addr::new(198, 18, 40, 12));
+    let never = AtomicBool::new(false);
+    b.tx.flood_until(
+        &[udp_from(src, b.rx.port)],
+        1000,
+        Duration::from_secs(6),
+        &never,
+    );
+    assert!(b.g.packets("monitor", "rate") > 2000, "would-drops counted");
+    let monitored = "guard_auto_bans_monitored_total{kind=\"rule\"}";
+    let took = guard_tests::fleet::within(Duration::from_secs(2), || metric(&b, monitored) == 1);
+    assert!(took.is_some(), "one would-be ban counted:\n{}", b.scrape());
+    assert!(bans(&b).is_empty(), "nothing banned: {:?}", bans(&b));
+    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 0);
+    assert!(
+        b.g.log().contains("monitor mode: would ban automatically"),
+        "{}",
+        b.g.log()
+    );
+    // Aggregation too: eight API bans stay eight.
+    eight_bans(&b, 82);
+    assert_eq!(bans(&b).len(), 8);
+    assert_eq!(
+        metric(&b, "guard_auto_bans_monitored_total{kind=\"aggregate\"}"),
+        1
+    );
+}
