@@ -111,12 +111,18 @@ impl Guardd {
     }
 
     /// `config` with this guardd's own `state_dir` (in its temporary directory) unless the
-    /// test names one: the default, /var/lib/guard, is the host's.
+    /// test names one: the default, /var/lib/guard, is the host's, so a config naming it
+    /// (the embedded default does) gets this guardd's too.
     pub fn with_state_dir(&self, config: &str) -> String {
+        let own = format!("state_dir = {:?}", self.state_dir());
+        let host = "state_dir = \"/var/lib/guard\"";
+        if config.contains(host) {
+            return config.replace(host, &own);
+        }
         if config.contains("state_dir") {
             return config.to_string();
         }
-        format!("state_dir = {:?}\n{config}", self.state_dir())
+        format!("{own}\n{config}")
     }
 
     /// Where this guardd keeps its durable state.

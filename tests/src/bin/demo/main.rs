@@ -1,9 +1,10 @@
 //! `cargo xtask demo`: guard in a network-namespace testbed.
 //!
 //! guardd runs on the server's veth with the embedded default config (one rule: 1000
-//! packets/s, burst 2000, per /32 and /64) plus a demo deny list and a per-network rule
-//! (per /24 and /64). From the client namespace, AF_PACKET frames: a legitimate client at a
-//! steady rate, one source flooding (held by the per-source rule), a forged flood spread
+//! packets/s, burst 2000, per /32 and /64), given `ban_after = "3s"`, plus a demo deny list
+//! and a per-network rule (per /24 and /64). From the client namespace, AF_PACKET frames: a
+//! legitimate client at a steady rate, one source flooding (held by the per-source rule,
+//! then banned by it when it keeps flooding for 3 s), a forged flood spread
 //! over a whole /24 (held by the per-network rule: 2000/s), a flood from addresses
 //! rotating through one IPv6 /64 (held by the default rule, which counts IPv6 per /64),
 //! and a denied source. Every second the table
@@ -59,6 +60,13 @@ enum Expect {
         burst: f64,
         refill_period: f64,
     },
+    /// Held to the rate, then banned by the rule's `ban_after`.
+    RateThenBan {
+        rate: f64,
+        burst: f64,
+        refill_period: f64,
+        ban_after: f64,
+    },
     None,
 }
 
@@ -67,6 +75,7 @@ impl Expect {
         match self {
             Expect::All => "all".into(),
             Expect::Rate { rate, .. } => format!("{rate:.0}/s"),
+            Expect::RateThenBan { ban_after, .. } => format!("ban@{ban_after:.0}s"),
             Expect::None => "none".into(),
         }
     }
@@ -87,6 +96,20 @@ impl Expect {
                 let bound = due + rate * refill_period;
                 (received as f64) <= bound && received as f64 >= 0.9 * due.min(sent as f64)
             }
+            // Limited within a second of the flood's start (its burst spent), banned within
+            // the second after `ban_after`: at most the rate's bound over that time, at least
+            // what the rate gives over `ban_after`.
+            Expect::RateThenBan {
+                rate,
+                burst,
+                refill_period,
+                ban_after,
+            } => {
+                let banned_by = (ban_after + 2.0).min(secs);
+                let bound = burst + rate * (banned_by + refill_period);
+                let due = burst + rate * ban_after.min(secs);
+                (received as f64) <= bound && received as f64 >= 0.9 * due.min(sent as f64)
+            }
         }
     }
 }
@@ -98,7 +121,11 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let deny = dir.path().join("deny.txt");
     std::fs::write(&deny, "# demo deny list\n198.18.0.3\n")?;
-    let config = format!("{EMBEDDED_DEFAULT}\n{PER_NET_RULE}\n[lists]\ndeny = [{deny:?}]\n");
+    let default = EMBEDDED_DEFAULT.replace(
+        "name = \"per-source\"\n",
+        "name = \"per-source\"\nban_after = \"3s\"\n",
+    );
+    let config = format!("{default}\n{PER_NET_RULE}\n[lists]\ndeny = [{deny:?}]\n");
     let parsed = Config::parse(&config, "<demo config>")?;
     // The limits each flood is held to, from the rules guardd runs with.
     let rule = |name: &str| {
@@ -107,10 +134,23 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .find(|r| r.name.as_str() == name)
             .expect("demo rule");
-        Expect::Rate {
-            rate: r.rate,
-            burst: f64::from(r.burst),
-            refill_period: parsed.refill_period.as_secs_f64(),
+        let (rate, burst, refill_period) = (
+            r.rate,
+            f64::from(r.burst),
+            parsed.refill_period.as_secs_f64(),
+        );
+        match r.ban_after {
+            Some(after) => Expect::RateThenBan {
+                rate,
+                burst,
+                refill_period,
+                ban_after: after.0.as_secs_f64(),
+            },
+            None => Expect::Rate {
+                rate,
+                burst,
+                refill_period,
+            },
         }
     };
     let guardd = Guardd::start(&bed.server, &bed.server_if, &config);
@@ -242,6 +282,20 @@ fn main() -> anyhow::Result<()> {
         yes(limited_ok),
         yes(denied_ok)
     );
+    // The per-source floods went from `rate` to `ban` (when the demo ran long enough).
+    let bans = banned(&guardd);
+    let turned: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| matches!(f.expect, Expect::RateThenBan { .. }))
+        .collect();
+    let banned_ok = seconds < 5 || turned.iter().all(|f| verdict(f, &bans) == "ban");
+    for (net, reason) in bans.iter().filter(|(_, r)| r.starts_with("rule ")) {
+        println!("  banned automatically: {net}: {reason}");
+    }
+    println!(
+        "the sources the per-source rule kept limiting for 3 s were banned (rate -> ban): {}",
+        yes(banned_ok)
+    );
     let app_ok = application::run(&bed, &guardd, seconds.max(4))?;
     drop(guardd);
     drop(bed);
@@ -249,10 +303,38 @@ fn main() -> anyhow::Result<()> {
     println!(
         "cleaning up: guardd processes, the app and nats-server stopped, pins and namespaces removed."
     );
-    if legit_ok && denied_ok && limited_ok && app_ok && fleet_ok {
+    if legit_ok && denied_ok && limited_ok && banned_ok && app_ok && fleet_ok {
         Ok(())
     } else {
         anyhow::bail!("the demo did not behave as expected")
+    }
+}
+
+/// The bans in force (prefix, reason).
+fn banned(guardd: &Guardd) -> Vec<(ipnet::IpNet, String)> {
+    let list = guardd.api("GET", "/v1/bans", None).1;
+    list["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let net = e["cidr"].as_str()?.parse().ok()?;
+            Some((net, e["reason"].as_str().unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// What guard does to a flow now: `ban` once a ban holds its first source, else `rate`
+/// while some of it is dropped, `deny` for the denied flow, `pass` otherwise.
+fn verdict(f: &Flow, banned: &[(ipnet::IpNet, String)]) -> &'static str {
+    if banned.iter().any(|(n, _)| n.contains(&f.sources[0])) {
+        "ban"
+    } else if matches!(f.expect, Expect::None) {
+        "deny"
+    } else if f.received < f.sent {
+        "rate"
+    } else {
+        "pass"
     }
 }
 
@@ -264,19 +346,21 @@ fn print_table(second: u32, elapsed: Duration, flows: &[Flow], guardd: &Guardd) 
     let secs = elapsed.as_secs_f64();
     println!("guard demo, second {second} ({secs:.1}s)");
     println!(
-        "{:<19} {:<23} {:>9} {:>9} {:>9} {:>10} {:>8}",
-        "SOURCE", "ROLE", "SENT", "RECEIVED", "DROPPED", "RECEIVED/s", "LIMIT"
+        "{:<19} {:<23} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6}",
+        "SOURCE", "ROLE", "SENT", "RECEIVED", "DROPPED", "RECEIVED/s", "LIMIT", "NOW"
     );
+    let banned = banned(guardd);
     for f in flows {
         println!(
-            "{:<19} {:<23} {:>9} {:>9} {:>9} {:>10.0} {:>8}",
+            "{:<19} {:<23} {:>9} {:>9} {:>9} {:>10.0} {:>8} {:>6}",
             f.label,
             f.role,
             f.sent,
             f.received,
             f.sent.saturating_sub(f.received),
             f.received as f64 / secs,
-            f.expect.label()
+            f.expect.label(),
+            verdict(f, &banned)
         );
     }
     let stats = guardd.ctl_json(&["stats"]);
