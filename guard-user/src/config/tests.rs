@@ -21,6 +21,11 @@ fn embedded_default_matches_the_design() {
     assert_eq!(c.refill_period, Duration::from_secs(1));
     assert_eq!(c.refill_stale_after, Duration::from_secs(5));
     assert_eq!(c.bans.escalation.len(), 3);
+    assert_eq!(r.ban_after, None, "never by default");
+    assert_eq!(
+        c.bans.aggregate_sources, 0,
+        "never by default: shared NAT ranges"
+    );
     assert_eq!(c.api.socket_mode.bits(), 0o660);
     assert_eq!(c.metrics.listen.port(), 9752);
 }
@@ -47,6 +52,7 @@ rate = 20.0
 burst = 100
 buckets = 131072
 monitor = false
+ban_after = "10s"
 
 [lists]
 allow = ["/etc/guard/allow.txt"]
@@ -56,6 +62,9 @@ deny = ["/etc/guard/deny.txt"]
 max_entries = 1048576
 default_ttl = "10m"
 escalation = ["10m", "1h", "24h"]
+aggregate_sources = 8
+aggregate_ipv4_prefix = 24
+aggregate_ipv6_prefix = 48
 
 [api]
 socket = "/run/guard/guard.sock"
@@ -65,6 +74,18 @@ socket_mode = "0660"
 listen = "127.0.0.1:9752"
 "#;
     let c = Config::parse(text, "design.toml").unwrap();
+    assert_eq!(
+        c.rules[0].ban_after.map(|d| d.0),
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(
+        (
+            c.bans.aggregate_sources,
+            c.bans.aggregate_ipv4_prefix,
+            c.bans.aggregate_ipv6_prefix
+        ),
+        (8, 24, 48)
+    );
     assert_eq!(c.interfaces, ["eth0"]);
     assert_eq!(c.rules[0].ports, [443, 80]);
     assert!(c.rules[0].tcp_syn_only);
@@ -172,6 +193,26 @@ fn cross_field_rules_are_checked() {
         (
             "[bans]\ndefault_ttl = \"0s\"\n".to_string(),
             "bans.default_ttl: must be whole seconds between 1s and 30 days",
+        ),
+        (
+            rule("ban_after = \"500ms\"\n"),
+            "rules[0].ban_after: must be between 1s and 24h",
+        ),
+        (
+            rule("ban_after = \"2days\"\n"),
+            "rules[0].ban_after: must be between 1s and 24h",
+        ),
+        (
+            "[bans]\naggregate_sources = 1\n".to_string(),
+            "bans.aggregate_sources: must be 0 (never) or between 2 and 65536",
+        ),
+        (
+            "[bans]\naggregate_ipv4_prefix = 32\n".to_string(),
+            "bans.aggregate_ipv4_prefix: must be between 1 and 31",
+        ),
+        (
+            "[bans]\naggregate_ipv6_prefix = 128\n".to_string(),
+            "bans.aggregate_ipv6_prefix: must be between 1 and 127",
         ),
     ];
     for (text, want) in cases {
