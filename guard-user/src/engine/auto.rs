@@ -29,6 +29,9 @@ pub(super) struct Auto {
     /// Monitor mode: would-be bans, until their would-be expiry (monotonic ns), so a source
     /// still limited is logged once per would-be ban, not once per `ban_after`.
     would_ban: Mutex<HashMap<IpNet, u64>>,
+    /// Aggregate prefixes whose ban was lifted (API, fleet), until it would have expired:
+    /// not made again meanwhile, so the members that came back stay members.
+    lifted: Mutex<HashMap<IpNet, u64>>,
 }
 
 /// What a `ban_after` report led to.
@@ -126,6 +129,23 @@ impl Engine {
         }
     }
 
+    /// A ban was removed by hand or by the fleet: if it is of an aggregate prefix's length,
+    /// that prefix is not aggregated again before the ban would have expired.
+    pub(super) fn lifted(&self, gone: &Entry) {
+        let agg = Aggregation::of(&self.kernel().config.bans);
+        let len = match gone.net {
+            IpNet::V4(_) => agg.ipv4_prefix,
+            IpNet::V6(_) => agg.ipv6_prefix,
+        };
+        if gone.kind != Kind::Ban || gone.net.prefix_len() != len {
+            return;
+        }
+        let now = monotonic_ns();
+        let mut lifted = self.auto.lifted.lock().expect("lifted lock");
+        lifted.retain(|_, until| *until > now);
+        lifted.insert(gone.net, gone.expires_mono_ns);
+    }
+
     /// After bans of `added` went in: each aggregate prefix holding one of them and now
     /// `aggregate_sources` bans or more, with no allow inside or over it and no entry of its
     /// own, becomes one ban; its members are set aside. Returns the fleet rows to queue.
@@ -143,11 +163,19 @@ impl Engine {
         }
         let prefixes: BTreeSet<IpNet> = added.iter().filter_map(|n| agg.prefix_of(n)).collect();
         let mut queued = Vec::new();
+        let now = monotonic_ns();
+        let lifted: Vec<IpNet> = {
+            let l = self.auto.lifted.lock().expect("lifted lock");
+            prefixes
+                .iter()
+                .filter(|p| l.get(p).is_some_and(|until| *until > now))
+                .copied()
+                .collect()
+        };
         for prefix in prefixes {
-            if t.get(&prefix).is_some() {
+            if t.get(&prefix).is_some() || lifted.contains(&prefix) {
                 continue;
             }
-            let now = monotonic_ns();
             let members: Vec<Entry> = t.bans_inside(&prefix, now).cloned().collect();
             if members.len() < agg.sources as usize {
                 continue;

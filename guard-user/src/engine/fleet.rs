@@ -128,10 +128,12 @@ impl Engine {
                 RemoteOp::Delete(net) => {
                     // Puts before it in the batch go first: order is the bucket's.
                     self.add_remote(&mut t, kind, std::mem::take(&mut puts), &mut out);
-                    if t.get(&net).is_some_and(|e| e.kind == kind)
+                    let gone = t.get(&net).filter(|e| e.kind == kind).cloned();
+                    if let Some(gone) = gone
                         && self.drop_entry(&mut t, &net, kind)
                     {
                         out.deleted += 1;
+                        self.lifted(&gone);
                         queued.extend(self.give_back(&mut t, &net));
                     }
                 }

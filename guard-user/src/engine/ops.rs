@@ -75,6 +75,7 @@ impl Engine {
         let queued = match &gone {
             Ok(e) => {
                 let mut q = self.queue_removed(e);
+                self.lifted(e);
                 q.extend(self.give_back(&mut t, net));
                 q
             }
