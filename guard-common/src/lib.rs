@@ -28,6 +28,8 @@ pub mod map_names {
     pub const V4_TBL8: &str = "V4_TBL8";
     pub const V6_TOP24: &str = "V6_TOP24";
     pub const V6_PREFIX: &str = "V6_PREFIX";
+    pub const V6_ROOT: &str = "V6_ROOT";
+    pub const V6_NODES: &str = "V6_NODES";
     pub const RULES: &str = "RULES";
     pub const RULE_PORTS: &str = "RULE_PORTS";
     pub const RULE_STATS: &str = "RULE_STATS";
@@ -43,13 +45,15 @@ pub mod map_names {
     pub const LIMIT_SEEN: &str = "LIMIT_SEEN";
     pub const LIMIT_REPORTS: &str = "LIMIT_REPORTS";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 22] = [
         CONFIG,
         STATS,
         V4_DIR24,
         V4_TBL8,
         V6_TOP24,
         V6_PREFIX,
+        V6_ROOT,
+        V6_NODES,
         RULES,
         RULE_PORTS,
         RULE_STATS,
@@ -77,6 +81,7 @@ mod pod {
     unsafe impl aya::Pod for crate::RuntimeConfig {}
     unsafe impl aya::Pod for crate::V6Key {}
     unsafe impl aya::Pod for crate::lists::Bitmap512 {}
+    unsafe impl aya::Pod for crate::lists::V6Node {}
     unsafe impl aya::Pod for crate::rules::RuleSpec {}
     unsafe impl aya::Pod for crate::tokens::Bucket {}
     unsafe impl aya::Pod for crate::dynamic::DynKeyV4 {}

@@ -6,8 +6,16 @@
 //! [`ListCode::Split`] and its 256 host codes live in the `V4_TBL8` hash, keyed by the /24.
 //!
 //! IPv6 uses a 2 MiB bitmap over the first 24 address bits (`V6_TOP24`, set where any listed
-//! prefix may match) in front of exact-match hashes, one probe per prefix length present
-//! (`V6_PREFIX`, lengths longest first in [`RuntimeConfig`]).
+//! prefix may match) in front of a multibit trie of the prefixes up to /64: `V6_ROOT` holds
+//! an entry per /16, and each [`V6Node`] of `V6_NODES` the 16 entries of the next 4 bits.
+//! An entry is a code, or [`V6_NODE`] and a child's index; codes are pushed down to the
+//! leaves, so a lookup reads entries until the first code: one per 4 bits of the longest
+//! prefix on the address's path, whatever the number of prefixes or lengths listed (a /48
+//! is 8 reads past the root). Prefixes longer than /64 (hosts, mostly) are exact-match
+//! hashes, one per length (`V6_PREFIX`, lengths longest first in [`RuntimeConfig`]),
+//! probed only when the trie's leaf says some lie under it ([`V6_LONGER`]). The daemon
+//! writes a new trie's nodes in the half of `V6_NODES` the old one does not use, then
+//! points the roots at them, so a reload never shows a half-built trie.
 //!
 //! The daemon flattens the lists before writing them: every entry carries its *effective*
 //! code (allow when any allow entry covers it), so the longest match decides alone and the
@@ -78,10 +86,45 @@ pub const V4_DIR24_ENTRIES: u32 = 1 << 16;
 pub const V4_TBL8_ENTRIES: u32 = 1 << 18;
 /// Elements in `V6_TOP24`: 2^24 bits, 512 per element.
 pub const V6_TOP24_ENTRIES: u32 = 1 << 15;
+/// Entries in `V6_ROOT`: one per /16.
+pub const V6_ROOT_ENTRIES: u32 = 1 << 16;
+/// Bits of the address the root covers; each level below adds [`V6_STRIDE`].
+pub const V6_ROOT_BITS: u32 = 16;
+pub const V6_STRIDE: u32 = 4;
+/// Levels below the root at most: (128 - 16) / 4.
+pub const V6_MAX_LEVELS: u32 = (128 - V6_ROOT_BITS) / V6_STRIDE;
+/// Nodes in `V6_NODES` (64 bytes each: 8 MiB): two generations of
+/// [`V6_NODES_PER_GENERATION`], the lists in force and the ones being written.
+pub const V6_NODES_ENTRIES: u32 = 1 << 17;
+pub const V6_NODES_PER_GENERATION: u32 = V6_NODES_ENTRIES / 2;
+/// A trie entry holding a child node's index (in the low bits) rather than a code.
+pub const V6_NODE: u32 = 1 << 31;
+/// On a trie leaf: prefixes longer than the trie's (/64) lie in its range, probe `V6_PREFIX`.
+pub const V6_LONGER: u32 = 1 << 30;
+/// The longest prefix the trie holds; longer ones are in `V6_PREFIX`.
+pub const V6_TRIE_MAX_LEN: u8 = 64;
 /// Capacity of `V6_PREFIX`.
 pub const V6_PREFIX_ENTRIES: u32 = 1 << 18;
-/// Distinct IPv6 prefix lengths the kernel probes at most.
+/// Distinct IPv6 prefix lengths longer than /64 the kernel probes at most.
 pub const MAX_V6_LENS: usize = 16;
+
+/// 16 trie entries: the next 4 bits of the address below a node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V6Node(pub [u32; 16]);
+
+impl V6Node {
+    pub const fn filled(entry: u32) -> V6Node {
+        V6Node([entry; 16])
+    }
+}
+
+/// The 4 bits of an address at bit `depth` (a multiple of 4), from its words in host byte
+/// order.
+#[inline(always)]
+pub const fn v6_nibble(words: &[u32; 4], depth: u32) -> u32 {
+    (words[((depth >> 5) & 3) as usize] >> (28 - (depth & 31))) & 0xf
+}
 
 /// Where the code of an IPv4 address (host byte order) lives in `V4_DIR24`:
 /// (array element, position in the element).
@@ -192,7 +235,7 @@ pub struct RuntimeConfig {
     pub _reserved2: u32,
     /// SipHash key of the bucket index: random, kept across restarts, never exported.
     pub key: [u64; 2],
-    /// IPv6 prefix lengths present in `V6_PREFIX`, longest first.
+    /// IPv6 prefix lengths longer than /64 present in `V6_PREFIX`, longest first.
     pub v6_lens: [V6Len; MAX_V6_LENS],
     /// Prefix lengths of the bans and temporary allows, longest first.
     pub dyn_lens: crate::dynamic::DynLens,

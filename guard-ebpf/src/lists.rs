@@ -8,8 +8,9 @@ use aya_ebpf::{
 use guard_common::{
     ListCode, RuntimeConfig, V6Key,
     lists::{
-        self, Bitmap512, MAX_V6_LENS, V4_DIR24_ENTRIES, V4_TBL8_ENTRIES, V6_PREFIX_ENTRIES,
-        V6_TOP24_ENTRIES,
+        self, Bitmap512, MAX_V6_LENS, V4_DIR24_ENTRIES, V4_TBL8_ENTRIES, V6_LONGER, V6_MAX_LEVELS,
+        V6_NODE, V6_NODES_ENTRIES, V6_PREFIX_ENTRIES, V6_ROOT_BITS, V6_ROOT_ENTRIES, V6_STRIDE,
+        V6_TOP24_ENTRIES, V6Node,
     },
 };
 use guard_ebpf::parse::Source;
@@ -27,6 +28,12 @@ static V6_TOP24: Array<Bitmap512> = Array::with_max_entries(V6_TOP24_ENTRIES, 0)
 #[map(name = "V6_PREFIX")]
 static V6_PREFIX: HashMap<V6Key, u32> =
     HashMap::with_max_entries(V6_PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map(name = "V6_ROOT")]
+static V6_ROOT: Array<u32> = Array::with_max_entries(V6_ROOT_ENTRIES, 0);
+
+#[map(name = "V6_NODES")]
+static V6_NODES: Array<V6Node> = Array::with_max_entries(V6_NODES_ENTRIES, 0);
 
 #[inline(always)]
 pub fn code(src: &Source, cfg: &RuntimeConfig) -> ListCode {
@@ -58,20 +65,48 @@ fn v4_code(addr: u32) -> ListCode {
 
 #[inline(always)]
 fn v6_code(addr: &[u32; 4], cfg: &RuntimeConfig) -> ListCode {
-    let (elem, bit) = lists::v6_top24_slot(u32::from_be(addr[0]));
+    let words = [
+        u32::from_be(addr[0]),
+        u32::from_be(addr[1]),
+        u32::from_be(addr[2]),
+        u32::from_be(addr[3]),
+    ];
+    let (elem, bit) = lists::v6_top24_slot(words[0]);
     match V6_TOP24.get(elem) {
         Some(bits) if bits.bit(bit) => {}
         _ => return ListCode::None,
     }
-    for i in 0..MAX_V6_LENS {
-        if i as u32 >= cfg.v6_len_count {
+    let Some(&root) = V6_ROOT.get(words[0] >> (32 - V6_ROOT_BITS)) else {
+        return ListCode::None;
+    };
+    // Down the trie until an entry is a code: one read per 4 bits.
+    let mut entry = root;
+    let mut depth = V6_ROOT_BITS;
+    for _ in 0..V6_MAX_LEVELS {
+        if entry & V6_NODE == 0 {
             break;
         }
-        let key = cfg.v6_lens[i].key(addr);
-        // SAFETY: read-only use of a u32 value.
-        if let Some(code) = unsafe { V6_PREFIX.get(&key) } {
-            return ListCode::from_bits(*code as u64);
+        let Some(node) = V6_NODES.get(entry & !V6_NODE) else {
+            return ListCode::None;
+        };
+        entry = node.0[(lists::v6_nibble(&words, depth) & 15) as usize];
+        depth += V6_STRIDE;
+    }
+    if entry & V6_NODE != 0 {
+        return ListCode::None;
+    }
+    if entry & V6_LONGER != 0 {
+        // Longer prefixes than the trie's lie here: theirs is the longer match.
+        for i in 0..MAX_V6_LENS {
+            if i as u32 >= cfg.v6_len_count {
+                break;
+            }
+            let key = cfg.v6_lens[i].key(addr);
+            // SAFETY: read-only use of a u32 value.
+            if let Some(code) = unsafe { V6_PREFIX.get(&key) } {
+                return ListCode::from_bits(*code as u64);
+            }
         }
     }
-    ListCode::None
+    ListCode::from_bits(entry as u64)
 }

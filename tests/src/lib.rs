@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod http;
 pub mod inject;
 pub mod latency;
+pub mod lists6;
 pub mod netns;
 pub mod packet;
 pub mod tools;

@@ -179,6 +179,7 @@ fn markdown(
         "ipv6 pass",
         "ipv6 pass*",
         "ipv6 deny",
+        "ipv6 deny host",
     ]
     .iter()
     .filter_map(|c| {

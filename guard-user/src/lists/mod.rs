@@ -3,6 +3,7 @@
 //! A file is loaded whole or not at all: every bad line is reported with file:line.
 
 pub mod tables;
+pub mod trie6;
 
 use std::{
     fmt,

@@ -12,10 +12,12 @@ use std::{
 use guard_common::{
     ListCode, V6Key, V6Len,
     lists::{
-        self, Bitmap512, MAX_V6_LENS, V4_DIR24_ENTRIES, V4_TBL8_ENTRIES, V6_PREFIX_ENTRIES,
-        V6_TOP24_ENTRIES,
+        self, Bitmap512, MAX_V6_LENS, V4_DIR24_ENTRIES, V4_TBL8_ENTRIES, V6_LONGER,
+        V6_PREFIX_ENTRIES, V6_TOP24_ENTRIES, V6_TRIE_MAX_LEN,
     },
 };
+
+use super::trie6::{TooManyNodes, Trie6};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,10 +26,14 @@ pub enum TableError {
         "the lists split {split} IPv4 /24s into single hosts; at most {max} fit the kernel table"
     )]
     TooManyV4Splits { split: usize, max: u32 },
-    #[error("the lists hold {count} distinct IPv6 prefixes; at most {max} fit the kernel table")]
+    #[error(transparent)]
+    TooManyV6Nodes(#[from] TooManyNodes),
+    #[error(
+        "the lists hold {count} distinct IPv6 prefixes longer than /64; at most {max} fit the kernel table"
+    )]
     TooManyV6Prefixes { count: usize, max: u32 },
     #[error(
-        "the lists use {count} distinct IPv6 prefix lengths ({lengths}); at most {max} are supported"
+        "the lists use {count} distinct IPv6 prefix lengths longer than /64 ({lengths}); at most {max} are supported"
     )]
     TooManyV6Lengths {
         count: usize,
@@ -36,7 +42,7 @@ pub enum TableError {
     },
 }
 
-/// The contents of the four list maps and the IPv6 part of the runtime config.
+/// The contents of the list maps.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Tables {
     /// `V4_DIR24`, all elements.
@@ -45,7 +51,9 @@ pub struct Tables {
     pub v4_tbl8: BTreeMap<u32, Bitmap512>,
     /// `V6_TOP24`, all elements.
     pub v6_top24: Vec<Bitmap512>,
-    /// `V6_PREFIX`: effective code per (length, prefix).
+    /// `V6_ROOT` and `V6_NODES` (node indices local to this trie): prefixes up to /64.
+    pub v6_trie: Trie6,
+    /// `V6_PREFIX`: effective code per (length, prefix), for prefixes longer than /64.
     pub v6_prefix: HashMap<V6Key, u32>,
     /// Prefix lengths present in `v6_prefix`, longest first.
     pub v6_lens: Vec<u32>,
@@ -63,6 +71,7 @@ impl std::fmt::Debug for Tables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tables")
             .field("v4_tbl8", &self.v4_tbl8.len())
+            .field("v6_nodes", &self.v6_trie.nodes.len())
             .field("v6_prefix", &self.v6_prefix.len())
             .field("v6_lens", &self.v6_lens)
             .finish()
@@ -80,11 +89,12 @@ impl Tables {
         let (allow4, allow6) = split_families(allow);
         let (deny4, deny6) = split_families(deny);
         let (v4_dir24, v4_tbl8) = build_v4(&allow4, &deny4)?;
-        let (v6_top24, v6_prefix, v6_lens) = build_v6(&allow6, &deny6)?;
+        let (v6_top24, v6_trie, v6_prefix, v6_lens) = build_v6(&allow6, &deny6)?;
         Ok(Tables {
             v4_dir24,
             v4_tbl8,
             v6_top24,
+            v6_trie,
             v6_prefix,
             v6_lens,
             counts: ListCounts {
@@ -116,12 +126,15 @@ impl Tables {
                 if !self.v6_top24[elem as usize].bit(bit) {
                     return ListCode::None;
                 }
-                for &len in &self.v6_lens {
-                    if let Some(&code) = self.v6_prefix.get(&V6Len::new(len).key(&words)) {
-                        return ListCode::from_bits(code as u64);
+                let leaf = self.v6_trie.leaf(u128::from(a));
+                if leaf & V6_LONGER != 0 {
+                    for &len in &self.v6_lens {
+                        if let Some(&code) = self.v6_prefix.get(&V6Len::new(len).key(&words)) {
+                            return ListCode::from_bits(code as u64);
+                        }
                     }
                 }
-                ListCode::None
+                ListCode::from_bits(u64::from(leaf))
             }
         }
     }
@@ -204,38 +217,51 @@ fn build_v4(allow: &[Ipv4Net], deny: &[Ipv4Net]) -> Result<V4Tables, TableError>
     Ok((dir24, tbl8))
 }
 
-type V6Tables = (Vec<Bitmap512>, HashMap<V6Key, u32>, Vec<u32>);
+type V6Tables = (Vec<Bitmap512>, Trie6, HashMap<V6Key, u32>, Vec<u32>);
 
 fn build_v6(allow: &[Ipv6Net], deny: &[Ipv6Net]) -> Result<V6Tables, TableError> {
-    let key = |n: &Ipv6Net| V6Len::new(n.prefix_len() as u32).key(&v6_words(&n.network()));
-    let allow_keys: HashSet<V6Key> = allow.iter().map(key).collect();
-    let allow_lens: BTreeSet<u32> = allow.iter().map(|n| n.prefix_len() as u32).collect();
+    let key = |n: &Ipv6Net| (u128::from(n.network()), n.prefix_len());
+    let allow_keys: HashSet<(u128, u8)> = allow.iter().map(key).collect();
+    let allow_lens: BTreeSet<u8> = allow.iter().map(Ipv6Net::prefix_len).collect();
     // An entry covered by an allow entry is an allow: the longest match then decides alone.
     let covered_by_allow = |n: &Ipv6Net| {
-        let words = v6_words(&n.network());
-        allow_lens
-            .range(..=n.prefix_len() as u32)
-            .any(|&len| allow_keys.contains(&V6Len::new(len).key(&words)))
+        let net = u128::from(n.network());
+        allow_lens.range(..=n.prefix_len()).any(|&len| {
+            let mask = if len == 0 { 0 } else { !0u128 << (128 - len) };
+            allow_keys.contains(&(net & mask, len))
+        })
     };
-    let mut entries: HashMap<V6Key, u32> = HashMap::new();
+    let mut entries: HashMap<(u128, u8), ListCode> = HashMap::new();
     for n in deny {
         let code = if covered_by_allow(n) {
             ListCode::Allow
         } else {
             ListCode::Deny
         };
-        entries.insert(key(n), code as u32);
+        entries.insert(key(n), code);
     }
     for n in allow {
-        entries.insert(key(n), ListCode::Allow as u32);
+        entries.insert(key(n), ListCode::Allow);
     }
-    if entries.len() > V6_PREFIX_ENTRIES as usize {
+    let mut top24 = vec![Bitmap512::ZERO; V6_TOP24_ENTRIES as usize];
+    for &(net, len) in entries.keys() {
+        let first = (net >> 104) as u32;
+        let count = if len >= 24 { 1 } else { 1u32 << (24 - len) };
+        for top in first..first + count {
+            let (elem, bit) = lists::v6_top24_slot(top << 8);
+            top24[elem as usize].set_bit(bit);
+        }
+    }
+    let (short, long): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|((_, len), _)| *len <= V6_TRIE_MAX_LEN);
+    if long.len() > V6_PREFIX_ENTRIES as usize {
         return Err(TableError::TooManyV6Prefixes {
-            count: entries.len(),
+            count: long.len(),
             max: V6_PREFIX_ENTRIES,
         });
     }
-    let lens: BTreeSet<u32> = entries.keys().map(|k| k.prefix_len).collect();
+    let lens: BTreeSet<u32> = long.iter().map(|((_, l), _)| u32::from(*l)).collect();
     if lens.len() > MAX_V6_LENS {
         let lengths = lens
             .iter()
@@ -248,20 +274,15 @@ fn build_v6(allow: &[Ipv6Net], deny: &[Ipv6Net]) -> Result<V6Tables, TableError>
             max: MAX_V6_LENS,
         });
     }
-    let mut top24 = vec![Bitmap512::ZERO; V6_TOP24_ENTRIES as usize];
-    for k in entries.keys() {
-        let first = u32::from_be(k.addr[0]) >> 8;
-        let count = if k.prefix_len >= 24 {
-            1
-        } else {
-            1u32 << (24 - k.prefix_len)
-        };
-        for top in first..first + count {
-            let (elem, bit) = lists::v6_top24_slot(top << 8);
-            top24[elem as usize].set_bit(bit);
-        }
-    }
-    Ok((top24, entries, lens.into_iter().rev().collect()))
+    let mut prefixes: Vec<(u128, u8, ListCode)> =
+        short.into_iter().map(|((n, l), c)| (n, l, c)).collect();
+    let trie = Trie6::build(&mut prefixes, long.iter().map(|((n, _), _)| *n))?;
+    let words = |n: u128| v6_words(&Ipv6Addr::from(n));
+    let hashed: HashMap<V6Key, u32> = long
+        .into_iter()
+        .map(|((n, l), c)| (V6Len::new(u32::from(l)).key(&words(n)), c as u32))
+        .collect();
+    Ok((top24, trie, hashed, lens.into_iter().rev().collect()))
 }
 
 /// The reference answer: what the lists mean, computed the slow, obvious way.

@@ -6,8 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use guard_common::{
-    V6Key,
     dynamic::{BanHistory, DynEntry, DynKeyV4, DynMeta, DynMetaKey, KIND_BAN, V4Len},
+    lists::Bitmap512,
     map_names,
 };
 use guard_tests::{
@@ -76,15 +76,17 @@ fn a_bulk_ban_that_fails_part_way_leaves_nothing() {
     assert_eq!(b.deliver(IpAddr::V4(bulk_addr(7)), 20), 0, "enforced");
 }
 
-/// `deny.txt` of the reloaded config: the old entry, a new IPv4 one and 300 IPv6 /48s.
+/// `deny.txt` of the reloaded config: the old entry, a new one, 300 IPv4 hosts in 300
+/// other /24s (each a `V4_TBL8` element) and 300 IPv6 /48s.
 fn new_deny_list() -> String {
     let mut text = String::from("198.18.0.3\n198.18.0.4\n");
     for i in 0..300u32 {
+        let slash24 = u32::from(Ipv4Addr::new(198, 18, 1, 0)) + (i << 8);
+        text += &format!("{}\n", Ipv4Addr::from(slash24 + 1));
         text += &format!("2001:db8:{:x}::/48\n", 0x1000 + i);
     }
     text
 }
-
 #[test]
 fn a_reload_that_fails_part_way_leaves_the_old_config() {
     let b = GuardBed::start("[lists]\ndeny = [\"{dir}/deny.txt\"]\n");
@@ -100,28 +102,24 @@ fn a_reload_that_fails_part_way_leaves_the_old_config() {
         b.g.with_state_dir(&format!("monitor = true\n[lists]\ndeny = [{deny:?}]\n")),
     )
     .unwrap();
-    // Junk /0 keys (never probed) until 100 slots are left: the IPv4 part of the new
-    // tables is written, then the 101st IPv6 prefix fails.
-    let v6_pin = b.map_pin(map_names::V6_PREFIX);
-    let mut junk = Filled::new(&v6_pin, 100, 0u32, |i| V6Key {
-        prefix_len: 0,
-        addr: [i, 0, 0, 1],
-    });
+    // Junk /24s of 240.0.0.0/4 (never split, so never read) until 100 slots are left: the
+    // 101st new host table fails, part-way through the new lists.
+    let tbl8_pin = b.map_pin(map_names::V4_TBL8);
+    let mut junk = Filled::new(&tbl8_pin, 100, Bitmap512::ZERO, |i| 0x00f0_0000 + i);
     let out = b.g.ctl(&["reload"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("the previous configuration stays in force") && err.contains("V6_PREFIX"),
+        err.contains("the previous configuration stays in force") && err.contains("V4_TBL8"),
         "{err}"
     );
     // The old config, whole: flags, lists in the kernel, lists in the daemon.
     let status = b.g.ctl_json(&["status"]);
     assert_eq!(status["monitor"], false, "{status}");
-    let v6 = keys::<V6Key, u32>(&v6_pin);
-    assert!(
-        !v6.iter().any(|k| k.prefix_len == 48),
-        "no prefix of the new list stays in V6_PREFIX"
-    );
+    let tbl8 = keys::<u32, Bitmap512>(&tbl8_pin);
+    let new_keys = (0..300u32).map(|i| (u32::from(Ipv4Addr::new(198, 18, 1, 0)) >> 8) + i);
+    let left = new_keys.filter(|k| tbl8.contains(k)).count();
+    assert_eq!(left, 0, "no host table of the new list stays in V4_TBL8");
     let stats = b.g.ctl_json(&["stats"]);
     assert_eq!(stats["lists"]["deny"], 1, "{stats}");
     assert_eq!(b.deliver(old, 20), 0, "the old deny list still drops");

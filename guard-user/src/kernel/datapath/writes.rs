@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use aya::maps::{Array, MapData, MapError};
 use guard_common::{
     V6Key,
-    lists::{Bitmap512, MAX_V6_LENS, V6Len},
+    lists::{Bitmap512, MAX_V6_LENS, V6_NODE, V6_NODES_PER_GENERATION, V6_ROOT_ENTRIES, V6Len},
     map_names,
     rules::{MAX_RULES, PORT_ELEMS_PER_RULE},
 };
@@ -114,8 +114,9 @@ impl Datapath {
     }
 
     /// Writes new list tables. The order keeps every address answered by either the old or
-    /// the new lists throughout: new entries first, then the direct tables that point at
-    /// them, then the removal of entries nothing points at any more.
+    /// the new lists throughout: new entries first (IPv4 host tables, the new IPv6 trie's
+    /// nodes in the half of `V6_NODES` the old one does not use), then the direct tables
+    /// that point at them, then the removal of entries nothing points at any more.
     pub fn write_tables(&mut self, tables: Tables) -> Result<(), DatapathError> {
         let err = |name| move |source| DatapathError::Map { name, source };
         for (&k, v) in &tables.v4_tbl8 {
@@ -135,6 +136,30 @@ impl Datapath {
             self.set_v6_lens(&union.iter().rev().copied().collect::<Vec<_>>())?;
         }
         let previous = self.written.take();
+        let same_v6 = previous
+            .as_ref()
+            .is_some_and(|p| p.v6_trie == tables.v6_trie);
+        let v6_root = if same_v6 {
+            None
+        } else {
+            let live = match self.v6_base {
+                Some(base) => base,
+                None => self.live_v6_base().map_err(err(map_names::V6_ROOT))?,
+            };
+            let base = if live == 0 {
+                V6_NODES_PER_GENERATION
+            } else {
+                0
+            };
+            let (root, nodes) = tables.v6_trie.rebased(base);
+            for (i, n) in nodes.iter().enumerate() {
+                self.v6_nodes
+                    .set(base + i as u32, n, 0)
+                    .map_err(err(map_names::V6_NODES))?;
+            }
+            self.v6_base = Some(base);
+            Some(root)
+        };
         write_array(
             &mut self.v4_dir24,
             &tables.v4_dir24,
@@ -147,6 +172,14 @@ impl Datapath {
             previous.as_ref().map(|t| &t.v6_top24),
         )
         .map_err(err(map_names::V6_TOP24))?;
+        if let Some(root) = v6_root {
+            // Each root entry is one 4-byte store: its /16 answers old or new.
+            for (i, &e) in root.iter().enumerate() {
+                self.v6_root
+                    .set(i as u32, e, 0)
+                    .map_err(err(map_names::V6_ROOT))?;
+            }
+        }
         self.set_v6_lens(&tables.v6_lens)?;
         let stale4: Vec<u32> = self
             .v4_tbl8
@@ -188,6 +221,22 @@ impl Datapath {
         self.runtime.v6_lens = masks;
         self.runtime.v6_len_count = lens.len().min(MAX_V6_LENS) as u32;
         self.write_runtime()
+    }
+
+    /// The half of `V6_NODES` the adopted trie uses (0 when it has no node).
+    fn live_v6_base(&self) -> Result<u32, MapError> {
+        for i in 0..V6_ROOT_ENTRIES {
+            let e = self.v6_root.get(&i, 0)?;
+            if e & V6_NODE != 0 {
+                let node = e & !V6_NODE;
+                return Ok(if node >= V6_NODES_PER_GENERATION {
+                    V6_NODES_PER_GENERATION
+                } else {
+                    0
+                });
+            }
+        }
+        Ok(0)
     }
 }
 

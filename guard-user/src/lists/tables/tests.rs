@@ -25,7 +25,7 @@ fn empty_lists_match_nothing() {
     let t = check(&[], &[]);
     assert_eq!(t.lookup("198.18.0.1".parse().unwrap()), ListCode::None);
     assert_eq!(t.lookup("2001:db8::1".parse().unwrap()), ListCode::None);
-    assert!(t.v4_tbl8.is_empty() && t.v6_prefix.is_empty());
+    assert!(t.v4_tbl8.is_empty() && t.v6_trie.nodes.is_empty() && t.v6_prefix.is_empty());
 }
 
 #[test]
@@ -34,7 +34,8 @@ fn empty_tables_are_what_new_maps_hold() {
     let t = Tables::empty();
     assert!(t.v4_dir24.iter().all(|b| *b == Bitmap512::ZERO));
     assert!(t.v6_top24.iter().all(|b| *b == Bitmap512::ZERO));
-    assert!(t.v4_tbl8.is_empty() && t.v6_prefix.is_empty() && t.v6_lens.is_empty());
+    assert!(t.v4_tbl8.is_empty() && t.v6_trie.nodes.is_empty() && t.v6_lens.is_empty());
+    assert!(t.v6_trie.root.iter().all(|&e| e == 0));
 }
 
 #[test]
@@ -104,12 +105,30 @@ fn v6_longest_match_with_allow_overrides() {
     );
     assert_eq!(at("2410::1"), ListCode::None);
     assert_eq!(at("2001:db9::1"), ListCode::None);
-    assert_eq!(t.v6_lens, [128, 64, 48, 32, 12]);
 }
 
 #[test]
-fn too_many_v6_lengths_is_refused() {
-    let deny: Vec<IpNet> = (33..=50)
+fn any_number_of_v6_lengths_up_to_64_is_taken() {
+    // Every length from /1 to /64 in the trie, and a few longer ones hashed.
+    let deny: Vec<IpNet> = (1..=64)
+        .chain([80, 96, 112, 127, 128])
+        .map(|l| {
+            IpNet::V6(
+                format!("2001:db8::/{l}")
+                    .parse::<Ipv6Net>()
+                    .unwrap()
+                    .trunc(),
+            )
+        })
+        .collect();
+    let allow = nets(&["2001:db8::1/128", "2001:db8::100/120"]);
+    let t = check(&allow, &deny);
+    assert_eq!(t.v6_lens, [128, 127, 120, 112, 96, 80]);
+}
+
+#[test]
+fn too_many_v6_lengths_past_64_is_refused() {
+    let deny: Vec<IpNet> = (65..=82)
         .map(|l| format!("2001:db8::/{l}").parse().unwrap())
         .collect();
     let e = Tables::build(&[], &deny).unwrap_err();
@@ -119,6 +138,18 @@ fn too_many_v6_lengths_is_refused() {
     );
 }
 
+#[test]
+fn too_many_v6_nodes_is_refused_with_the_limit() {
+    // /64s in distinct /16s: 12 nodes each.
+    let deny: Vec<IpNet> = (0..6000u128)
+        .map(|i| {
+            IpNet::V6(Ipv6Net::new(std::net::Ipv6Addr::from((i << 112) | (1 << 64)), 64).unwrap())
+        })
+        .collect();
+    let e = Tables::build(&[], &deny).unwrap_err();
+    assert!(matches!(e, TableError::TooManyV6Nodes(_)), "{e}");
+    assert!(e.to_string().contains("at most 65536"), "{e}");
+}
 /// Random lists against the reference, with a small deterministic generator.
 #[test]
 fn random_lists_match_the_reference() {

@@ -101,7 +101,7 @@ pub fn list_load_bench(allow: &[IpNet], deny: &[IpNet]) -> anyhow::Result<()> {
     println!("list load (build the tables, then write them into the kernel maps)");
     for (name, a, d) in [
         (
-            "FireHOL level1 (6,272) + 750 IPv6 + 100 allows",
+            "FireHOL level1 (6,272) + 5,000 IPv6 + 100 allows",
             allow,
             deny,
         ),

@@ -60,22 +60,19 @@ fn main() -> anyhow::Result<()> {
 
         let pass4 = Ipv4Addr::new(198, 18, 0, 9); // the test range, taken out of the blocklist
         let deny4 = Ipv4Addr::new(1, 10, 16, 5); // in the blocklist (1.10.16.0/20)
-        // Worst case: same top-24 region as listed prefixes, so every length is probed.
-        let pass6: Ipv6Addr = "2001:db8:ffff::9".parse()?;
         // Usual case: a region with no listed prefix (3fff::/20 is for documentation too).
         let pass6_other: Ipv6Addr = "3fff::9".parse()?;
-        let deny6: Ipv6Addr = "2001:db8:0:17::9".parse()?; // one of the generated prefixes
+        let p6 = probes6(&tables, &deny)?;
         assert_eq!(tables.lookup(pass4.into()), ListCode::None);
         assert_eq!(tables.lookup(deny4.into()), ListCode::Deny);
-        assert_eq!(tables.lookup(pass6.into()), ListCode::None);
-        assert_eq!(tables.lookup(deny6.into()), ListCode::Deny);
         assert_eq!(tables.lookup(pass6_other.into()), ListCode::None);
-        let cases: [(&str, Vec<u8>); 5] = [
+        let cases: [(&str, Vec<u8>); 6] = [
             ("ipv4 pass", packet::udp4(pass4, 443)),
             ("ipv4 deny", packet::udp4(deny4, 443)),
             ("ipv6 pass", packet::udp6(pass6_other, 443)),
-            ("ipv6 pass*", packet::udp6(pass6, 443)),
-            ("ipv6 deny", packet::udp6(deny6, 443)),
+            ("ipv6 pass*", packet::udp6(p6.pass_region, 443)),
+            ("ipv6 deny", packet::udp6(p6.deny48, 443)),
+            ("ipv6 deny host", packet::udp6(p6.deny128, 443)),
         ];
         println!(
             "lists: {} IPv4 + {} IPv6 deny prefixes, {} allows; repeat {repeat}, {rounds} rounds, CPU 1",
@@ -84,7 +81,7 @@ fn main() -> anyhow::Result<()> {
             allow.len()
         );
         println!(
-            "{:<10} {:>22} {:>22}",
+            "{:<14} {:>22} {:>22}",
             "packet", "guard (ns over pass)", "lpm trie (ns over pass)"
         );
         for (name, frame) in &cases {
@@ -96,7 +93,7 @@ fn main() -> anyhow::Result<()> {
                 l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
             }
             println!(
-                "{name:<10} {:>22} {:>22}",
+                "{name:<14} {:>22} {:>22}",
                 summary(&mut g, 1),
                 summary(&mut l, 1)
             );
@@ -104,7 +101,10 @@ fn main() -> anyhow::Result<()> {
             record("program", &format!("lists: lpm trie, {name}"), "ns", &l);
         }
         println!(
-            "* source in the same top-24-bit region as listed prefixes: every length is probed"
+            "* source in the same top-24-bit region as a listed /48; deny: inside a listed /48 ({}); deny host: a listed /128 ({}); IPv6 trie: {} nodes",
+            p6.deny48,
+            p6.deny128,
+            tables.v6_trie.nodes.len()
         );
         println!();
     }
@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reference configuration against an empty one: the real blocklist, 750 IPv6
+/// The reference configuration against an empty one: the real blocklist, 5,000 IPv6
 /// prefixes, 100 allows, 10,000 bans and 2 rules; a packet that passes, and one dropped by
 /// rate, by deny, by ban; IPv4 and IPv6.
 fn full_config_bench(
@@ -208,13 +208,13 @@ fn full_config_bench(
         (
             "full, ipv6 drop: deny",
             true,
-            packet::udp6("2001:db8:0:17::9".parse()?, 443),
+            packet::udp6(probes6(&Tables::build(allow, deny)?, deny)?.deny48, 443),
             1,
         ),
         ("full, ipv6 drop: ban", true, packet::udp6(banned6, 443), 1),
     ];
     println!(
-        "reference configuration: FireHOL list + 750 IPv6 prefixes, 100 allows, 10,000 bans, 2 rules"
+        "reference configuration: FireHOL list + 5,000 IPv6 prefixes, 100 allows, 10,000 bans, 2 rules"
     );
     println!("(ns over XDP_PASS; median (min-max))");
     let mut results = vec![Vec::new(); cases.len()];
@@ -299,6 +299,9 @@ fn ns_per_run(p: &mut Xdp, frame: &[u8], repeat: u32) -> anyhow::Result<f64> {
 
 /// The real IPv4 blocklist (less the test range) plus 1,000 generated IPv6 prefixes and
 /// 100 allows.
+/// IPv6 prefixes in the bench lists (`guard_tests::lists6`: lengths of public lists).
+const IPV6_PREFIXES: usize = 5_000;
+
 fn bench_lists() -> anyhow::Result<(Vec<IpNet>, Vec<IpNet>)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/firehol_level1.netset");
     let text = std::fs::read_to_string(path).context(path)?;
@@ -306,16 +309,48 @@ fn bench_lists() -> anyhow::Result<(Vec<IpNet>, Vec<IpNet>)> {
         .into_iter()
         .filter(|n| !n.contains(&IpAddr::from(Ipv4Addr::new(198, 18, 0, 1))))
         .collect();
-    for i in 0..1000u32 {
-        let len = [32, 48, 56, 64][i as usize % 4];
-        let addr = Ipv6Addr::from((0x2001_0db8u128 << 96) | ((i as u128) << 64));
-        deny.push(IpNet::V6(ipnet::Ipv6Net::new(addr, len)?.trunc()));
-    }
-    deny.retain(|n| !matches!(n, IpNet::V6(v) if v.prefix_len() == 32));
+    deny.extend(guard_tests::lists6::ipv6_blocklist(IPV6_PREFIXES, 1));
     let allow = (0..100u32)
         .map(|i| IpNet::from(IpAddr::from(Ipv4Addr::from(0xcb00_7100 + i))))
         .collect();
     Ok((allow, deny))
+}
+
+/// IPv6 sources for the list cases, found in the generated list: denied by a /48 (the
+/// trie), denied as a listed host (a /128: the trie, then the hash of longer prefixes),
+/// and passing in the same top-24 region as a listed /48 (so past `V6_TOP24`).
+struct Probes6 {
+    deny48: Ipv6Addr,
+    deny128: Ipv6Addr,
+    pass_region: Ipv6Addr,
+}
+
+fn probes6(tables: &Tables, deny: &[IpNet]) -> anyhow::Result<Probes6> {
+    let code = |a: Ipv6Addr| tables.lookup(IpAddr::V6(a));
+    let of_len = |len: u8| {
+        deny.iter().filter_map(move |n| match n {
+            IpNet::V6(v) if v.prefix_len() == len => Some(u128::from(v.network())),
+            _ => None,
+        })
+    };
+    let deny48 = of_len(48)
+        .map(|n| Ipv6Addr::from(n | 9))
+        .find(|a| code(*a) == ListCode::Deny)
+        .context("a denied /48")?;
+    let deny128 = of_len(128)
+        .map(Ipv6Addr::from)
+        .find(|a| code(*a) == ListCode::Deny)
+        .context("a denied host")?;
+    // Another /48 of the same /24 (bit 47 flipped, then others) that nothing lists.
+    let pass_region = of_len(48)
+        .flat_map(|n| (24..48).map(move |b| Ipv6Addr::from((n ^ (1u128 << (127 - b))) | 9)))
+        .find(|a| code(*a) == ListCode::None)
+        .context("an unlisted address in a listed region")?;
+    Ok(Probes6 {
+        deny48,
+        deny128,
+        pass_region,
+    })
 }
 
 fn fill_lpm(ebpf: &mut Ebpf, allow: &[IpNet], deny: &[IpNet]) -> anyhow::Result<()> {
