@@ -80,6 +80,7 @@ mod pod {
     // (checked by the layout tests below).
     unsafe impl aya::Pod for crate::RuntimeConfig {}
     unsafe impl aya::Pod for crate::V6Key {}
+    unsafe impl aya::Pod for crate::V6Len {}
     unsafe impl aya::Pod for crate::lists::Bitmap512 {}
     unsafe impl aya::Pod for crate::lists::V6Node {}
     unsafe impl aya::Pod for crate::rules::RuleSpec {}

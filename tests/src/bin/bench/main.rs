@@ -42,7 +42,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut reference = Ebpf::load(objects::bench()).context("loading the bench object")?;
     fill_lpm(&mut reference, &allow, &deny)?;
-    for name in ["xdp_pass", "lpm_ref", "lru_ref", "vary_v4"] {
+    fill_hash_ref(&mut reference, &tables, &deny)?;
+    for name in ["xdp_pass", "lpm_ref", "hash_ref", "lru_ref", "vary_v4"] {
         let p: &mut Xdp = reference.program_mut(name).context(name)?.try_into()?;
         p.load()?;
     }
@@ -81,24 +82,36 @@ fn main() -> anyhow::Result<()> {
             allow.len()
         );
         println!(
-            "{:<14} {:>22} {:>22}",
-            "packet", "guard (ns over pass)", "lpm trie (ns over pass)"
+            "{:<14} {:>22} {:>22} {:>22}",
+            "packet", "guard (ns over pass)", "lpm trie (ns over pass)", "hash per length"
         );
         for (name, frame) in &cases {
-            let mut g = Vec::new();
-            let mut l = Vec::new();
+            let v6 = name.starts_with("ipv6");
+            let (mut g, mut l, mut h) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..rounds {
                 let base = ns_per_run(prog(&mut reference, "xdp_pass"), frame, repeat)?;
                 g.push(guard.with_datapath(|d| ns_per_run(d.program_mut(), frame, repeat))? - base);
                 l.push(ns_per_run(prog(&mut reference, "lpm_ref"), frame, repeat)? - base);
+                if v6 {
+                    h.push(ns_per_run(prog(&mut reference, "hash_ref"), frame, repeat)? - base);
+                }
             }
             println!(
-                "{name:<14} {:>22} {:>22}",
+                "{name:<14} {:>22} {:>22} {:>22}",
                 summary(&mut g, 1),
-                summary(&mut l, 1)
+                summary(&mut l, 1),
+                if v6 { summary(&mut h, 1) } else { "-".into() }
             );
             record("program", &format!("lists: guard, {name}"), "ns", &g);
             record("program", &format!("lists: lpm trie, {name}"), "ns", &l);
+            if v6 {
+                record(
+                    "program",
+                    &format!("lists: hash per length, {name}"),
+                    "ns",
+                    &h,
+                );
+            }
         }
         println!(
             "* source in the same top-24-bit region as a listed /48; deny: inside a listed /48 ({}); deny host: a listed /128 ({}); IPv6 trie: {} nodes",
@@ -351,6 +364,45 @@ fn probes6(tables: &Tables, deny: &[IpNet]) -> anyhow::Result<Probes6> {
         deny128,
         pass_region,
     })
+}
+
+/// guard's previous IPv6 lookup (`hash_ref`) over the same IPv6 lists: the same top-24
+/// filter, every prefix's effective code under (length, masked address).
+fn fill_hash_ref(ebpf: &mut Ebpf, tables: &Tables, deny: &[IpNet]) -> anyhow::Result<()> {
+    use guard_common::{V6Key, V6Len, lists::MAX_V6_LENS};
+    let mut top: aya::maps::Array<_, guard_common::lists::Bitmap512> =
+        aya::maps::Array::try_from(ebpf.map_mut("HREF_TOP24").context("HREF_TOP24")?)?;
+    for (i, b) in tables.v6_top24.iter().enumerate() {
+        if b.0 != [0; 8] {
+            top.set(i as u32, b, 0)?;
+        }
+    }
+    let mut hash: aya::maps::HashMap<_, V6Key, u32> =
+        aya::maps::HashMap::try_from(ebpf.map_mut("HREF_V6").context("HREF_V6")?)?;
+    let mut lens = std::collections::BTreeSet::new();
+    for n in deny {
+        let IpNet::V6(v) = n else { continue };
+        let len = u32::from(v.prefix_len());
+        lens.insert(len);
+        // The bench's allows are IPv4: every IPv6 entry is a deny.
+        hash.insert(
+            V6Len::new(len).key(&v6_words(&v.network())),
+            ListCode::Deny as u32,
+            0,
+        )?;
+    }
+    anyhow::ensure!(lens.len() <= MAX_V6_LENS, "{} IPv6 lengths", lens.len());
+    let mut arr: aya::maps::Array<_, V6Len> =
+        aya::maps::Array::try_from(ebpf.map_mut("HREF_LENS").context("HREF_LENS")?)?;
+    for (i, &len) in lens.iter().rev().enumerate() {
+        arr.set(i as u32, V6Len::new(len), 0)?;
+    }
+    let count = V6Len {
+        prefix_len: lens.len() as u32,
+        mask: [0; 4],
+    };
+    arr.set(MAX_V6_LENS as u32, count, 0)?;
+    Ok(())
 }
 
 fn fill_lpm(ebpf: &mut Ebpf, allow: &[IpNet], deny: &[IpNet]) -> anyhow::Result<()> {
