@@ -9,8 +9,9 @@ pub const DROP_EVENTS_BYTES: u32 = 256 * 1024;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropEvent {
-    /// IPv4 addresses in the first 4 bytes.
-    pub addr: [u8; 16],
+    /// The source as the packet holds it (`addr_of`): raw network-order words, IPv4 in the
+    /// first. Words, not bytes: the kernel stores four words instead of sixteen bytes.
+    pub addr: [u32; 4],
     /// 4 or 6.
     pub family: u8,
     /// A `Reason` as u8.
@@ -40,8 +41,8 @@ pub const LIMIT_WINDOW_NS: u64 = 1_000_000_000;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LimitReport {
-    /// The source (not masked); IPv4 in the first 4 bytes.
-    pub addr: [u8; 16],
+    /// The source (not masked), as in [`DropEvent::addr`].
+    pub addr: [u32; 4],
     /// The kernel's coarse CLOCK_MONOTONIC when the packet came.
     pub at_ns: u64,
     /// `at_ns / LIMIT_WINDOW_NS`.
@@ -51,4 +52,20 @@ pub struct LimitReport {
     /// The rule's index in `RULES`.
     pub rule: u8,
     pub _reserved: [u8; 2],
+}
+
+/// The address of an event's `addr` and `family` (4 or 6; None otherwise).
+pub fn addr_of(family: u8, words: &[u32; 4]) -> Option<core::net::IpAddr> {
+    let b = |i: usize| words[i].to_ne_bytes();
+    match family {
+        4 => Some(core::net::IpAddr::from(b(0))),
+        6 => {
+            let mut o = [0u8; 16];
+            for i in 0..4 {
+                o[i * 4..i * 4 + 4].copy_from_slice(&b(i));
+            }
+            Some(core::net::IpAddr::from(o))
+        }
+        _ => None,
+    }
 }

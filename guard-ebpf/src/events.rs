@@ -61,12 +61,10 @@ pub fn report_limited(
     };
     if is_v6 {
         r.family = 6;
-        for (i, word) in src_v6.iter().enumerate() {
-            r.addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-        }
+        r.addr = *src_v6;
     } else {
         r.family = 4;
-        r.addr[..4].copy_from_slice(&src_v4.to_be_bytes());
+        r.addr[0] = src_v4.to_be();
     }
     let _ = LIMIT_REPORTS.output::<LimitReport>(&r, 0);
 }
@@ -94,13 +92,11 @@ pub fn sample(src: &Source, reason: Reason, now: u64) {
     match src {
         Source::V4(a) => {
             e.family = 4;
-            e.addr[..4].copy_from_slice(&a.to_be_bytes());
+            e.addr[0] = a.to_be();
         }
         Source::V6(w) => {
             e.family = 6;
-            for (i, word) in w.iter().enumerate() {
-                e.addr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-            }
+            e.addr = *w;
         }
     }
     let _ = DROP_EVENTS.output::<DropEvent>(&e, 0);

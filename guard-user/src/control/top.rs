@@ -49,11 +49,7 @@ pub struct TopTalkers {
 
 /// The source and reason of a raw event, if it is well formed.
 pub fn decode(e: &DropEvent) -> Option<(IpAddr, usize)> {
-    let addr = match e.family {
-        4 => IpAddr::from([e.addr[0], e.addr[1], e.addr[2], e.addr[3]]),
-        6 => IpAddr::from(e.addr),
-        _ => return None,
-    };
+    let addr = guard_common::events::addr_of(e.family, &e.addr)?;
     let reason = e.reason as usize;
     (reason < Reason::COUNT as usize).then_some((addr, reason))
 }
@@ -152,7 +148,7 @@ mod tests {
             reason: Reason::Deny as u8,
             ..Default::default()
         };
-        e.addr[..4].copy_from_slice(&[198, 18, 0, 3]);
+        e.addr[0] = u32::from_ne_bytes([198, 18, 0, 3]);
         assert_eq!(
             decode(&e),
             Some(("198.18.0.3".parse().unwrap(), Reason::Deny as usize))

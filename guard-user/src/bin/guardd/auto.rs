@@ -89,13 +89,10 @@ fn drain(
         let Some(ban_after) = view.ban_after_ns else {
             continue;
         };
-        let net = match r.family {
-            4 => IpNet::new(
-                IpAddr::from([r.addr[0], r.addr[1], r.addr[2], r.addr[3]]),
-                view.ipv4_prefix,
-            ),
-            6 => IpNet::new(IpAddr::from(r.addr), view.ipv6_prefix),
-            _ => continue,
+        let net = match guard_common::events::addr_of(r.family, &r.addr) {
+            Some(a @ IpAddr::V4(_)) => IpNet::new(a, view.ipv4_prefix),
+            Some(a @ IpAddr::V6(_)) => IpNet::new(a, view.ipv6_prefix),
+            None => continue,
         };
         let Ok(net) = net.map(|n| n.trunc()) else {
             continue;
