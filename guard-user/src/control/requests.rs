@@ -14,35 +14,48 @@ pub const MAX_BULK: usize = 100_000;
 pub const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
 pub const MAX_PENALTY_TOKENS: u64 = 1_000_000_000;
 
-/// One object or an array of them, each decoded with its index in errors.
+/// One object or an array of them, each decoded with its index in errors. An array is
+/// split into its items' raw text first (no intermediate JSON tree: a 100,000-entry bulk
+/// call spent a tenth of its time building one).
 pub fn one_or_many<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
-    let value: serde_json::Value =
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+        return match value {
+            v @ serde_json::Value::Object(_) => Ok(vec![
+                serde_json::from_value::<T>(v).map_err(|e| e.to_string())?,
+            ]),
+            _ => Err("expected a JSON object or an array of objects".into()),
+        };
+    }
+    let items: Vec<&serde_json::value::RawValue> =
         serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-    let decode = |v: serde_json::Value, at: Option<usize>| {
-        serde_json::from_value::<T>(v).map_err(|e| match at {
-            Some(i) => format!("entry {i}: {e}"),
-            None => e.to_string(),
+    if items.is_empty() {
+        return Err("empty array: nothing to apply".into());
+    }
+    if items.len() > MAX_BULK {
+        return Err(format!(
+            "{} entries: at most {MAX_BULK} per request",
+            items.len()
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            serde_json::from_str::<T>(raw.get())
+                .map_err(|e| format!("entry {i}: {}", strip_position(&e)))
         })
-    };
-    match value {
-        serde_json::Value::Array(items) => {
-            if items.is_empty() {
-                return Err("empty array: nothing to apply".into());
-            }
-            if items.len() > MAX_BULK {
-                return Err(format!(
-                    "{} entries: at most {MAX_BULK} per request",
-                    items.len()
-                ));
-            }
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| decode(v, Some(i)))
-                .collect()
-        }
-        v @ serde_json::Value::Object(_) => Ok(vec![decode(v, None)?]),
-        _ => Err("expected a JSON object or an array of objects".into()),
+        .collect()
+}
+
+/// An item's error without serde's position (it counts within the item, not the body).
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 

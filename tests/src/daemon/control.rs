@@ -89,6 +89,18 @@ impl Guardd {
 
     /// One API request: (HTTP status, JSON body).
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let (status, bytes) = self.api_raw(method, path, body);
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json)
+    }
+
+    /// One API request: (HTTP status, the answer's bytes), for timing the daemon alone.
+    pub fn api_raw(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
         use guard_user::control::client::{Client, Method};
         let client = Client::new(&self.socket);
         let method = Method::from_bytes(method.as_bytes()).expect("method");
@@ -99,13 +111,7 @@ impl Guardd {
         let (status, bytes) = rt
             .block_on(client.raw(method, path, body.map(|b| b.as_bytes().to_vec())))
             .unwrap_or_else(|e| panic!("{path}: {e}"));
-        let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            panic!(
-                "{path}: not JSON ({e}): {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        });
-        (status.as_u16(), json)
+        (status.as_u16(), bytes.to_vec())
     }
 
     /// Runs guardctl against this daemon (socket and pin dir set).
