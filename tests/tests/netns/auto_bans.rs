@@ -14,10 +14,12 @@ use guard_tests::{bed::GuardBed, packet::udp_from};
 use serde_json::Value;
 
 /// One rule at 100 packets/s (burst 100) with `ban_after = "3s"`, a first ban of 5 s then an
-/// hour; default refill period and batches.
+/// hour; default refill period, batches and bucket count (131,072: the 17 sources of a test
+/// share a bucket once in a thousand runs; two that do are reported one per second, so the
+/// second is banned only once the first is).
 fn config(bans_extra: &str) -> String {
     format!(
-        "[[rules]]\nname = \"per-source\"\nrate = 100.0\nburst = 100\nbuckets = 4096\n\
+        "[[rules]]\nname = \"per-source\"\nrate = 100.0\nburst = 100\n\
          ban_after = \"3s\"\n\n[bans]\nescalation = [\"5s\", \"1h\"]\n{bans_extra}\n"
     )
 }
@@ -49,26 +51,43 @@ fn flood_until_banned(
     cidr: &str,
     limit: Duration,
 ) -> (Duration, Value) {
+    let (after, all) = flood_until(b, frames, pps, limit, &|bans| {
+        bans.iter().any(|e| e["cidr"] == cidr)
+    });
+    let e = all
+        .into_iter()
+        .find(|e| e["cidr"] == cidr)
+        .unwrap_or_else(|| panic!("{cidr} not banned within {limit:?}; bans: {:?}", bans(b)));
+    (after, e)
+}
+
+/// Floods `frames` (round robin) at `pps` in a thread until the bans satisfy `done` or
+/// `limit`, and half a second more (that traffic must count as `ban`); returns when `done`
+/// held (from the flood's start) and the bans then.
+fn flood_until(
+    b: &GuardBed,
+    frames: &[Vec<u8>],
+    pps: u32,
+    limit: Duration,
+    done: &dyn Fn(&[Value]) -> bool,
+) -> (Duration, Vec<Value>) {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let start = Instant::now();
         let flood = s.spawn(|| b.tx.flood_until(frames, pps, limit, &stop));
         let found = loop {
-            if let Some(e) = ban_of(b, cidr) {
-                break Some((start.elapsed(), e));
-            }
-            if start.elapsed() > limit {
-                break None;
+            let now = bans(b);
+            if done(&now) || start.elapsed() > limit {
+                break (start.elapsed(), now);
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        // A moment more of flood: it must count as `ban` now.
         std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::Relaxed);
         flood.join().expect("flood thread");
         // What got through before the ban, out of the way of later counts.
         b.rx.collect(Duration::from_millis(250), Duration::from_secs(5));
-        found.unwrap_or_else(|| panic!("{cidr} not banned within {limit:?}; bans: {:?}", bans(b)))
+        found
     })
 }
 
@@ -211,19 +230,15 @@ fn an_allow_inside_the_slash_24_prevents_aggregation() {
         r#"{"cidr":"198.19.78.250","reason":"a partner"}"#,
     );
     let frames = sixteen(&b, |i| IpAddr::V4(Ipv4Addr::new(198, 19, 78, i as u8 * 10)));
-    flood_until_banned(
-        &b,
-        &frames,
-        16_000,
-        "198.19.78.160/32",
-        Duration::from_secs(10),
+    // Every flooding source ends banned on its own: all within a second of each other (a
+    // source whose first limited packet fell just after a second began is a second later).
+    let (after, all) = flood_until(&b, &frames, 16_000, Duration::from_secs(10), &|bans| {
+        bans.len() >= 16
+    });
+    eprintln!(
+        "16 bans {:.2}s after the flood started",
+        after.as_secs_f64()
     );
-    // Every flooding source ends banned on its own (all flood at once: a second at most apart).
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while bans(&b).len() < 16 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let all = bans(&b);
     assert!(
         all.iter()
             .all(|e| e["cidr"].as_str().is_some_and(|c| c.ends_with("/32"))),
@@ -386,9 +401,15 @@ fn automatic_verdicts_reach_the_fleet() {
     );
     assert_eq!(b.deliver(src, 20), 0, "banned on A, dropped on B");
     b.ok("DELETE", "/v1/bans/198.18.40.11", "");
+    let gone_on_a = guard_tests::fleet::within(Duration::from_secs(5), || cidrs(a).is_empty());
+    assert!(gone_on_a.is_some(), "B's unban on A: {:?}", cidrs(a));
     // Aggregation on A: B ends with the prefix ban alone, as A does.
     eight_bans(a, 81);
-    assert_eq!(cidrs(a), ["198.19.81.0/24"]);
+    // A's own members come back to it from the bucket for a moment when their puts arrive
+    // after their removals were acknowledged; the removals follow them.
+    let settled =
+        guard_tests::fleet::within(Duration::from_secs(5), || cidrs(a) == ["198.19.81.0/24"]);
+    assert!(settled.is_some(), "A: {:?}", cidrs(a));
     wait("the aggregate alone", &|| cidrs(b) == ["198.19.81.0/24"]);
     // Lifted on B: A gives the members back, and shares them again.
     b.ok("DELETE", "/v1/bans/198.19.81.0%2F24", "");
