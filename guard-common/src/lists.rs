@@ -232,7 +232,9 @@ pub struct RuntimeConfig {
     pub accrue_max_ns: u64,
     /// Refill slices per period: a bucket's last refill is `HEARTBEAT[2 + its slice]`.
     pub refill_ticks: u32,
-    pub _reserved2: u32,
+    /// `dyn_lens.v4_count | dyn_lens.v6_count`, here in the first cache line, which every
+    /// packet reads anyway: a packet with no ban or temporary allow to look up reads no other.
+    pub dyn_any: u32,
     /// SipHash key of the bucket index: random, kept across restarts, never exported.
     pub key: [u64; 2],
     /// IPv6 prefix lengths longer than /64 present in `V6_PREFIX`, longest first.
@@ -250,7 +252,7 @@ impl RuntimeConfig {
         stale_after_ns: 0,
         accrue_max_ns: 0,
         refill_ticks: 0,
-        _reserved2: 0,
+        dyn_any: 0,
         key: [0; 2],
         v6_lens: [V6Len::EMPTY; MAX_V6_LENS],
         dyn_lens: crate::dynamic::DynLens::EMPTY,

@@ -61,8 +61,7 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
     if listed == ListCode::Allow {
         return count(Verdict::Pass, Reason::Allow);
     }
-    let lens = &cfg.dyn_lens;
-    let dynamic = if lens.v4_count | lens.v6_count == 0 {
+    let dynamic = if cfg.dyn_any == 0 {
         dynamic::Dynamic::None
     } else {
         dynamic::lookup(&pkt.src, cfg)

@@ -196,6 +196,8 @@ impl Datapath {
                 });
             }
         };
+        // A CONFIG pinned by a version without `dyn_any` (the word was reserved, zero).
+        runtime.dyn_any = runtime.dyn_lens.v4_count | runtime.dyn_lens.v6_count;
         if runtime.key == [0, 0] {
             // First start on these pins: a new secret key. An adopted CONFIG keeps its key,
             // so sources keep their buckets across restarts.

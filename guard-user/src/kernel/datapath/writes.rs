@@ -21,6 +21,7 @@ impl Datapath {
         lens: &guard_common::dynamic::DynLens,
     ) -> Result<(), DatapathError> {
         self.runtime.dyn_lens = *lens;
+        self.runtime.dyn_any = lens.v4_count | lens.v6_count;
         self.write_runtime()
     }
 

@@ -166,7 +166,7 @@ fn full_config_bench(
             ..Request::default()
         })
         .collect();
-    let banned6: Ipv6Addr = "2001:db8:bbbb::1".parse()?;
+    let banned6: Ipv6Addr = "3fff:0:bbbb::1".parse()?;
     bans.push(Request {
         net: IpNet::from(IpAddr::V6(banned6)),
         ttl: Some(std::time::Duration::from_secs(3600)),
