@@ -290,30 +290,34 @@ impl StateDb {
         tx.commit().map_err(|e| self.err()(e.into()))
     }
 
+    /// Calls `f` with every row of the table `def` (none when it does not exist yet); a row
+    /// `f` refuses is a record that does not decode.
+    fn each_row(
+        &self,
+        def: TableDefinition<&[u8], &[u8]>,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>,
+    ) -> Result<(), StateError> {
+        let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
+        let table = match tx.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.err()(e.into())),
+        };
+        for row in table.iter().map_err(|e| self.err()(e.into()))? {
+            let (k, v) = row.map_err(|e| self.err()(e.into()))?;
+            f(k.value(), v.value()).map_err(|reason| StateError::Record {
+                path: self.path.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Every entry and history.
     pub fn load(&self) -> Result<Contents, StateError> {
-        let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
-        let bad = |reason: String| StateError::Record {
-            path: self.path.clone(),
-            reason,
-        };
-        let rows = |def: TableDefinition<&[u8], &[u8]>,
-                    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>|
-         -> Result<(), StateError> {
-            let table = match tx.open_table(def) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(e) => return Err(self.err()(e.into())),
-            };
-            for row in table.iter().map_err(|e| self.err()(e.into()))? {
-                let (k, v) = row.map_err(|e| self.err()(e.into()))?;
-                f(k.value(), v.value()).map_err(bad)?;
-            }
-            Ok(())
-        };
         let (mut entries, mut histories) = (Vec::new(), Vec::new());
-        rows(ENTRIES, &mut |k, v| Ok(entries.push(Stored::decode(k, v)?)))?;
-        rows(HISTORY, &mut |k, v| {
+        self.each_row(ENTRIES, &mut |k, v| Ok(entries.push(Stored::decode(k, v)?)))?;
+        self.each_row(HISTORY, &mut |k, v| {
             Ok(histories.push(StoredHistory::decode(k, v)?))
         })?;
         Ok((entries, histories))
@@ -321,62 +325,36 @@ impl StateDb {
 
     /// The verdicts waiting for the fleet, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StateError> {
-        let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
-        let table = match tx.open_table(OUTBOX) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err()(e.into())),
-        };
-        let bad = |reason: String| StateError::Record {
-            path: self.path.clone(),
-            reason,
-        };
         let mut rows = Vec::new();
-        for row in table.iter().map_err(|e| self.err()(e.into()))? {
-            let (k, v) = row.map_err(|e| self.err()(e.into()))?;
-            let (k, v) = (k.value(), v.value());
+        self.each_row(OUTBOX, &mut |k, v| {
             if k.len() != 19 || v.len() < 8 {
-                return Err(bad(format!(
-                    "an outbox row of {} + {} bytes",
-                    k.len(),
-                    v.len()
-                )));
+                return Err(format!("an outbox row of {} + {} bytes", k.len(), v.len()));
             }
-            let net = record::net_of(&k[1..]).map_err(bad)?;
             rows.push(OutboxRow {
                 kind: if k[0] == 1 { Kind::Ban } else { Kind::Allow },
-                net,
+                net: record::net_of(&k[1..])?,
                 seq: u64_le(v),
                 record: (v.len() > 8).then(|| v[8..].to_vec()),
             });
-        }
+            Ok(())
+        })?;
         rows.sort_by_key(|r| r.seq);
         Ok(rows)
     }
 
     /// The bans aggregate prefix bans replaced, by prefix.
     pub fn superseded(&self) -> Result<crate::verdicts::SupersededSet, StateError> {
-        let tx = self.db.begin_read().map_err(|e| self.err()(e.into()))?;
-        let table = match tx.open_table(SUPERSEDED) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
-            Err(e) => return Err(self.err()(e.into())),
-        };
-        let bad = |reason: String| StateError::Record {
-            path: self.path.clone(),
-            reason,
-        };
         let mut set = crate::verdicts::SupersededSet::new();
-        for row in table.iter().map_err(|e| self.err()(e.into()))? {
-            let (k, v) = row.map_err(|e| self.err()(e.into()))?;
-            let (k, v) = (k.value(), v.value());
+        self.each_row(SUPERSEDED, &mut |k, v| {
             if v.len() < 18 {
-                return Err(bad(format!("a superseded row of {} bytes", v.len())));
+                return Err(format!("a superseded row of {} bytes", v.len()));
             }
-            let by = record::net_of(&v[..18]).map_err(bad)?;
-            let member = Stored::decode(k, &v[18..]).map_err(bad)?;
-            set.entry(by).or_default().push(member);
-        }
+            let by = record::net_of(&v[..18])?;
+            set.entry(by)
+                .or_default()
+                .push(Stored::decode(k, &v[18..])?);
+            Ok(())
+        })?;
         Ok(set)
     }
 
