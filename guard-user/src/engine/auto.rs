@@ -96,13 +96,9 @@ impl Engine {
             reason,
             ..Request::default()
         };
-        match self.add_to(&mut t, Kind::Ban, &[req]) {
+        match self.add_locked(&mut t, Kind::Ban, &[req]) {
             Ok(mut made) => {
-                let mut queued = self.queue_made(Kind::Ban, &made);
-                queued.extend(self.aggregate_around(&mut t, &[net]));
-                self.persist(&mut t, queued);
-                self.publish(&t);
-                let e = made.remove(0);
+                let e = made.entries.remove(0);
                 self.auto.counts.count(AutoKind::Rule, false);
                 info!(
                     source = %net,
@@ -129,27 +125,33 @@ impl Engine {
         }
     }
 
-    /// A ban was removed by hand or by the fleet: if it is of an aggregate prefix's length,
-    /// that prefix is not aggregated again before the ban would have expired.
-    pub(super) fn lifted(&self, gone: &Entry) {
+    /// An entry was removed by hand or by the fleet (not expired). A ban of an aggregate
+    /// prefix's length: that prefix is not aggregated again before the ban would have
+    /// expired, and the bans it replaced come back (`give_back`). Returns the fleet rows.
+    pub(super) fn lifted(&self, t: &mut DynamicTable, gone: &Entry) -> Vec<Change> {
         let agg = Aggregation::of(&self.kernel().config.bans);
         let len = match gone.net {
             IpNet::V4(_) => agg.ipv4_prefix,
             IpNet::V6(_) => agg.ipv6_prefix,
         };
-        if gone.kind != Kind::Ban || gone.net.prefix_len() != len {
-            return;
+        if gone.kind == Kind::Ban && gone.net.prefix_len() == len {
+            let now = monotonic_ns();
+            let mut lifted = self.auto.lifted.lock().expect("lifted lock");
+            lifted.retain(|_, until| *until > now);
+            lifted.insert(gone.net, gone.expires_mono_ns);
         }
-        let now = monotonic_ns();
-        let mut lifted = self.auto.lifted.lock().expect("lifted lock");
-        lifted.retain(|_, until| *until > now);
-        lifted.insert(gone.net, gone.expires_mono_ns);
+        self.give_back(t, &gone.net)
     }
 
     /// After bans of `added` went in: each aggregate prefix holding one of them and now
     /// `aggregate_sources` bans or more, with no allow inside or over it and no entry of its
     /// own, becomes one ban; its members are set aside. Returns the fleet rows to queue.
-    pub(super) fn aggregate_around(&self, t: &mut DynamicTable, added: &[IpNet]) -> Vec<Change> {
+    pub(super) fn aggregate_around(
+        &self,
+        t: &mut DynamicTable,
+        kind: Kind,
+        added: impl Iterator<Item = IpNet>,
+    ) -> Vec<Change> {
         let (agg, monitor, static_allows) = {
             let k = self.kernel();
             (
@@ -158,10 +160,10 @@ impl Engine {
                 k.allow_nets.clone(),
             )
         };
-        if !agg.enabled() {
+        if kind != Kind::Ban || !agg.enabled() {
             return Vec::new();
         }
-        let prefixes: BTreeSet<IpNet> = added.iter().filter_map(|n| agg.prefix_of(n)).collect();
+        let prefixes: BTreeSet<IpNet> = added.filter_map(|n| agg.prefix_of(&n)).collect();
         let mut queued = Vec::new();
         let now = monotonic_ns();
         let lifted: Vec<IpNet> = {

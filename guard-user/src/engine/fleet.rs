@@ -133,16 +133,13 @@ impl Engine {
                         && self.drop_entry(&mut t, &net, kind)
                     {
                         out.deleted += 1;
-                        self.lifted(&gone);
-                        queued.extend(self.give_back(&mut t, &net));
+                        queued.extend(self.lifted(&mut t, &gone));
                     }
                 }
             }
         }
         self.add_remote(&mut t, kind, puts, &mut out);
-        if kind == Kind::Ban {
-            queued.extend(self.aggregate_around(&mut t, &out.nets));
-        }
+        queued.extend(self.aggregate_around(&mut t, kind, out.nets.iter().copied()));
         self.persist_with(&mut t, queued, commit);
         self.publish(&t);
         drop(t);

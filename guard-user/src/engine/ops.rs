@@ -33,21 +33,28 @@ impl Engine {
     /// and written once the database takes writes again). Entries made here and not local
     /// are queued for the fleet in the same write.
     pub fn add_durably(&self, kind: Kind, reqs: &[Request]) -> Result<Added, DynError> {
-        let mut t = self.verdicts();
-        let res = self.add_to(&mut t, kind, reqs);
+        self.add_locked(&mut self.verdicts(), kind, reqs)
+    }
+
+    /// `add_durably` on the locked table: applied, queued for the fleet, aggregated, written
+    /// to the state database in one transaction, published.
+    pub(super) fn add_locked(
+        &self,
+        t: &mut DynamicTable,
+        kind: Kind,
+        reqs: &[Request],
+    ) -> Result<Added, DynError> {
+        let res = self.add_to(t, kind, reqs);
         let queued = match &res {
             Ok(entries) => {
                 let mut q = self.queue_made(kind, entries);
-                if kind == Kind::Ban {
-                    let nets: Vec<IpNet> = entries.iter().map(|e| e.net).collect();
-                    q.extend(self.aggregate_around(&mut t, &nets));
-                }
+                q.extend(self.aggregate_around(t, kind, entries.iter().map(|e| e.net)));
                 q
             }
             Err(_) => Vec::new(),
         };
-        let durable = self.persist(&mut t, queued);
-        self.publish(&t);
+        let durable = self.persist(t, queued);
+        self.publish(t);
         res.map(|entries| Added { entries, durable })
     }
 
@@ -75,8 +82,7 @@ impl Engine {
         let queued = match &gone {
             Ok(e) => {
                 let mut q = self.queue_removed(e);
-                self.lifted(e);
-                q.extend(self.give_back(&mut t, net));
+                q.extend(self.lifted(&mut t, e));
                 q
             }
             Err(_) => Vec::new(),

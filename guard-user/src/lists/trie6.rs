@@ -161,10 +161,25 @@ impl Trie6 {
 
     /// The root entries and nodes with local node indices moved by `base`.
     pub fn rebased(&self, base: u32) -> (Vec<u32>, Vec<V6Node>) {
-        let shift = |e: u32| if e & V6_NODE != 0 { e + base } else { e };
-        let root = self.root.iter().map(|&e| shift(e)).collect();
-        let nodes = self.nodes.iter().map(|n| V6Node(n.0.map(shift))).collect();
-        (root, nodes)
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| V6Node(n.0.map(|e| rebase(e, base))))
+            .collect();
+        (self.root_at(base), nodes)
+    }
+
+    /// The root entries with node indices moved by `base`.
+    pub fn root_at(&self, base: u32) -> Vec<u32> {
+        self.root.iter().map(|&e| rebase(e, base)).collect()
+    }
+}
+
+fn rebase(entry: u32, base: u32) -> u32 {
+    if entry & V6_NODE != 0 {
+        entry + base
+    } else {
+        entry
     }
 }
 

@@ -159,7 +159,9 @@ impl Datapath {
                     .map_err(err(map_names::V6_NODES))?;
             }
             self.v6_base = Some(base);
-            Some(root)
+            // The roots in force, to write only those that change.
+            let old = previous.as_ref().map(|p| p.v6_trie.root_at(live));
+            Some((root, old))
         };
         write_array(
             &mut self.v4_dir24,
@@ -173,9 +175,12 @@ impl Datapath {
             previous.as_ref().map(|t| &t.v6_top24),
         )
         .map_err(err(map_names::V6_TOP24))?;
-        if let Some(root) = v6_root {
+        if let Some((root, old)) = v6_root {
             // Each root entry is one 4-byte store: its /16 answers old or new.
             for (i, &e) in root.iter().enumerate() {
+                if old.as_ref().is_some_and(|o| o[i] == e) {
+                    continue;
+                }
                 self.v6_root
                     .set(i as u32, e, 0)
                     .map_err(err(map_names::V6_ROOT))?;
