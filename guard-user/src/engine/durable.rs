@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     kernel::clock::monotonic_ns,
     state::{Change, Commit, Contents, OutboxRow, StateDb, changes_between},
-    verdicts::DynamicTable,
+    verdicts::{BULK_FROM, Batch, DynamicTable, Prepared},
 };
 
 /// The database, and what it has not taken yet.
@@ -154,8 +154,8 @@ impl Engine {
             path,
             db,
             unsaved,
-            failing,
             deferred,
+            failing,
             ..
         } = &mut *d;
         let Some(path) = path else { return true };
@@ -175,6 +175,80 @@ impl Engine {
                 res
             }),
         };
+        self.settle_write(&mut d, written, commit)
+    }
+
+    /// Applies a prepared batch with `apply` (which returns what else to write: fleet
+    /// outbox rows) and makes it durable as `persist` would, in one transaction; but while
+    /// `apply` writes the kernel maps, another thread stages the batch's rows in the
+    /// transaction, so a bulk call waits for the longer of the two rather than both. The
+    /// transaction commits after `apply` succeeded and is dropped when it failed.
+    pub(super) fn persist_alongside<T, E>(
+        &self,
+        t: &mut DynamicTable,
+        prepared: Prepared,
+        apply: impl FnOnce(&mut DynamicTable, Batch) -> (Result<T, E>, Vec<Change>),
+    ) -> (Result<T, E>, bool) {
+        let Prepared { batch, changes } = prepared;
+        // Out of the lock meanwhile (`defer_changes` may add to `unsaved`): no other write
+        // can start, they all hold the verdict table. A small batch is not worth a thread.
+        let taken = {
+            let mut d = self.durable.lock().expect("durable lock");
+            match d.failing.is_none() && changes.len() >= BULK_FROM {
+                true => d.db.take().map(|db| (db, std::mem::take(&mut d.unsaved))),
+                false => None,
+            }
+        };
+        let Some((db, earlier)) = taken else {
+            let (res, queued) = apply(t, batch);
+            let mut rows = if res.is_ok() { changes } else { Vec::new() };
+            rows.extend(t.take_journal());
+            rows.extend(queued);
+            return (res, self.persist(t, rows));
+        };
+        let (res, queued, staged) = std::thread::scope(|s| {
+            let staging = s.spawn(|| db.stage(&[&earlier, &changes], Commit::Durable));
+            let (res, queued) = apply(t, batch);
+            (res, queued, staging.join().expect("staging thread"))
+        });
+        let mut more = t.take_journal();
+        more.extend(queued);
+        let committed = match (&res, staged) {
+            (Ok(_), Ok(staged)) => Some(db.finish(staged, &more)),
+            // Dropped: the transaction aborts.
+            _ => None,
+        };
+        let mut d = self.durable.lock().expect("durable lock");
+        let meanwhile = std::mem::replace(&mut d.unsaved, earlier);
+        d.db = Some(db);
+        if let Some(Ok(())) = committed {
+            let durable = self.settle_write(&mut d, Ok(()), Commit::Durable);
+            d.unsaved = meanwhile;
+            return (res, durable);
+        }
+        // Not staged, not committed, or the batch failed: written the usual way.
+        if res.is_ok() {
+            d.unsaved.extend(changes);
+        }
+        d.unsaved.extend(meanwhile);
+        drop(d);
+        (res, self.persist(t, more))
+    }
+
+    /// After a write of `unsaved`: forgets them when it succeeded, says so loudly once when
+    /// it did not (they are kept for the next write).
+    fn settle_write(
+        &self,
+        d: &mut Durable,
+        written: Result<(), crate::state::StateError>,
+        commit: Commit,
+    ) -> bool {
+        let Durable {
+            unsaved,
+            failing,
+            deferred,
+            ..
+        } = d;
         self.published.unsaved.store(
             if written.is_ok() { 0 } else { unsaved.len() },
             std::sync::atomic::Ordering::Relaxed,

@@ -10,7 +10,7 @@ use crate::{
     control::model::{PenaltyResult, RefillSummary, RuleCount, RulePenalty, Stats},
     kernel::{clock::monotonic_ns, datapath::DatapathError},
     rate::penalty,
-    verdicts::{DynError, DynamicTable, Entry, Kind, Request},
+    verdicts::{Batch, DynError, DynamicTable, Entry, Kind, Prepared, Request},
 };
 
 /// What `add_durably` applied.
@@ -22,7 +22,7 @@ pub struct Added {
 }
 
 impl Engine {
-    /// Adds bans or allows, all or nothing (see `DynamicTable::add`), and writes them to the
+    /// Adds bans or allows, all or nothing (see `DynamicTable::prepare` and `apply`), and writes them to the
     /// state database. Holds the verdict table for the whole batch; the datapath only to
     /// write the probed lengths.
     pub fn add(&self, kind: Kind, reqs: &[Request]) -> Result<Vec<Entry>, DynError> {
@@ -37,41 +37,68 @@ impl Engine {
     }
 
     /// `add_durably` on the locked table: applied, queued for the fleet, aggregated, written
-    /// to the state database in one transaction, published.
+    /// to the state database in one transaction (staged while the kernel maps are written),
+    /// published.
     pub(super) fn add_locked(
         &self,
         t: &mut DynamicTable,
         kind: Kind,
         reqs: &[Request],
     ) -> Result<Added, DynError> {
-        let res = self.add_to(t, kind, reqs);
-        let queued = match &res {
-            Ok(entries) => {
-                let mut q = self.queue_made(kind, entries);
-                q.extend(self.aggregate_around(t, kind, entries.iter().map(|e| e.net)));
-                q
+        let prepared = match self.prepare_batch(t, kind, reqs) {
+            Ok(p) => p,
+            Err(e) => {
+                // Also retries what the database refused before.
+                self.persist(t, Vec::new());
+                self.publish(t);
+                return Err(e);
             }
-            Err(_) => Vec::new(),
         };
-        let durable = self.persist(t, queued);
+        let (res, durable) = self.persist_alongside(t, prepared, |t, batch| {
+            let res = self.write_batch(t, batch);
+            let queued = match &res {
+                Ok(entries) => {
+                    let mut q = self.queue_made(kind, entries);
+                    q.extend(self.aggregate_around(t, kind, entries.iter().map(|e| e.net)));
+                    q
+                }
+                Err(_) => Vec::new(),
+            };
+            (res, queued)
+        });
         self.publish(t);
         res.map(|entries| Added { entries, durable })
     }
 
-    /// Adds to the locked table (all or nothing), with the allow list and escalation in force.
+    /// Adds to the locked table (all or nothing), with the allow list and escalation in
+    /// force; the journal takes the batch's changes.
     pub(super) fn add_to(
         &self,
         t: &mut DynamicTable,
         kind: Kind,
         reqs: &[Request],
     ) -> Result<Vec<Entry>, DynError> {
+        let prepared = self.prepare_batch(t, kind, reqs)?;
+        let applied = self.write_batch(t, prepared.batch)?;
+        t.record(prepared.changes);
+        Ok(applied)
+    }
+
+    fn prepare_batch(
+        &self,
+        t: &mut DynamicTable,
+        kind: Kind,
+        reqs: &[Request],
+    ) -> Result<Prepared, DynError> {
         let (allows, escalation) = {
             let k = self.kernel();
             (k.allow_nets.clone(), k.escalation())
         };
-        t.add(kind, reqs, &allows, &escalation, monotonic_ns(), |lens| {
-            self.kernel().datapath.set_dyn_lens(lens)
-        })
+        t.prepare(kind, reqs, &allows, &escalation, monotonic_ns())
+    }
+
+    fn write_batch(&self, t: &mut DynamicTable, batch: Batch) -> Result<Vec<Entry>, DynError> {
+        t.apply(batch, |lens| self.kernel().datapath.set_dyn_lens(lens))
     }
 
     /// Removes a ban or an allow; the kernel forgets it at once, and so does the fleet.

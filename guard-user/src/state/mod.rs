@@ -92,6 +92,9 @@ pub enum Change {
     Release(IpNet),
 }
 
+/// A transaction begun by `StateDb::stage`, not committed yet.
+pub struct Staged(redb::WriteTransaction);
+
 /// When a transaction reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
@@ -226,68 +229,73 @@ impl StateDb {
     /// Applies `changes` in one transaction, on disk when this returns unless `commit` is
     /// `Commit::WithTheNext` (then with the next durable one; a crash before it loses them).
     pub fn apply_with(&self, changes: &[Change], commit: Commit) -> Result<(), StateError> {
-        self.write(commit, |[entries, history, outbox, superseded]| {
-            for c in changes {
-                match c {
-                    Change::Put(s) => {
-                        entries.insert(key_of(&s.net).as_slice(), s.encode().as_slice())?;
-                    }
-                    Change::Delete(net) => {
-                        entries.remove(key_of(net).as_slice())?;
-                    }
-                    Change::History(h) => {
-                        history.insert(key_of(&h.net).as_slice(), h.encode().as_slice())?;
-                    }
-                    Change::ForgetHistory(net) => {
-                        history.remove(key_of(net).as_slice())?;
-                    }
-                    Change::Queue(row) => {
-                        let mut v = row.seq.to_le_bytes().to_vec();
-                        v.extend_from_slice(row.record.as_deref().unwrap_or_default());
-                        outbox.insert(outbox_key(row.kind, &row.net).as_slice(), v.as_slice())?;
-                    }
-                    Change::Sent { kind, net, seq } => {
-                        let key = outbox_key(*kind, net);
-                        let stored = outbox.get(key.as_slice())?.map(|v| u64_le(v.value()));
-                        if stored == Some(*seq) {
-                            outbox.remove(key.as_slice())?;
-                        }
-                    }
-                    Change::Supersede { by, member } => {
-                        let mut v = key_of(by).to_vec();
-                        v.extend_from_slice(&member.encode());
-                        superseded.insert(key_of(&member.net).as_slice(), v.as_slice())?;
-                    }
-                    Change::Release(net) => {
-                        superseded.remove(key_of(net).as_slice())?;
-                    }
-                }
-            }
-            Ok(())
-        })
+        let staged = self.stage(&[changes], commit)?;
+        self.finish(staged, &[])
     }
 
-    fn write(
-        &self,
-        commit: Commit,
-        f: impl FnOnce([&mut redb::Table<&[u8], &[u8]>; 4]) -> Result<(), redb::StorageError>,
-    ) -> Result<(), StateError> {
+    /// Begins a transaction holding `changes` (each slice in order), committed by `finish`
+    /// with any rows that follow them. Nothing reaches the file before; dropped, it aborts.
+    /// A bulk call stages its rows while its kernel writes run.
+    pub fn stage(&self, changes: &[&[Change]], commit: Commit) -> Result<Staged, StateError> {
         let mut tx = self.db.begin_write().map_err(|e| self.err()(e.into()))?;
         if commit == Commit::WithTheNext {
             tx.set_durability(redb::Durability::None)
                 .map_err(|e| self.err()(e.into()))?;
         }
-        {
-            let mut entries = tx.open_table(ENTRIES).map_err(|e| self.err()(e.into()))?;
-            let mut history = tx.open_table(HISTORY).map_err(|e| self.err()(e.into()))?;
-            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err()(e.into()))?;
-            let mut superseded = tx
-                .open_table(SUPERSEDED)
-                .map_err(|e| self.err()(e.into()))?;
-            f([&mut entries, &mut history, &mut outbox, &mut superseded])
-                .map_err(|e| self.err()(e.into()))?;
+        self.rows(&tx, changes)?;
+        Ok(Staged(tx))
+    }
+
+    /// Writes `more` after the staged rows and commits.
+    pub fn finish(&self, staged: Staged, more: &[Change]) -> Result<(), StateError> {
+        self.rows(&staged.0, &[more])?;
+        staged.0.commit().map_err(|e| self.err()(e.into()))
+    }
+
+    fn rows(&self, tx: &redb::WriteTransaction, changes: &[&[Change]]) -> Result<(), StateError> {
+        if changes.iter().all(|c| c.is_empty()) {
+            return Ok(());
         }
-        tx.commit().map_err(|e| self.err()(e.into()))
+        let mut entries = tx.open_table(ENTRIES).map_err(|e| self.err()(e.into()))?;
+        let mut history = tx.open_table(HISTORY).map_err(|e| self.err()(e.into()))?;
+        let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err()(e.into()))?;
+        let mut superseded = tx
+            .open_table(SUPERSEDED)
+            .map_err(|e| self.err()(e.into()))?;
+        for c in changes.iter().copied().flatten() {
+            match c {
+                Change::Put(s) => entries.insert(key_of(&s.net).as_slice(), s.encode().as_slice()),
+                Change::Delete(net) => entries.remove(key_of(net).as_slice()),
+                Change::History(h) => {
+                    history.insert(key_of(&h.net).as_slice(), h.encode().as_slice())
+                }
+                Change::ForgetHistory(net) => history.remove(key_of(net).as_slice()),
+                Change::Queue(row) => {
+                    let mut v = row.seq.to_le_bytes().to_vec();
+                    v.extend_from_slice(row.record.as_deref().unwrap_or_default());
+                    outbox.insert(outbox_key(row.kind, &row.net).as_slice(), v.as_slice())
+                }
+                Change::Sent { kind, net, seq } => {
+                    let key = outbox_key(*kind, net);
+                    let stored = outbox
+                        .get(key.as_slice())
+                        .map_err(|e| self.err()(e.into()))?
+                        .map(|v| u64_le(v.value()));
+                    match stored == Some(*seq) {
+                        true => outbox.remove(key.as_slice()),
+                        false => Ok(None),
+                    }
+                }
+                Change::Supersede { by, member } => {
+                    let mut v = key_of(by).to_vec();
+                    v.extend_from_slice(&member.encode());
+                    superseded.insert(key_of(&member.net).as_slice(), v.as_slice())
+                }
+                Change::Release(net) => superseded.remove(key_of(net).as_slice()),
+            }
+            .map_err(|e| self.err()(e.into()))?;
+        }
+        Ok(())
     }
 
     /// Calls `f` with every row of the table `def` (none when it does not exist yet); a row

@@ -85,6 +85,25 @@ pub struct DynamicTable {
     superseded: SupersededSet,
 }
 
+/// Batches from this size are written with a second thread: the kernel maps the kernel
+/// never reads side by side, and the state database's rows while the kernel maps are written.
+pub const BULK_FROM: usize = 1024;
+
+/// A batch checked and planned by `prepare`: what `apply` writes, and the durable state's
+/// rows for it.
+pub struct Prepared {
+    pub batch: Batch,
+    /// In the order they go in.
+    pub changes: Vec<Change>,
+}
+
+/// The kernel and index writes of a prepared batch.
+pub struct Batch {
+    plan: Vec<policy::Planned>,
+    evict: Vec<IpNet>,
+    lens: DynLens,
+}
+
 fn map_err(name: &'static str) -> impl Fn(MapError) -> DynError {
     move |source| DynError::Map { name, source }
 }
@@ -181,30 +200,27 @@ impl DynamicTable {
         lens_of_lengths(self.lengths.keys().copied().chain(nets.map(length_of)))
     }
 
-    /// Adds entries of one kind, all or none. `static_allows` are the allow list's entries
-    /// (a ban inside one is refused, like a ban inside a temporary allow). `escalation`
-    /// gives ban TTLs when a request has none. `set_lens` is called with the lengths the
-    /// kernel must probe before any entry is written (and with the old ones again if the
-    /// batch is undone). A request naming a prefix twice applies the last.
-    pub fn add(
+    /// Checks and plans adding entries of one kind, all or none: nothing is written yet.
+    /// `static_allows` are the allow list's entries (a ban inside one is refused, like a ban
+    /// inside a temporary allow). `escalation` gives ban TTLs when a request has none. A
+    /// request naming a prefix twice applies the last.
+    pub fn prepare(
         &mut self,
         kind: Kind,
         reqs: &[Request],
         static_allows: &[IpNet],
         escalation: &Escalation,
         now_mono: u64,
-        mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
-    ) -> Result<Vec<Entry>, DynError> {
+    ) -> Result<Prepared, DynError> {
         let reqs = policy::last_of_each(reqs);
         self.check(kind, &reqs, static_allows)?;
-        let old_lens = self.lens()?;
-        let new_lens = self.lens_with(reqs.iter().map(|r| &r.net))?;
+        let now_unix = unix_now_ns();
         let plan = policy::plan(
             kind,
             &reqs,
             &self.history,
             escalation,
-            (now_mono, unix_now_ns()),
+            (now_mono, now_unix),
             &self.node,
         );
         let batch: HashSet<IpNet> = reqs.iter().map(|r| r.net).collect();
@@ -215,8 +231,37 @@ impl DynamicTable {
         let evict = self.history.evictions(new_hists, |n| {
             batch.contains(n) || self.entries.get(n).is_some_and(|e| e.kind == Kind::Ban)
         });
+        // What the durable state will hold once the batch is in, in the order it goes in.
+        let mut changes = Vec::with_capacity(evict.len() + 2 * plan.len());
+        changes.extend(evict.iter().map(|n| Change::ForgetHistory(*n)));
+        for p in &plan {
+            if let Some(h) = p.hist {
+                changes.push(Change::History(stored_history(p.entry.net, h)));
+            }
+            changes.push(Change::Put(Stored::from_entry(
+                &p.entry, now_mono, now_unix,
+            )));
+        }
+        let lens = self.lens_with(reqs.iter().map(|r| &r.net))?;
+        Ok(Prepared {
+            batch: Batch { plan, evict, lens },
+            changes,
+        })
+    }
+
+    /// Writes a prepared batch into the kernel and the index, all or none, under the same
+    /// lock as `prepare`. `set_lens` is called with the lengths the kernel must probe before
+    /// any entry is written (and with the old ones again if the batch is undone). The
+    /// prepared `changes` are the caller's to make durable: the journal does not take them.
+    pub fn apply(
+        &mut self,
+        batch: Batch,
+        mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
+    ) -> Result<Vec<Entry>, DynError> {
+        let Batch { plan, evict, lens } = batch;
+        let old_lens = self.lens()?;
         let mut undo = Undo::default();
-        let written = set_lens(&new_lens)
+        let written = set_lens(&lens)
             .map_err(DynError::Lens)
             .and_then(|()| self.write(&plan, &evict, &mut undo));
         if let Err(e) = written {
@@ -230,22 +275,15 @@ impl DynamicTable {
                 },
             });
         }
-        // Everything is in the kernel: the index and the journal follow.
+        // Everything is in the kernel: the index follows.
         for net in &evict {
             self.history.remove(net);
-            self.journal.push(Change::ForgetHistory(*net));
         }
-        let now_unix = unix_now_ns();
         let mut applied = Vec::with_capacity(plan.len());
         for p in plan {
             if let Some(h) = p.hist {
                 self.history.set(p.entry.net, h);
-                self.journal
-                    .push(Change::History(stored_history(p.entry.net, h)));
             }
-            self.journal.push(Change::Put(Stored::from_entry(
-                &p.entry, now_mono, now_unix,
-            )));
             self.unindex(&p.entry.net);
             self.index(p.entry.clone());
             applied.push(p.entry);
@@ -327,6 +365,11 @@ impl DynamicTable {
     }
 
     /// The changes since the last call, for the durable state, oldest first.
+    /// Changes made outside the table's own calls (a prepared batch's), in order.
+    pub fn record(&mut self, changes: Vec<Change>) {
+        self.journal.extend(changes);
+    }
+
     pub fn take_journal(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.journal)
     }

@@ -30,6 +30,10 @@ impl Undo {
         self.0.push(r);
     }
 
+    pub fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
+    }
+
     /// Puts every key back, newest first; returns the first failure (the rest are still
     /// tried).
     pub fn rollback(self, t: &mut DynamicTable) -> Result<(), MapError> {

@@ -1,6 +1,6 @@
 //! Nothing half-applied: a bulk ban or a reload that hits a real kernel-map failure part-way
 //! (a pinned hash map filled from outside until it refuses inserts) leaves no trace of
-//! itself, the caller hears the error, and the same change applies whole once there is
+//! itself (in the kernel and the state database), the caller hears the error, and the same change applies whole once there is
 //! room. A reload of a setting only a restart can apply is refused, not half-taken.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -17,20 +17,30 @@ use guard_tests::{
     netns::client4,
 };
 
-/// The bulk: 100 addresses from 198.18.100.0.
-const BULK: u32 = 100;
+/// The bulk's addresses, from 198.18.100.0.
 fn bulk_addr(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 100, 0)) + i)
 }
 
 #[test]
 fn a_bulk_ban_that_fails_part_way_leaves_nothing() {
-    let b = GuardBed::start("[bans]\nmax_entries = 1000\n");
+    bulk_ban_fails_part_way(100);
+}
+
+/// From 1,024 entries guardd writes `BAN_HIST` and `DYN_META` on two threads and stages the
+/// state database's rows while the kernel maps are written: the staged rows must go too.
+#[test]
+fn a_large_bulk_ban_that_fails_part_way_leaves_nothing_in_the_kernel_or_the_database() {
+    bulk_ban_fails_part_way(3000);
+}
+
+fn bulk_ban_fails_part_way(bulk: u32) {
+    let mut b = GuardBed::start(&format!("[bans]\nmax_entries = {}\n", bulk + 900));
     b.g.ban("198.18.0.9", 600);
     let meta_before = keys::<DynMetaKey, DynMeta>(&b.map_pin(map_names::DYN_META));
     let hist_before = keys::<DynMetaKey, BanHistory>(&b.map_pin(map_names::BAN_HIST));
     // Expired (never enforced) junk bans of 198.19.x.y until 40 slots are left: the 41st
-    // of the bulk's 100 inserts fails in the kernel.
+    // of the bulk's inserts fails in the kernel.
     let expired = DynEntry {
         expires_ns: 1,
         kind: KIND_BAN,
@@ -39,12 +49,12 @@ fn a_bulk_ban_that_fails_part_way_leaves_nothing() {
     let mut junk = Filled::new(&b.map_pin(map_names::DYN_V4), 40, expired, |i| {
         V4Len::new(32).key(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i)
     });
-    let body = bulk_bans_body(bulk_addr(0), BULK, 600);
+    let body = bulk_bans_body(bulk_addr(0), bulk, 600);
     let (code, json) = b.g.api("POST", "/v1/bans", Some(&body));
     assert_eq!(code, 500, "a kernel failure is the server's: {json}");
     assert!(json.to_string().contains("DYN_V4"), "names the map: {json}");
     // Nothing of the batch remains: kernel entries, metadata, histories, the list.
-    let bulk_keys: Vec<DynKeyV4> = (0..BULK)
+    let bulk_keys: Vec<DynKeyV4> = (0..bulk)
         .map(|i| V4Len::new(32).key(u32::from(bulk_addr(i))))
         .collect();
     let v4 = keys::<DynKeyV4, DynEntry>(&b.map_pin(map_names::DYN_V4));
@@ -69,11 +79,37 @@ fn a_bulk_ban_that_fails_part_way_leaves_nothing() {
     assert_eq!(bans["entries"].as_array().unwrap().len(), 1, "{bans}");
     assert_eq!(b.deliver(IpAddr::V4(bulk_addr(7)), 20), 20, "not enforced");
     assert_eq!(b.deliver(client4(9), 20), 0, "the earlier ban holds");
-    // With room, the same request applies whole.
+    // Nor in the state database: after a reboot (the pins and the junk gone) only the
+    // earlier ban comes back.
     junk.clear();
+    reboot(&mut b);
+    let bans = b.g.ctl_json(&["bans"]);
+    assert_eq!(
+        bans["entries"].as_array().unwrap().len(),
+        1,
+        "bans after a reboot: only the earlier one"
+    );
+    assert_eq!(b.deliver(IpAddr::V4(bulk_addr(7)), 20), 20, "not enforced");
+    // With room, the same request applies whole, durably.
     let applied = b.ok("POST", "/v1/bans", &body);
-    assert_eq!(applied["applied"].as_array().unwrap().len(), BULK as usize);
+    assert_eq!(applied["applied"].as_array().unwrap().len(), bulk as usize);
+    assert_eq!(applied["durable"], true, "{}", applied["durable"]);
     assert_eq!(b.deliver(IpAddr::V4(bulk_addr(7)), 20), 0, "enforced");
+    reboot(&mut b);
+    let bans = b.g.ctl_json(&["bans"]);
+    assert_eq!(
+        bans["entries"].as_array().unwrap().len(),
+        bulk as usize + 1,
+        "all restored"
+    );
+    assert_eq!(b.deliver(IpAddr::V4(bulk_addr(7)), 20), 0, "enforced");
+}
+
+/// What a reboot does to guard: guardd gone, bpffs empty; then guardd starts again.
+fn reboot(b: &mut GuardBed) {
+    assert!(b.g.stop().success(), "{}", b.g.log());
+    std::fs::remove_dir_all(&b.g.pin_dir).expect("remove the pins");
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
 }
 
 /// `deny.txt` of the reloaded config: the old entry, a new one, 300 IPv4 hosts in 300
