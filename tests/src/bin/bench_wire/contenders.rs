@@ -30,15 +30,20 @@ pub enum Contender {
     NoFilter,
     XdpDrop,
     Guard,
+    /// guard without its rule: the removal experiment for the rule stage (the rule's
+    /// `RuleSpec`, `BUCKETS` and `RULE_STATS` lines); what is left is the fixed part
+    /// (parse, `CONFIG`, `STATS`, the list lookups).
+    GuardNoRule,
     NftMeter,
     Hashlimit,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 5] = [
+    pub const ALL: [Contender; 6] = [
         Contender::NoFilter,
         Contender::XdpDrop,
         Contender::Guard,
+        Contender::GuardNoRule,
         Contender::NftMeter,
         Contender::Hashlimit,
     ];
@@ -48,6 +53,7 @@ impl Contender {
             Contender::NoFilter => "no filter",
             Contender::XdpDrop => "XDP_DROP",
             Contender::Guard => "guard",
+            Contender::GuardNoRule => "guard, no rule",
             Contender::NftMeter => "nft meter",
             Contender::Hashlimit => "iptables hashlimit",
         }
@@ -72,11 +78,15 @@ pub fn install(c: Contender, bed: &Testbed, ebpf: &mut Ebpf) -> Installed {
     match c {
         Contender::NoFilter => Installed::Xdp("xdp_pass", attach(bed, ebpf, "xdp_pass")),
         Contender::XdpDrop => Installed::Xdp("xdp_drop", attach(bed, ebpf, "xdp_drop")),
-        Contender::Guard => {
-            let config = format!(
-                "xdp_mode = \"driver\"\nrefill_period = \"{REFILL_PERIOD_SECS}s\"\n[[rules]]\nname = \"per-source\"\nipv4_prefix = 32\n\
-                 ipv6_prefix = 128\nrate = {RATE}.0\nburst = {BURST}\nbuckets = {ROOM}\n"
-            );
+        Contender::Guard | Contender::GuardNoRule => {
+            let mut config =
+                format!("xdp_mode = \"driver\"\nrefill_period = \"{REFILL_PERIOD_SECS}s\"\n");
+            if c == Contender::Guard {
+                config += &format!(
+                    "[[rules]]\nname = \"per-source\"\nipv4_prefix = 32\nipv6_prefix = 128\n\
+                     rate = {RATE}.0\nburst = {BURST}\nbuckets = {ROOM}\n"
+                );
+            }
             let g = Guardd::start(&bed.server, &bed.server_if, &config);
             // Its threads (refill, API, event reader) stay off the measured core; their
             // cost is measured on its own (refill CPU).

@@ -292,4 +292,40 @@ fn report(sc: &Scenario, per_contender: &[Vec<Sample>]) {
             dropped_text
         );
     }
+    // The removal experiment: guard with and without its rule, paired per round.
+    let at = |c: Contender| Contender::ALL.iter().position(|x| *x == c).expect("listed");
+    let (with, without) = (
+        &per_contender[at(Contender::Guard)],
+        &per_contender[at(Contender::GuardNoRule)],
+    );
+    if !with.is_empty() && with.len() == without.len() && !unfiltered.is_empty() {
+        let mut rule: Vec<f64> = with
+            .iter()
+            .zip(without)
+            .map(|(a, b)| a.ns_per_packet - b.ns_per_packet)
+            .collect();
+        let mut fixed: Vec<f64> = without
+            .iter()
+            .zip(&unfiltered)
+            .map(|(a, b)| a.ns_per_packet - b)
+            .collect();
+        record(
+            "wire",
+            &format!("{}: guard's rule stage", sc.name),
+            "ns",
+            &rule,
+        );
+        record(
+            "wire",
+            &format!("{}: guard without a rule, over no filter", sc.name),
+            "ns",
+            &fixed,
+        );
+        println!(
+            "  removal, per round: the rule stage (guard - guard, no rule) {} ns; the rest \
+             (guard, no rule - no filter) {} ns",
+            summary(&mut rule, 0),
+            summary(&mut fixed, 0)
+        );
+    }
 }
