@@ -233,9 +233,24 @@ fn markdown(
         "x",
         &|f| f <= 1.0,
     );
+    // Like for like: both sources in a region holding bans (the ban table probed), and both
+    // in one without; the worse of the two.
+    let v6_vs_v4 = [
+        (
+            "full, ipv6 pass (2 rules)",
+            "full, ipv4 pass, bans in its /16",
+        ),
+        (
+            "full, ipv6 pass, no ban in its /32",
+            "full, ipv4 pass (2 rules)",
+        ),
+    ]
+    .iter()
+    .filter_map(|(a, b)| ratio(a, b))
+    .reduce(f64::max);
     t += &target(
-        "full configuration: IPv6 pass <= 1.3x IPv4 pass",
-        ratio("full, ipv6 pass (2 rules)", "full, ipv4 pass (2 rules)"),
+        "full configuration: IPv6 pass <= 1.3x IPv4 pass (like for like, the worse of near and far from a ban)",
+        v6_vs_v4,
         "x",
         &|f| f <= 1.3,
     );
@@ -381,7 +396,8 @@ fn markdown(
          same round; contenders interleaved round by round; median (min-max) over the rounds. \
          Forged sources: a bench-only program steps the frame's source through 2^k addresses and \
          tail-calls the program under test; the stepping alone (tail-calling XDP_PASS) is \
-         subtracted.\n\
+         subtracted; guard runs with its default 131,072 buckets (2 MiB) and with 4,096 (64 KiB, \
+         cache-resident), so the difference is what the bucket line's miss costs.\n\
          - Whole path: a veth pair between two namespaces. A bench-only XDP program, run by \
          BPF_PROG_TEST_RUN in live-frames mode on the sender's end, rewrites each 64-byte UDP/IPv6 \
          frame's source and sends it with XDP_TX. The kernel runs the receiving veth's NAPI poll \
@@ -394,7 +410,10 @@ fn markdown(
          Limiters: 1000/s burst 2000 per source address, room for 131,072 sources; the nft meter \
          (netdev ingress) and ip6tables hashlimit (raw PREROUTING) run behind an XDP_PASS program \
          because veth only takes XDP_TX frames while its peer has one. Delivery is counted in an \
-         nft input-hook chain, the same for every contender. The forged flood (random sources \
+         nft input-hook chain, the same for every contender. \"guard, no rule\" is guard with \
+         its rule removed (lists, counters and parsing left): the removal experiment that splits \
+         guard's pass overhead into the rule stage and the rest, paired round by round. The \
+         forged flood (random sources \
          over 2^24) runs 0.5 s before the attacker joins, as it would be in practice. \
          \"Attacker excess\" counts the attacker's packets delivered beyond burst + rate x (time + \
          1 s), guard's documented admission bound at its refill period (1 s here, the default): \

@@ -178,7 +178,12 @@ fn full_config_bench(
         (Ipv4Addr::new(198, 18, 0, 10), "3fff:0:0:1::10".parse()?);
     full.empty_bucket(full.bucket_of(1, limited4.into()));
     full.empty_bucket(full.bucket_of(1, limited6.into()));
+    // The pass sources: IPv4 in a /16 without bans, IPv6 in the /32 of the IPv6 ban (its
+    // region bit set, so the ban table is probed); and the other way round, so each family
+    // is also compared like for like.
     let (pass4, pass6): (Ipv4Addr, Ipv6Addr) = (Ipv4Addr::new(198, 18, 0, 9), "3fff::9".parse()?);
+    let (pass4_near, pass6_far): (Ipv4Addr, Ipv6Addr) =
+        (Ipv4Addr::from(ban_base + 65_000), "3fff:1::9".parse()?);
     let cases: Vec<(&str, bool, Vec<u8>, u32)> = vec![
         (
             "empty config, ipv4 pass",
@@ -198,6 +203,12 @@ fn full_config_bench(
             packet::udp4(pass4, 443),
             2,
         ),
+        (
+            "full, ipv4 pass, bans in its /16",
+            true,
+            packet::udp4(pass4_near, 443),
+            2,
+        ),
         ("full, ipv4 drop: rate", true, packet::udp4(limited4, 80), 1),
         (
             "full, ipv4 drop: deny",
@@ -215,6 +226,12 @@ fn full_config_bench(
             "full, ipv6 pass (2 rules)",
             true,
             packet::udp6(pass6, 443),
+            2,
+        ),
+        (
+            "full, ipv6 pass, no ban in its /32",
+            true,
+            packet::udp6(pass6_far, 443),
             2,
         ),
         ("full, ipv6 drop: rate", true, packet::udp6(limited6, 80), 1),
