@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use guard_tests::{bed::GuardBed, netns::client4};
+use guard_tests::{bed::GuardBed, daemon::bulk_bans_body, netns::client4};
 
 /// What a reboot does to guard: guardd gone, bpffs empty (which also detaches XDP).
 fn reboot(b: &mut GuardBed) {
@@ -192,6 +192,17 @@ fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
     let disk = SmallDisk::mount(&state, "8m");
     let mut b = GuardBed::start(&format!("state_dir = {state:?}\n"));
     let junk = disk.fill();
+    // A bulk call first: its rows are staged while the kernel maps are written, and the
+    // commit that cannot write is answered like any other.
+    let bulk = bulk_bans_body(BULK_FIRST, BULK, 600);
+    let answer = b.ok("POST", "/v1/bans", &bulk);
+    assert_eq!(answer["durable"], false, "{}", answer["durable"]);
+    assert_eq!(answer["applied"].as_array().unwrap().len(), BULK as usize);
+    assert_eq!(
+        b.deliver(std::net::IpAddr::V4(BULK_FIRST), 20),
+        0,
+        "the bulk is enforced all the same"
+    );
     let answer = b.ok(
         "POST",
         "/v1/bans",
@@ -229,10 +240,32 @@ fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
     reboot(&mut b);
     b.g.spawn(&b.bed.server, &b.bed.server_if);
     let bans = b.g.ctl_json(&["bans"]);
-    assert_eq!(cidrs(&bans), ["198.18.0.2/32", "198.18.0.3/32"], "{bans}");
-    assert_eq!(bans["entries"][0]["reason"], "while full");
+    let restored = cidrs(&bans);
+    assert_eq!(
+        restored.len(),
+        BULK as usize + 2,
+        "the bulk and the two bans"
+    );
+    for (cidr, reason) in [("198.18.0.2/32", "while full"), ("198.18.0.3/32", "")] {
+        let e = bans["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["cidr"] == cidr)
+            .unwrap_or_else(|| panic!("{cidr} restored"));
+        assert_eq!(e["reason"], reason, "{e}");
+    }
+    assert_eq!(
+        b.deliver(std::net::IpAddr::V4(BULK_FIRST), 20),
+        0,
+        "the bulk restored"
+    );
     drop(b);
 }
+
+/// A bulk of the size that is staged on a second thread (`verdicts::BULK_FROM` is 1,024).
+const BULK: u32 = 5000;
+const BULK_FIRST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 64, 0);
 
 /// `guard_state_unsaved_changes` from a scrape of guardd's metrics.
 fn scrape_unsaved(b: &GuardBed) -> f64 {
