@@ -62,7 +62,7 @@ pub fn lpm_ref(ctx: XdpContext) -> u32 {
     let Parsed::Ip(pkt) = parse::parse(&ctx) else {
         return xdp_action::XDP_PASS;
     };
-    let code = match pkt.src {
+    let code = match pkt.source() {
         // LPM keys are in network byte order.
         Source::V4(addr) => LPM_V4.get(Key::new(32, addr.to_be())),
         Source::V6(addr) => LPM_V6.get(Key::new(128, addr)),
@@ -78,7 +78,7 @@ pub fn hash_ref(ctx: XdpContext) -> u32 {
     let Parsed::Ip(pkt) = parse::parse(&ctx) else {
         return xdp_action::XDP_PASS;
     };
-    let Source::V6(addr) = pkt.src else {
+    let Source::V6(addr) = pkt.source() else {
         return xdp_action::XDP_PASS;
     };
     let (elem, bit) = lists::v6_top24_slot(u32::from_be(addr[0]));

@@ -7,14 +7,11 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
 };
-use guard_common::{
-    Reason,
-    events::{
-        DROP_EVENTS_BYTES, DropEvent, EVENT_WINDOW_NS, EVENTS_PER_WINDOW, EventBudget,
-        LIMIT_REPORTS_BYTES, LIMIT_WINDOW_NS, LimitReport,
-    },
+use guard_common::events::{
+    DROP_EVENTS_BYTES, DropEvent, EVENT_WINDOW_NS, EVENTS_PER_WINDOW, EventBudget,
+    LIMIT_REPORTS_BYTES, LIMIT_WINDOW_NS, LimitReport,
 };
-use guard_ebpf::parse::Source;
+use guard_ebpf::parse::{Packet, Source};
 
 #[map(name = "DROP_EVENTS")]
 static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);
@@ -69,8 +66,20 @@ pub fn report_limited(
     let _ = LIMIT_REPORTS.output::<LimitReport>(&r, 0);
 }
 
+/// The drop-sampling stage, a global function (verified once on its own): `reason` is a
+/// `Reason`, `now` the coarse clock.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn guard_sample(pkt: *const Packet, reason: u32, now: u64) -> u32 {
+    // SAFETY: a maybe-null pointer to the caller's packet; checked here.
+    if let Some(pkt) = unsafe { pkt.as_ref() } {
+        sample(&pkt.source(), reason as u8, now);
+    }
+    0
+}
+
 #[inline(always)]
-pub fn sample(src: &Source, reason: Reason, now: u64) {
+fn sample(src: &Source, reason: u8, now: u64) {
     let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
         return;
     };
@@ -86,7 +95,7 @@ pub fn sample(src: &Source, reason: Reason, now: u64) {
     }
     budget.emitted += 1;
     let mut e = DropEvent {
-        reason: reason as u8,
+        reason,
         ..DropEvent::default()
     };
     match src {

@@ -6,6 +6,13 @@
 //! 4. rate rules: every matching rule charges the source's bucket; an empty one drops;
 //! 5. otherwise pass.
 //! Monitor mode turns every drop into a counted pass.
+//!
+//! Each stage is a global function (`guard_parse`, `guard_lists`, `guard_dynamic`,
+//! `guard_rate` and its per-rule `guard_rule`, `guard_sample`): the kernel's verifier checks
+//! a global function once, on its own, with its arguments unknown, so the verifier's work is
+//! the sum of the stages', not the product of their branches and loops. A stage takes the
+//! parsed packet and the config by pointer and answers in its return value; the pipeline
+//! below only branches on those answers.
 #![no_std]
 #![no_main]
 // Atomic add on BPF: the target has no atomic read-modify-write methods.
@@ -29,7 +36,9 @@ use guard_common::{
     lists::flags,
     stats::{STATS_LEN, stat_index},
 };
-use guard_ebpf::parse::{self, Parsed};
+use guard_ebpf::parse::{Packet, guard_parse, status};
+
+use crate::{dynamic::Dynamic, rate::outcome};
 
 #[map(name = "CONFIG")]
 static CONFIG: Array<RuntimeConfig> = Array::with_max_entries(1, 0);
@@ -49,37 +58,39 @@ pub fn guard(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
-    let pkt = match parse::parse(ctx) {
-        Parsed::NotIp => return count(Verdict::Pass, Reason::None),
-        Parsed::Malformed if cfg.flags & flags::DROP_MALFORMED != 0 => {
-            return drop(cfg, Reason::Malformed);
-        }
-        Parsed::Malformed => return count(Verdict::Pass, Reason::Malformed),
-        Parsed::Ip(pkt) => pkt,
-    };
-    let listed = lists::code(&pkt.src, cfg);
+    let mut pkt = Packet::EMPTY;
+    match guard_parse(ctx.ctx, &mut pkt) {
+        status::IP => {}
+        status::NOT_IP => return count(Verdict::Pass, Reason::None),
+        _ if cfg.flags & flags::DROP_MALFORMED != 0 => return drop(cfg, Reason::Malformed),
+        _ => return count(Verdict::Pass, Reason::Malformed),
+    }
+    let listed = ListCode::from_bits(lists::guard_lists(&pkt, cfg) as u64);
     if listed == ListCode::Allow {
         return count(Verdict::Pass, Reason::Allow);
     }
     let dynamic = if cfg.dyn_any == 0 {
-        dynamic::Dynamic::None
+        Dynamic::None
     } else {
-        dynamic::lookup(&pkt.src, cfg)
+        Dynamic::from_u32(dynamic::guard_dynamic(&pkt, cfg))
     };
-    if dynamic == dynamic::Dynamic::Allow {
+    if dynamic == Dynamic::Allow {
         return count(Verdict::Pass, Reason::Allow);
     }
     if listed == ListCode::Deny {
-        return drop_from(cfg, Reason::Deny, &pkt.src, None);
+        return drop_from(cfg, Reason::Deny, &pkt, 0);
     }
-    if dynamic == dynamic::Dynamic::Ban {
-        return drop_from(cfg, Reason::Ban, &pkt.src, None);
+    if dynamic == Dynamic::Ban {
+        return drop_from(cfg, Reason::Ban, &pkt, 0);
     }
-    match rate::apply(&pkt, cfg, cfg.flags & flags::MONITOR != 0) {
-        rate::Outcome::Pass => count(Verdict::Pass, Reason::None),
-        rate::Outcome::Limited { now } => drop_from(cfg, Reason::Rate, &pkt.src, Some(now)),
-        rate::Outcome::Monitored => count(Verdict::Monitor, Reason::Rate),
-        rate::Outcome::Stale => count(Verdict::Pass, Reason::StaleRefill),
+    // Zero from a map word: the rate stage writes it, and this stage must not be verified
+    // as if it still held a constant (see `rate::guard_rate`).
+    let mut now = cfg._reserved as u64;
+    match rate::guard_rate(&pkt, cfg, &mut now) {
+        outcome::PASS => count(Verdict::Pass, Reason::None),
+        outcome::LIMITED => drop_from(cfg, Reason::Rate, &pkt, now),
+        outcome::MONITORED => count(Verdict::Monitor, Reason::Rate),
+        _ => count(Verdict::Pass, Reason::StaleRefill),
     }
 }
 
@@ -94,18 +105,18 @@ fn drop(cfg: &RuntimeConfig, reason: Reason) -> u32 {
 }
 
 /// A would-drop with a known source: dropped ones are sampled for `/v1/top`. `now` is the
-/// coarse clock when the caller already read it; otherwise it is read only for a drop.
+/// coarse clock when the caller already read it (0: not read); otherwise it is read only
+/// for a drop.
 #[inline(always)]
-fn drop_from(
-    cfg: &RuntimeConfig,
-    reason: Reason,
-    src: &guard_ebpf::parse::Source,
-    now: Option<u64>,
-) -> u32 {
+fn drop_from(cfg: &RuntimeConfig, reason: Reason, pkt: &Packet, now: u64) -> u32 {
     let action = drop(cfg, reason);
     if action == xdp_action::XDP_DROP {
-        let now = now.unwrap_or_else(|| unsafe { bpf_ktime_get_coarse_ns() });
-        events::sample(src, reason, now);
+        let now = if now == 0 {
+            unsafe { bpf_ktime_get_coarse_ns() }
+        } else {
+            now
+        };
+        events::guard_sample(pkt, reason as u32, now);
     }
     action
 }

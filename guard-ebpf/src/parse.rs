@@ -5,7 +5,7 @@
 //! Non-first fragments and IPv6 packets whose extension-header chain is longer than the
 //! bounded walk carry no L4 header: they are classified by their source address only.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -28,43 +28,79 @@ pub enum Source {
     V6([u32; 4]),
 }
 
-/// The transport fields rate rules match; all zero when the packet has no transport header
-/// we understand. Plain fields rather than an `Option`: LLVM loads an `Option`'s payload
-/// before testing it, and on the paths without one that is a stack slot nothing wrote, which
-/// Linux 6.1's verifier refuses ("invalid read from stack"; Debian 12's 6.1.0-50, found by
-/// `cargo xtask vm-test --system`).
-#[derive(Clone, Copy)]
-pub struct L4 {
-    /// 1 when the fields below come from a TCP, UDP or ICMP header.
-    pub present: u8,
-    /// Destination port (host order); 0 for ICMP.
-    pub dport: u16,
-    /// TCP flags byte; 0 for other protocols.
-    pub tcp_flags: u8,
-}
-
-impl L4 {
-    pub const NONE: L4 = L4 {
-        present: 0,
-        dport: 0,
-        tcp_flags: 0,
-    };
-}
-
+/// What the stages judge a packet by. `#[repr(C)]` and plain integers: the production
+/// program's stages are global functions that take it by pointer, each verified once on
+/// its own (`main.rs`), so its layout is the interface between them. Transport fields are
+/// plain fields rather than an `Option`: LLVM loads an `Option`'s payload before testing it,
+/// and on the paths without one that is a stack slot nothing wrote, which Linux 6.1's
+/// verifier refuses ("invalid read from stack").
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Packet {
-    pub src: Source,
+    /// IPv6: the source's four words as in the packet (network order). IPv4: word 0, in
+    /// host order; the others zero.
+    pub src: [u32; 4],
+    /// 4 or 6.
+    pub family: u8,
     /// IPv4 protocol or the IPv6 header chain's last next-header; 0 when the chain is
     /// longer than the walk.
     pub proto: u8,
-    /// `L4::NONE` for non-first fragments, unknown protocols and over-long IPv6 header chains.
-    pub l4: L4,
+    /// 1 when `dport` and `tcp_flags` come from a TCP, UDP or ICMP header; 0 for non-first
+    /// fragments, unknown protocols and over-long IPv6 header chains.
+    pub l4_present: u8,
+    /// TCP flags byte; 0 for other protocols.
+    pub tcp_flags: u8,
+    /// Destination port (host order); 0 for ICMP.
+    pub dport: u16,
+    pub _pad: u16,
+}
+
+impl Packet {
+    pub const EMPTY: Packet = Packet {
+        src: [0; 4],
+        family: 0,
+        proto: 0,
+        l4_present: 0,
+        tcp_flags: 0,
+        dport: 0,
+        _pad: 0,
+    };
+
+    #[inline(always)]
+    pub fn source(&self) -> Source {
+        if self.family == 6 {
+            Source::V6(self.src)
+        } else {
+            Source::V4(self.src[0])
+        }
+    }
+
+    #[inline(always)]
+    fn new(src: Source, proto: u8) -> Packet {
+        let (family, src) = match src {
+            Source::V4(a) => (4, [a, 0, 0, 0]),
+            Source::V6(w) => (6, w),
+        };
+        Packet {
+            src,
+            family,
+            proto,
+            ..Packet::EMPTY
+        }
+    }
 }
 
 pub enum Parsed {
     NotIp,
     Malformed,
     Ip(Packet),
+}
+
+/// `Parsed` as a global function returns it (the packet written through a pointer).
+pub mod status {
+    pub const IP: u32 = 0;
+    pub const NOT_IP: u32 = 1;
+    pub const MALFORMED: u32 = 2;
 }
 
 /// A bounds-checked pointer to `len` bytes at `off` from the start of the packet.
@@ -85,8 +121,27 @@ fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
     Some(u16::from_be(unsafe { (p as *const u16).read_unaligned() }))
 }
 
-// Inlined into every program: an outlined copy passes packet pointers as scalars,
-// which the verifier rejects.
+/// The production program's parse stage: a global function, verified once on its own.
+/// Writes the packet to `out` when it answers [`status::IP`].
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn guard_parse(ctx: *mut xdp_md, out: *mut Packet) -> u32 {
+    // SAFETY: the verifier passes global functions' pointers as maybe-null; checked here.
+    let Some(out) = (unsafe { out.as_mut() }) else {
+        return status::MALFORMED;
+    };
+    match parse(&XdpContext::new(ctx)) {
+        Parsed::NotIp => status::NOT_IP,
+        Parsed::Malformed => status::MALFORMED,
+        Parsed::Ip(pkt) => {
+            *out = pkt;
+            status::IP
+        }
+    }
+}
+
+// Inlined where it is called (the reference programs call it directly): an outlined copy
+// passes packet pointers as scalars, which the verifier rejects.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Parsed {
     let Some(mut proto) = be16_at(ctx, 12) else {
@@ -129,16 +184,12 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Parsed {
     let frag = u16::from_be(unsafe { (h.add(6) as *const u16).read_unaligned() });
     let proto = unsafe { *h.add(9) };
     let src = u32::from_be(unsafe { (h.add(12) as *const u32).read_unaligned() });
-    let src = Source::V4(src);
+    let pkt = Packet::new(Source::V4(src), proto);
     if frag & 0x1fff != 0 {
         // Non-first fragment: no transport header to look at.
-        return Parsed::Ip(Packet {
-            src,
-            proto,
-            l4: L4::NONE,
-        });
+        return Parsed::Ip(pkt);
     }
-    parse_l4(ctx, src, proto, l3 + ihl)
+    parse_l4(ctx, pkt, l3 + ihl)
 }
 
 #[inline(always)]
@@ -153,8 +204,8 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
     let src = Source::V6(unsafe { (h.add(8) as *const [u32; 4]).read_unaligned() });
     let mut off = l3 + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
-        if !matches!(next, 0 | 43 | 44 | 51 | 60) {
-            return parse_l4(ctx, src, next, off);
+        if !is_ext_header(next) {
+            break;
         }
         // Every extension header starts with next-header and a length byte. Reads are
         // kept 2+ bytes wide: LLVM turns a 1-byte check into `p >= end`, which the
@@ -169,11 +220,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
             44 => {
                 let frag = u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() });
                 if frag & 0xfff8 != 0 {
-                    return Parsed::Ip(Packet {
-                        src,
-                        proto: next,
-                        l4: L4::NONE,
-                    });
+                    return Parsed::Ip(Packet::new(src, next));
                 }
                 8
             }
@@ -183,17 +230,23 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
             _ => (hdr_len + 1) * 8,
         };
     }
-    // Longer chain than we walk: judge by the source address alone.
-    Parsed::Ip(Packet {
-        src,
-        proto: 0,
-        l4: L4::NONE,
-    })
+    if is_ext_header(next) {
+        // Longer chain than we walk: judge by the source address alone.
+        return Parsed::Ip(Packet::new(src, 0));
+    }
+    // One transport parse after the walk, not one per place the walk can end.
+    parse_l4(ctx, Packet::new(src, next), off)
+}
+
+/// Hop-by-hop, routing, fragment, authentication, destination options.
+#[inline(always)]
+fn is_ext_header(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 51 | 60)
 }
 
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
-    let l4 = match proto {
+fn parse_l4(ctx: &XdpContext, mut pkt: Packet, off: usize) -> Parsed {
+    let (dport, tcp_flags) = match pkt.proto {
         PROTO_TCP => {
             let Some(h) = bytes_at(ctx, off, 20) else {
                 return Parsed::Malformed;
@@ -201,39 +254,30 @@ fn parse_l4(ctx: &XdpContext, src: Source, proto: u8, off: usize) -> Parsed {
             if unsafe { *h.add(12) } >> 4 < 5 {
                 return Parsed::Malformed;
             }
-            L4 {
-                present: 1,
-                dport: u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
-                tcp_flags: unsafe { *h.add(13) },
-            }
+            (
+                u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
+                unsafe { *h.add(13) },
+            )
         }
         PROTO_UDP => {
             let Some(h) = bytes_at(ctx, off, 8) else {
                 return Parsed::Malformed;
             };
-            L4 {
-                present: 1,
-                dport: u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
-                tcp_flags: 0,
-            }
+            (
+                u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
+                0,
+            )
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
             if bytes_at(ctx, off, 8).is_none() {
                 return Parsed::Malformed;
             }
-            L4 {
-                present: 1,
-                dport: 0,
-                tcp_flags: 0,
-            }
+            (0, 0)
         }
-        _ => {
-            return Parsed::Ip(Packet {
-                src,
-                proto,
-                l4: L4::NONE,
-            });
-        }
+        _ => return Parsed::Ip(pkt),
     };
-    Parsed::Ip(Packet { src, proto, l4 })
+    pkt.l4_present = 1;
+    pkt.dport = dport;
+    pkt.tcp_flags = tcp_flags;
+    Parsed::Ip(pkt)
 }

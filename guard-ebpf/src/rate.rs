@@ -13,14 +13,13 @@ use core::intrinsics::AtomicOrdering;
 
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
-    cty::c_void,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_loop},
+    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{Array, PerCpuArray},
 };
 use guard_common::{
     RuntimeConfig,
-    lists::Bitmap512,
+    lists::{Bitmap512, flags},
     rules::{
         MAX_RULES, PORT_ELEMS_PER_RULE, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, RULE_STATS_LEN,
         RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_passed,
@@ -31,7 +30,7 @@ use guard_common::{
         takes_without_clock,
     },
 };
-use guard_ebpf::parse::{Packet, Source, TCP_FLAG_ACK, TCP_FLAG_SYN};
+use guard_ebpf::parse::{Packet, TCP_FLAG_ACK, TCP_FLAG_SYN};
 
 #[map(name = "RULES")]
 static RULES: Array<RuleSpec> = Array::with_max_entries(MAX_RULES as u32, 0);
@@ -51,22 +50,34 @@ static BUCKETS: Array<Bucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "HEARTBEAT")]
 static HEARTBEAT: Array<u64> = Array::with_max_entries(HEARTBEAT_WORDS, BPF_F_MMAPABLE);
 
-pub enum Outcome {
+/// What the rate stage answers (`guard_rate`'s return value).
+pub mod outcome {
     /// No rule limited the packet.
-    Pass,
-    /// An enforcing rule's bucket is empty; `now` is the coarse clock read to check the
-    /// heartbeat, handed on so the drop path reads the clock once.
-    Limited { now: u64 },
+    pub const PASS: u32 = 0;
+    /// An enforcing rule's bucket is empty.
+    pub const LIMITED: u32 = 1;
     /// Only monitoring rules (or global monitor mode) would have dropped it.
-    Monitored,
+    pub const MONITORED: u32 = 2;
     /// A rule would drop it, but the refill heartbeat is stale: fail open.
-    Stale,
+    pub const STALE: u32 = 3;
 }
 
-/// What the per-rule callback needs from the packet, and what it reports back. It lives on
-/// the program's stack; `bpf_loop` hands the callback a pointer to it.
+/// What `guard_rule` reports for a rule, as bits of its return value. Results come back
+/// in the return value, not through `Walk`: a caller's stack written by a global function
+/// is, to some kernels' verifiers (6.1), still what the caller wrote before the call.
+mod step {
+    pub const CHARGED: u32 = 1;
+    pub const LIMITED: u32 = 2;
+    pub const MONITORED: u32 = 4;
+    /// `guard_rule`'s phases.
+    pub const CHARGE: u32 = 0;
+    pub const REFUND: u32 = 1;
+}
+
+/// What the per-rule step needs from the packet, and the state it keeps between rules. It
+/// lives on the rate stage's stack; `guard_rule` gets a pointer to it.
 #[repr(C)]
-struct Walk {
+pub struct Walk {
     key: [u64; 2],
     src_v6: [u32; 4],
     src_v4: u32,
@@ -76,14 +87,6 @@ struct Walk {
     has_l4: u8,
     tcp_flags: u8,
     global_monitor: u8,
-    /// Bit i: rule i charged a token for this packet.
-    charged: u32,
-    limited: u32,
-    monitored: u32,
-    /// What `rule_step` does: charge (0) or refund (1). One callback for both bpf_loop calls:
-    /// Linux 6.1 mishandles two bpf_loop call sites with different callbacks (the second
-    /// loop's work was lost there, found by `cargo xtask vm-test`).
-    phase: u32,
     /// The last source hash and the mask it was computed under: rules that aggregate
     /// sources the same way (the usual case) share one SipHash per packet.
     hash: u64,
@@ -94,6 +97,7 @@ struct Walk {
     now: u64,
     accrue_max_ns: u64,
     refill_ticks: u32,
+    _pad: u32,
 }
 
 impl Walk {
@@ -106,80 +110,111 @@ impl Walk {
     }
 }
 
+/// The rate stage, a global function (verified once on its own): every rule whose match
+/// fits charges the source; an `outcome`. `now` receives the coarse clock when it was read
+/// (the drop path reads it once); it must come in holding a value the verifier cannot know.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn guard_rate(pkt: *const Packet, cfg: *const RuntimeConfig, now: *mut u64) -> u32 {
+    // SAFETY: maybe-null pointers from the caller's stack and CONFIG; checked here.
+    let (Some(pkt), Some(cfg), Some(now)) =
+        (unsafe { pkt.as_ref() }, unsafe { cfg.as_ref() }, unsafe {
+            now.as_mut()
+        })
+    else {
+        return outcome::PASS;
+    };
+    apply(pkt, cfg, now)
+}
+
 #[inline(always)]
-pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, global_monitor: bool) -> Outcome {
+fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
     let n = cfg.rule_count;
     if n == 0 {
-        return Outcome::Pass;
+        return outcome::PASS;
     }
-    let (src_v4, src_v6, is_v6) = match pkt.src {
-        Source::V4(a) => (a, [0; 4], 0),
-        Source::V6(w) => (0, w, 1),
-    };
+    // Zero, from a map word the verifier cannot know: `guard_rule` writes these words, and
+    // the caller must not be verified as if they still held the constants written here.
+    let zero = cfg._reserved;
     let mut walk = Walk {
         key: cfg.key,
-        src_v6,
-        src_v4,
-        is_v6,
-        dport: pkt.l4.dport as u32,
+        src_v6: if pkt.family == 6 { pkt.src } else { [zero; 4] },
+        src_v4: if pkt.family == 6 { zero } else { pkt.src[0] },
+        is_v6: (pkt.family == 6) as u32,
+        dport: pkt.dport as u32,
         proto: pkt.proto,
-        has_l4: pkt.l4.present,
-        tcp_flags: pkt.l4.tcp_flags,
-        global_monitor: global_monitor as u8,
-        // Zero, from a map word the verifier cannot know: Linux 6.1 otherwise keeps assuming
-        // the initial constants after bpf_loop (whose callback changes them) and prunes the
-        // refund as dead code (found by `cargo xtask vm-test`).
-        charged: cfg._reserved,
-        limited: cfg._reserved,
-        monitored: cfg._reserved,
-        phase: 0,
-        hash: 0,
+        has_l4: pkt.l4_present,
+        tcp_flags: pkt.tcp_flags,
+        global_monitor: (cfg.flags & flags::MONITOR != 0) as u8,
+        hash: zero as u64,
         // Word stores of a runtime zero: a literal zero array becomes a byte-loop memset.
-        hashed_v6_mask: [cfg._reserved; 4],
-        hashed_v4_mask: 0,
-        hash_valid: cfg._reserved,
-        now: cfg._reserved as u64,
+        hashed_v6_mask: [zero; 4],
+        hashed_v4_mask: zero,
+        hash_valid: zero,
+        now: zero as u64,
         accrue_max_ns: cfg.accrue_max_ns,
         refill_ticks: cfg.refill_ticks,
+        _pad: zero,
     };
-    // bpf_loop: the verifier checks the callback once instead of every unrolled path.
-    let ctx = (&raw mut walk).cast();
-    unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
-    if walk.limited != 0 {
-        let now = walk.now();
-        if heartbeat_stale(cfg, now) {
-            return Outcome::Stale;
+    let n = n.min(MAX_RULES as u32);
+    let (mut charged, mut limited, mut monitored) = (0u32, 0u32, 0u32);
+    for i in 0..MAX_RULES as u32 {
+        if i >= n {
+            break;
         }
-        if walk.charged != 0 {
-            // Through the pointer the callback uses (a direct write looks dead to rustc).
-            unsafe { (*ctx.cast::<Walk>()).phase = 1 };
-            unsafe { bpf_loop(n.min(MAX_RULES as u32), rule_step as *mut c_void, ctx, 0) };
-        }
-        return Outcome::Limited { now };
+        let r = guard_rule(i, step::CHARGE, &raw mut walk);
+        charged |= (r & step::CHARGED) << i;
+        limited |= r & step::LIMITED;
+        monitored |= r & step::MONITORED;
     }
-    if walk.monitored != 0 {
-        Outcome::Monitored
+    if limited != 0 {
+        let t = walk.now();
+        *now = t;
+        if heartbeat_stale(cfg, t) {
+            return outcome::STALE;
+        }
+        for i in 0..MAX_RULES as u32 {
+            if charged >> i == 0 {
+                break;
+            }
+            if charged & (1 << i) != 0 {
+                guard_rule(i, step::REFUND, &raw mut walk);
+            }
+        }
+        return outcome::LIMITED;
+    }
+    if monitored != 0 {
+        outcome::MONITORED
     } else {
-        Outcome::Pass
+        outcome::PASS
     }
 }
 
-/// The bpf_loop callback: one rule, in the walk's phase.
-extern "C" fn rule_step(index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: `ctx` is the `Walk` on `apply`'s stack.
-    let walk = unsafe { &mut *ctx.cast::<Walk>() };
-    if walk.phase == 0 {
+/// One rule in a phase, a global function (verified once, whatever the rule count): in
+/// `CHARGE`, a token from the source's bucket if the rule matches; in `REFUND`, that token
+/// given back. `step` bits.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn guard_rule(index: u32, phase: u32, walk: *mut Walk) -> u32 {
+    // SAFETY: a maybe-null pointer to the rate stage's `Walk`; checked here.
+    let Some(walk) = (unsafe { walk.as_mut() }) else {
+        return 0;
+    };
+    if index >= MAX_RULES as u32 {
+        return 0;
+    }
+    if phase == step::CHARGE {
         charge_rule(index, walk)
     } else {
-        refund_rule(index, walk)
+        refund_rule(index, walk);
+        0
     }
 }
 
 /// Rule `index`: if it matches, take a token from the source's bucket or note it empty.
 #[inline(always)]
-fn charge_rule(index: u64, walk: &mut Walk) -> i64 {
-    let i = index as u32;
-    let Some(rule) = RULES.get(i) else { return 1 };
+fn charge_rule(i: u32, walk: &mut Walk) -> u32 {
+    let Some(rule) = RULES.get(i) else { return 0 };
     if !matches(rule, i, walk) {
         return 0;
     }
@@ -213,8 +248,8 @@ fn charge_rule(index: u64, walk: &mut Walk) -> i64 {
     };
     if let Some(cost) = cost {
         add(spent, cost);
-        walk.charged |= 1 << (i & 31);
         bump(rule_stat_passed(i), 1);
+        step::CHARGED
     } else {
         bump(rule_stat_limited(i), 1);
         if rule.flags & rule_flags::REPORT_LIMITED != 0 {
@@ -229,28 +264,22 @@ fn charge_rule(index: u64, walk: &mut Walk) -> i64 {
             );
         }
         if walk.global_monitor != 0 || rule.flags & rule_flags::MONITOR != 0 {
-            walk.monitored = 1;
+            step::MONITORED
         } else {
-            walk.limited = 1;
+            step::LIMITED
         }
     }
-    0
 }
 
 /// Rule `index`: give back the token taken for a packet another rule drops.
 #[inline(always)]
-fn refund_rule(index: u64, walk: &mut Walk) -> i64 {
-    let i = index as u32;
-    if walk.charged & (1 << (i & 31)) == 0 {
-        return 0;
-    }
-    let Some(rule) = RULES.get(i) else { return 1 };
+fn refund_rule(i: u32, walk: &mut Walk) {
+    let Some(rule) = RULES.get(i) else { return };
     if let Some(b) = BUCKETS.get_ptr_mut(bucket_index(rule, walk)) {
         // Adding the two's complement keeps `spent` add-only.
         add(unsafe { &raw mut (*b).spent }, TOKEN_SCALE.wrapping_neg());
     }
     bump(rule_stat_passed(i), u64::MAX);
-    0
 }
 
 #[inline(always)]

@@ -33,7 +33,7 @@ pub fn lru_ref(ctx: XdpContext) -> u32 {
     let Parsed::Ip(pkt) = parse::parse(&ctx) else {
         return xdp_action::XDP_PASS;
     };
-    let key = match pkt.src {
+    let key = match pkt.source() {
         Source::V4(a) => [0, 0, 0xffff, a],
         Source::V6(a) => a,
     };

@@ -20,7 +20,10 @@ use tracing::warn;
 
 use crate::{
     control::model::Counters,
-    kernel::pins::PinLayout,
+    kernel::{
+        pins::PinLayout,
+        verifier::{self, ProgramLoad, Refused},
+    },
     lists::tables::Tables,
     rate::buckets::{Buckets, Heartbeat},
     rate::rules::RuleSet,
@@ -41,6 +44,8 @@ pub enum DatapathError {
     },
     #[error("program {PROGRAM_NAME}: {0}")]
     Program(#[source] ProgramError),
+    #[error(transparent)]
+    Refused(Box<Refused>),
     #[error("the XDP object has no program {PROGRAM_NAME}")]
     MissingProgram,
     #[error("cannot map {name} into memory")]
@@ -87,6 +92,8 @@ pub struct Change<'a> {
 /// The program and typed handles on its maps.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// What this load of the program cost the verifier.
+    program: ProgramLoad,
     config: Array<MapData, RuntimeConfig>,
     stats: PerCpuArray<MapData, u64>,
     v4_dir24: Array<MapData, Bitmap512>,
@@ -125,6 +132,7 @@ impl Datapath {
     ) -> Result<Datapath, DatapathError> {
         let buckets = sizes.buckets;
         let mut loader = EbpfLoader::new();
+        loader.verifier_log_level(verifier::log_level());
         loader.map_max_entries(map_names::BUCKETS, buckets);
         loader.map_max_entries(map_names::LIMIT_SEEN, buckets);
         for name in DYN_MAPS {
@@ -185,7 +193,22 @@ impl Datapath {
             .ok_or(DatapathError::MissingProgram)?
             .try_into()
             .map_err(DatapathError::Program)?;
-        prog.load().map_err(DatapathError::Program)?;
+        let started = std::time::Instant::now();
+        prog.load().map_err(|e| match e {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => {
+                DatapathError::Refused(Box::new(Refused::new(&io_error, &verifier_log.to_string())))
+            }
+            e => DatapathError::Program(e),
+        })?;
+        let took = started.elapsed();
+        let verified = prog
+            .info()
+            .ok()
+            .and_then(|i| i.verified_instruction_count());
+        let program = ProgramLoad::new(verified, took);
         let config: Array<MapData, RuntimeConfig> = typed(&mut ebpf, map_names::CONFIG)?;
         let mut runtime = match Array::get(&config, &0, 0) {
             Ok(rc) => rc,
@@ -213,6 +236,7 @@ impl Datapath {
             _ => 0,
         };
         let mut dp = Datapath {
+            program,
             dyn_capacity,
             rules: typed(&mut ebpf, map_names::RULES)?,
             rule_ports: typed(&mut ebpf, map_names::RULE_PORTS)?,
@@ -243,6 +267,11 @@ impl Datapath {
         };
         dp.write_runtime()?;
         Ok(dp)
+    }
+
+    /// What loading the program cost the kernel's verifier.
+    pub fn program_load(&self) -> &ProgramLoad {
+        &self.program
     }
 
     /// Entries each bans-and-allows map holds (its pinned capacity when adopted).
