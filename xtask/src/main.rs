@@ -48,8 +48,12 @@ enum Cmd {
     Deb,
     /// Man pages and shell completions under target/docs.
     Docs,
-    /// The fixtures and netns smoke tests on Debian's 6.1 and 6.12 kernels, in qemu (root).
+    /// The fixtures and netns smoke tests on Debian's kernels, in qemu (root); prints what
+    /// guard's program cost each kernel's verifier.
     VmTest {
+        /// Comma-separated: 6.1, 6.12, trixie-backports, sid (the newest each of those
+        /// suites ships), all, newest (the highest of them), or any Debian kernel image
+        /// package (linux-image-6.17.13+deb13-amd64) or its version (6.17.13+deb13).
         #[arg(long, default_value = "all", conflicts_with = "system")]
         kernel: String,
         /// Instead: the .deb on a Debian 12 system booted with systemd as PID 1 (install,

@@ -3,6 +3,8 @@
 use guard_common::{Reason, Verdict, stats::stat_slot};
 use serde::{Deserialize, Serialize};
 
+pub use crate::kernel::verifier::ProgramLoad;
+
 use crate::{kernel::attach::AttachMode, lists::tables::ListCounts};
 
 /// One `guard_packets_total` series.
@@ -123,6 +125,8 @@ pub struct Status {
     pub pin_dir: String,
     /// Seconds since the last refill; null while no rate rule is enforced.
     pub refill_heartbeat_age_secs: Option<f64>,
+    /// What loading the XDP program cost the kernel's verifier.
+    pub program: ProgramLoad,
     /// With `[fleet]`: the link to the other hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,

@@ -121,6 +121,8 @@ pub struct Engine {
     fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Automatic verdicts' counters and monitor-mode memory.
     auto: auto::Auto,
+    /// What loading the XDP program cost the kernel's verifier.
+    program: crate::kernel::verifier::ProgramLoad,
 }
 
 impl Engine {
@@ -135,6 +137,11 @@ impl Engine {
     /// Runs `f` on the datapath (attaching, fixtures' test runs).
     pub fn with_datapath<T>(&self, f: impl FnOnce(&mut Datapath) -> T) -> T {
         f(&mut self.kernel().datapath)
+    }
+
+    /// What loading the XDP program cost the kernel's verifier (no lock taken).
+    pub fn program_load(&self) -> &crate::kernel::verifier::ProgramLoad {
+        &self.program
     }
 
     /// The configuration in force.

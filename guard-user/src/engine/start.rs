@@ -1,6 +1,7 @@
 //! Loading the datapath (adopting pins) and applying the first configuration.
 
 use std::sync::{Arc, Mutex};
+use tracing::info;
 
 use ipnet::IpNet;
 
@@ -71,6 +72,7 @@ impl Engine {
         };
         // The state database is read while the verifier checks the program (most of a
         // start's time), not after.
+        info!("loading guard's XDP program (the kernel's verifier checks it)");
         let (durable, datapath) = std::thread::scope(|s| {
             let durable = s.spawn(|| super::durable::Durable::open(config));
             let datapath = Datapath::load(objects::guard(), pins, sizes);
@@ -120,6 +122,7 @@ impl Engine {
         let outbox_capacity = 2 * (config.bans.max_entries as usize + MAX_ALLOWS);
         let fleet = crate::fleet::Fleet::new(config, queued, outbox_capacity).map(Arc::new);
         let engine = Engine {
+            program: kernel.datapath.program_load().clone(),
             fleet,
             buckets: kernel.datapath.buckets(),
             heartbeat: kernel.datapath.heartbeat(),

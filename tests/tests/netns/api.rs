@@ -52,6 +52,26 @@ fn every_route_answers_and_refuses_bad_input() {
         status["refill_heartbeat_age_secs"].as_f64().unwrap() < 1.0,
         "{status}"
     );
+    // What loading the program cost the verifier, measured by this load.
+    let program = &status["program"];
+    let insns = program["verified_insns"].as_u64().expect("verified_insns");
+    assert!(
+        (1..=guard_user::kernel::verifier::BUDGET as u64).contains(&insns),
+        "{status}"
+    );
+    assert!(
+        program["load_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{status}"
+    );
+    assert_eq!(
+        program["kernel"].as_str(),
+        Some(
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap()
+                .trim()
+        ),
+        "{status}"
+    );
     let (code, stats) = g.api("GET", "/v1/stats", None);
     assert_eq!((code, stats["bans_active"].as_u64()), (200, Some(0)));
 

@@ -37,6 +37,31 @@ fn a_ttl_outside_the_bounds_is_a_usage_error() {
 }
 
 #[test]
+fn status_and_the_log_show_what_the_program_cost_the_verifier() {
+    let bed = Testbed::new();
+    let g = Guardd::start(&bed.server, &bed.server_if, "");
+    let insns = g.ctl_json(&["status"])["program"]["verified_insns"]
+        .as_u64()
+        .expect("verified_insns in status --json");
+    let out = g.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "program: {insns} instructions processed by the verifier"
+        )),
+        "{text}"
+    );
+    // The start-up line carries the same figure.
+    let log = g.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("XDP program loaded"))
+        .unwrap_or_else(|| panic!("no load line in the log:\n{log}"));
+    assert!(line.contains(&format!("verified_insns={insns}")), "{line}");
+}
+
+#[test]
 fn detach_refuses_while_a_guardd_on_another_socket_owns_the_pins() {
     let bed = Testbed::new();
     let g = Guardd::start(&bed.server, &bed.server_if, "");

@@ -30,6 +30,17 @@ pub fn status(s: &Status) -> String {
             "off"
         },
     );
+    let p = &s.program;
+    out += &format!(
+        "program: {} by the verifier (guard's budget {}), loaded in {:.1} ms, Linux {}\n",
+        p.verified_insns
+            .map_or("instructions not reported".to_string(), |n| format!(
+                "{n} instructions processed"
+            )),
+        guard_user::kernel::verifier::BUDGET,
+        p.load_ms,
+        p.kernel,
+    );
     if let Some(age) = s.refill_heartbeat_age_secs {
         out += &format!("refill:  heartbeat {age:.2}s ago\n");
     }

@@ -2,19 +2,21 @@
 
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{Arc, Mutex},
     time::Instant,
 };
 
 use anyhow::bail;
 use guard_user::{
-    engine::{Engine, Lists, Refilling},
+    engine::{Engine, EngineError, Lists, Refilling},
     kernel::{
         attach::{self, interface_exists},
         pins::PinLayout,
+        verifier::{self, Refused},
     },
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     Options, checks,
@@ -23,6 +25,37 @@ use crate::{
     settings::effective_config,
     state::{Daemon, Interfaces, Shared},
 };
+
+/// A load the verifier refused: its whole log goes to a file beside the API socket (the
+/// runtime directory, writable by guardd), and the error says where, in one line.
+fn refused_load(e: EngineError, socket: &Path) -> anyhow::Error {
+    let Some(refused) = find_refusal(&e) else {
+        return e.into();
+    };
+    let path = socket
+        .parent()
+        .unwrap_or(Path::new("/tmp"))
+        .join("verifier.log");
+    let kept = std::fs::write(&path, &refused.log);
+    match kept {
+        Ok(()) => anyhow::anyhow!("{refused}; the verifier's log is in {}", path.display()),
+        Err(w) => anyhow::anyhow!(
+            "{refused} (its log could not be written to {}: {w})",
+            path.display()
+        ),
+    }
+}
+
+fn find_refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<Box<Refused>>() {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
 
 pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     let config = effective_config(&opts)?;
@@ -47,7 +80,24 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     pins.prepare()?;
     // Flags, lists and rules are in the maps, buckets full or adopted and the refill running
     // before the program sees its first packet.
-    let engine = Engine::start(&config, lists, Some(&pins), Refilling::Thread)?;
+    let engine = Engine::start(&config, lists, Some(&pins), Refilling::Thread)
+        .map_err(|e| refused_load(e, &config.api.socket))?;
+    let program = engine.program_load().clone();
+    info!(
+        verified_insns = program.verified_insns,
+        budget = verifier::BUDGET,
+        load_ms = program.load_ms,
+        kernel = %program.kernel,
+        "XDP program loaded"
+    );
+    if program.verified_insns.is_some_and(|n| n > verifier::BUDGET) {
+        warn!(
+            "the kernel's verifier processed {} instructions of guard's program, over guard's \
+             budget of {} (a fifth of its limit): a kernel update may refuse it; please report this",
+            program.verified_insns.unwrap_or_default(),
+            verifier::BUDGET
+        );
+    }
     let mut attachments = Vec::new();
     for iface in &config.interfaces {
         attachments.push(

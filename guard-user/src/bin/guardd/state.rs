@@ -76,6 +76,7 @@ impl Daemon {
             config_path: self.opts.config.as_ref().map(|p| p.display().to_string()),
             pin_dir: self.pins.root().display().to_string(),
             refill_heartbeat_age_secs: self.heartbeat_age_secs(),
+            program: self.engine.program_load().clone(),
             fleet: self.engine.fleet().map(|f| f.status()),
         }
     }

@@ -44,8 +44,9 @@ pub enum DatapathError {
     },
     #[error("program {PROGRAM_NAME}: {0}")]
     Program(#[source] ProgramError),
-    #[error(transparent)]
-    Refused(Box<Refused>),
+    /// The verifier refused the program (the chain's next error, for whoever wants its log).
+    #[error("{0}")]
+    Refused(#[source] Box<Refused>),
     #[error("the XDP object has no program {PROGRAM_NAME}")]
     MissingProgram,
     #[error("cannot map {name} into memory")]

@@ -1,30 +1,30 @@
-//! `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the tests on Debian's kernels, in qemu.
+//! `cargo xtask vm-test [--kernel LABEL|PACKAGE|VERSION|all|newest]`: the tests on Debian's
+//! kernels, in qemu.
 //!
-//! Each kernel package is downloaded with apt and unpacked into target/vm (not installed);
+//! Each kernel package is downloaded and unpacked into target/vm (`kernels`, not installed);
 //! an initramfs holds busybox, guardd, guardctl, the test binaries (with their shared
 //! libraries), iproute2 and the veth module; qemu boots it (TCG; KVM with GUARD_VM_KVM=1)
 //! and the init script runs the BPF_PROG_TEST_RUN fixtures and network-namespace smoke tests
 //! (deny, ban, rate rule), then prints a result marker the xtask reads from the console.
+//! Each guest also reports what guard's program cost its verifier; the run ends with a table
+//! of those figures, kernel by kernel.
+
+mod kernels;
 
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Duration,
 };
 
 use anyhow::{Context, bail};
 
 use crate::setup::{self, run};
 
-/// (label, apt meta-package naming the kernel image).
-const KERNELS: [(&str, &str); 2] = [
-    ("6.1", "linux-image-amd64"),
-    ("6.12", "linux-image-6.12-amd64"),
-];
-
 /// The tests each guest runs: all fixtures, and smoke tests of the real path.
-const TESTS: [(&str, &str); 5] = [
+const TESTS: [(&str, &str); 6] = [
+    // First: the verifier's figure for this kernel (printed, and held to the budget).
+    ("fixtures", "verifier::"),
     ("fixtures", "lists::"),
     ("fixtures", "rate::"),
     ("netns", "lists::deny_drops_allow_bypasses_unlisted_passes"),
@@ -51,28 +51,37 @@ pub fn run_all(which: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     crate::cargo(&["build", "-p", "guard-user"])?;
     let tests = build_tests(&root)?;
-    let kernels: Vec<_> = KERNELS
-        .iter()
-        .filter(|(l, _)| which == "all" || which == *l)
-        .collect();
-    if kernels.is_empty() {
-        bail!("--kernel {which}: use 6.1, 6.12 or all");
-    }
+    let kernels = kernels::resolve(&work, which)?;
     let mut failed = Vec::new();
+    let mut figures = Vec::new();
     let (mut passed_tests, mut failed_tests) = (0u64, 0u64);
-    for (label, meta) in kernels {
-        let (vmlinuz, modules) = kernel(&work, meta)?;
-        let initrd = initramfs(&root, &work, label, &tests, &modules)?;
-        let (ok, p, f) = boot(&work, label, &vmlinuz, &initrd)?;
-        passed_tests += p;
-        failed_tests += f;
+    for k in &kernels {
+        let files = kernels::unpack(&work, k)?;
+        let tag = file_tag(&k.image);
+        let initrd = initramfs(&root, &work, &tag, &tests, &files.modules)?;
+        let guest = boot(&work, &tag, &k.image, &files.vmlinuz, &initrd)?;
+        passed_tests += guest.passed;
+        failed_tests += guest.failed;
         println!(
-            "vm-test: Linux {label}: {}",
-            if ok { "PASS" } else { "FAIL" }
+            "vm-test: {} ({}): {}",
+            k.label,
+            k.image,
+            if guest.ok { "PASS" } else { "FAIL" }
         );
-        if !ok {
-            failed.push(*label);
+        if !guest.ok {
+            failed.push(k.label.clone());
         }
+        figures.push((k.clone(), guest.verifier));
+    }
+    println!("vm-test: what guard's XDP program cost each kernel's verifier");
+    println!("  {:<18} {:<36} {}", "kernel", "package", "verifier");
+    for (k, v) in &figures {
+        println!(
+            "  {:<18} {:<36} {}",
+            k.label,
+            k.image,
+            v.as_deref().unwrap_or("(no figure: see the console log)")
+        );
     }
     println!("vm-test: {passed_tests} passed, {failed_tests} failed");
     if failed.is_empty() {
@@ -114,39 +123,6 @@ fn build_tests(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     }
     let _ = root;
     Ok(found)
-}
-
-/// Downloads and unpacks the newest image `meta` depends on; returns vmlinuz and the
-/// modules directory.
-fn kernel(work: &Path, meta: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let deps = String::from_utf8(
-        Command::new("apt-cache")
-            .args(["depends", meta])
-            .output()?
-            .stdout,
-    )?;
-    let image = deps
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-"))
-        .with_context(|| format!("{meta} names no linux-image package"))?
-        .to_string();
-    let dir = work.join(&image);
-    crate::setup::unpack_deb(&image, &dir, "boot")?;
-    let vmlinuz = std::fs::read_dir(dir.join("boot"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-        })
-        .context("vmlinuz in the package")?;
-    let modules = std::fs::read_dir(dir.join("lib/modules"))?
-        .filter_map(Result::ok)
-        .next()
-        .context("modules")?
-        .path();
-    Ok((vmlinuz, modules))
 }
 
 /// Copies `bin` and its shared libraries (ldd) into `dest`.
@@ -234,8 +210,9 @@ fn initramfs(
          insmod /veth.ko\nip link set lo up\necho \"guest kernel $(uname -r)\"\nexport GUARD_BIN_DIR=/guard/bin\nstatus=0\n",
     );
     for (test, filter) in TESTS {
+        // --nocapture: the verifier test's figure reaches the console.
         script += &format!(
-            "echo \"== {test} {filter}\"\n/guard/tests/{test} {filter} --test-threads=1 || status=1\n"
+            "echo \"== {test} {filter}\"\n/guard/tests/{test} {filter} --test-threads=1 --nocapture || status=1\n"
         );
     }
     script += "if [ $status = 0 ]; then echo GUARD-VM-RESULT: PASS; else echo GUARD-VM-RESULT: FAIL; fi\npoweroff -f\n";
@@ -256,18 +233,45 @@ fn initramfs(
     Ok(cpio)
 }
 
-/// Boots one kernel; returns whether the guest passed and its tests passed and failed.
+/// How the verifier test's figure starts (tests/tests/fixtures/verifier.rs).
+const VERIFIER_LINE: &str = "verifier: kernel ";
+
+/// What a guest reported.
+struct Guest {
+    ok: bool,
+    passed: u64,
+    failed: u64,
+    /// The verifier test's line: "kernel X processed N insns (...), load M ms".
+    verifier: Option<String>,
+}
+
+/// A package name as a file name part.
+fn file_tag(image: &str) -> String {
+    image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Boots one kernel and reads what its guest reported.
 fn boot(
     work: &Path,
     label: &str,
+    image: &str,
     vmlinuz: &Path,
     initrd: &Path,
-) -> anyhow::Result<(bool, u64, u64)> {
+) -> anyhow::Result<Guest> {
     // TCG unless asked: on some hosts /dev/kvm opens but guests hang in it.
     let kvm = std::env::var_os("GUARD_VM_KVM").is_some_and(|v| v == "1");
     let log = work.join(format!("console-{label}.log"));
     println!(
-        "vm-test: booting Linux {label} ({}), console in {}",
+        "vm-test: booting {image} ({}), console in {}",
         if kvm { "KVM" } else { "TCG" },
         log.display()
     );
@@ -290,15 +294,18 @@ fn boot(
     let _ = cmd.status()?;
     let console = std::fs::read_to_string(&log).unwrap_or_default();
     println!(
-        "vm-test: Linux {label} ran {:.0}s",
+        "vm-test: {image} ran {:.0}s",
         started.elapsed().as_secs_f64()
     );
     for line in console.lines().filter(|l| {
-        l.starts_with("test result") || l.starts_with("guest kernel") || l.contains("FAILED")
+        l.starts_with("test result")
+            || l.starts_with("guest kernel")
+            || l.contains(VERIFIER_LINE)
+            || l.contains("FAILED")
+            || l.contains("panicked")
     }) {
-        println!("  {line}");
+        println!("  {}", line.trim_end_matches('\r'));
     }
-    let _ = Duration::ZERO;
     let count = |word: &str| -> u64 {
         console
             .lines()
@@ -316,9 +323,16 @@ fn boot(
             })
             .sum()
     };
-    Ok((
-        console.contains("GUARD-VM-RESULT: PASS"),
-        count("passed"),
-        count("failed"),
-    ))
+    // The test harness prints the test's name on the same line, before the figure.
+    let verifier = console.lines().find_map(|l| {
+        let l = l.trim_end_matches('\r');
+        l.find(VERIFIER_LINE)
+            .map(|at| l[at + "verifier: ".len()..].to_string())
+    });
+    Ok(Guest {
+        ok: console.contains("GUARD-VM-RESULT: PASS"),
+        passed: count("passed"),
+        failed: count("failed"),
+        verifier,
+    })
 }
