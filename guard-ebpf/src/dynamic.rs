@@ -61,9 +61,12 @@ impl Dynamic {
 }
 
 /// The bans-and-allows stage, a global function (verified once on its own): a `Dynamic`.
+///
+/// # Safety
+/// Its pointers are null or valid for the call (the verifier checks each caller).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn guard_dynamic(pkt: *const Packet, cfg: *const RuntimeConfig) -> u32 {
+pub unsafe extern "C" fn guard_dynamic(pkt: *const Packet, cfg: *const RuntimeConfig) -> u32 {
     // SAFETY: maybe-null pointers from the caller's stack and CONFIG; checked here.
     let (Some(pkt), Some(cfg)) = (unsafe { pkt.as_ref() }, unsafe { cfg.as_ref() }) else {
         return Dynamic::None as u32;

@@ -68,9 +68,12 @@ pub fn report_limited(
 
 /// The drop-sampling stage, a global function (verified once on its own): `reason` is a
 /// `Reason`, `now` the coarse clock.
+///
+/// # Safety
+/// Its pointers are null or valid for the call (the verifier checks each caller).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn guard_sample(pkt: *const Packet, reason: u32, now: u64) -> u32 {
+pub unsafe extern "C" fn guard_sample(pkt: *const Packet, reason: u32, now: u64) -> u32 {
     // SAFETY: a maybe-null pointer to the caller's packet; checked here.
     if let Some(pkt) = unsafe { pkt.as_ref() } {
         sample(&pkt.source(), reason as u8, now);

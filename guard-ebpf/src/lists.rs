@@ -37,9 +37,12 @@ static V6_NODES: Array<V6Node> = Array::with_max_entries(V6_NODES_ENTRIES, 0);
 
 /// The list stage, a global function (verified once on its own): the `ListCode` of the
 /// packet's source as its bits.
+///
+/// # Safety
+/// Its pointers are null or valid for the call (the verifier checks each caller).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn guard_lists(pkt: *const Packet, cfg: *const RuntimeConfig) -> u32 {
+pub unsafe extern "C" fn guard_lists(pkt: *const Packet, cfg: *const RuntimeConfig) -> u32 {
     // SAFETY: maybe-null pointers from the caller's stack and CONFIG; checked here.
     let (Some(pkt), Some(cfg)) = (unsafe { pkt.as_ref() }, unsafe { cfg.as_ref() }) else {
         return ListCode::None as u32;

@@ -59,20 +59,21 @@ pub fn guard(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
     let mut pkt = Packet::EMPTY;
-    match guard_parse(ctx.ctx, &mut pkt) {
+    // SAFETY (every stage call): pointers to this frame's packet and to CONFIG's value.
+    match unsafe { guard_parse(ctx.ctx, &mut pkt) } {
         status::IP => {}
         status::NOT_IP => return count(Verdict::Pass, Reason::None),
         _ if cfg.flags & flags::DROP_MALFORMED != 0 => return drop(cfg, Reason::Malformed),
         _ => return count(Verdict::Pass, Reason::Malformed),
     }
-    let listed = ListCode::from_bits(lists::guard_lists(&pkt, cfg) as u64);
+    let listed = ListCode::from_bits(unsafe { lists::guard_lists(&pkt, cfg) } as u64);
     if listed == ListCode::Allow {
         return count(Verdict::Pass, Reason::Allow);
     }
     let dynamic = if cfg.dyn_any == 0 {
         Dynamic::None
     } else {
-        Dynamic::from_u32(dynamic::guard_dynamic(&pkt, cfg))
+        Dynamic::from_u32(unsafe { dynamic::guard_dynamic(&pkt, cfg) })
     };
     if dynamic == Dynamic::Allow {
         return count(Verdict::Pass, Reason::Allow);
@@ -86,7 +87,7 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
     // Zero from a map word: the rate stage writes it, and this stage must not be verified
     // as if it still held a constant (see `rate::guard_rate`).
     let mut now = cfg._reserved as u64;
-    match rate::guard_rate(&pkt, cfg, &mut now) {
+    match unsafe { rate::guard_rate(&pkt, cfg, &mut now) } {
         outcome::PASS => count(Verdict::Pass, Reason::None),
         outcome::LIMITED => drop_from(cfg, Reason::Rate, &pkt, now),
         outcome::MONITORED => count(Verdict::Monitor, Reason::Rate),
@@ -116,7 +117,7 @@ fn drop_from(cfg: &RuntimeConfig, reason: Reason, pkt: &Packet, now: u64) -> u32
         } else {
             now
         };
-        events::guard_sample(pkt, reason as u32, now);
+        unsafe { events::guard_sample(pkt, reason as u32, now) };
     }
     action
 }

@@ -123,9 +123,12 @@ fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
 
 /// The production program's parse stage: a global function, verified once on its own.
 /// Writes the packet to `out` when it answers [`status::IP`].
+///
+/// # Safety
+/// Its pointers are null or valid for the call (the verifier checks each caller).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn guard_parse(ctx: *mut xdp_md, out: *mut Packet) -> u32 {
+pub unsafe extern "C" fn guard_parse(ctx: *mut xdp_md, out: *mut Packet) -> u32 {
     // SAFETY: the verifier passes global functions' pointers as maybe-null; checked here.
     let Some(out) = (unsafe { out.as_mut() }) else {
         return status::MALFORMED;

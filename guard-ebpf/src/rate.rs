@@ -113,9 +113,16 @@ impl Walk {
 /// The rate stage, a global function (verified once on its own): every rule whose match
 /// fits charges the source; an `outcome`. `now` receives the coarse clock when it was read
 /// (the drop path reads it once); it must come in holding a value the verifier cannot know.
+///
+/// # Safety
+/// Its pointers are null or valid for the call (the verifier checks each caller).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn guard_rate(pkt: *const Packet, cfg: *const RuntimeConfig, now: *mut u64) -> u32 {
+pub unsafe extern "C" fn guard_rate(
+    pkt: *const Packet,
+    cfg: *const RuntimeConfig,
+    now: *mut u64,
+) -> u32 {
     // SAFETY: maybe-null pointers from the caller's stack and CONFIG; checked here.
     let (Some(pkt), Some(cfg), Some(now)) =
         (unsafe { pkt.as_ref() }, unsafe { cfg.as_ref() }, unsafe {
@@ -162,7 +169,8 @@ fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
         if i >= n {
             break;
         }
-        let r = guard_rule(i, step::CHARGE, &raw mut walk);
+        // SAFETY: `walk` lives on this frame.
+        let r = unsafe { guard_rule(i, step::CHARGE, &raw mut walk) };
         charged |= (r & step::CHARGED) << i;
         limited |= r & step::LIMITED;
         monitored |= r & step::MONITORED;
@@ -178,7 +186,7 @@ fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
                 break;
             }
             if charged & (1 << i) != 0 {
-                guard_rule(i, step::REFUND, &raw mut walk);
+                unsafe { guard_rule(i, step::REFUND, &raw mut walk) };
             }
         }
         return outcome::LIMITED;
@@ -193,9 +201,12 @@ fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
 /// One rule in a phase, a global function (verified once, whatever the rule count): in
 /// `CHARGE`, a token from the source's bucket if the rule matches; in `REFUND`, that token
 /// given back. `step` bits.
+///
+/// # Safety
+/// Its pointers are null or valid for the call (the verifier checks each caller).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn guard_rule(index: u32, phase: u32, walk: *mut Walk) -> u32 {
+pub unsafe extern "C" fn guard_rule(index: u32, phase: u32, walk: *mut Walk) -> u32 {
     // SAFETY: a maybe-null pointer to the rate stage's `Walk`; checked here.
     let Some(walk) = (unsafe { walk.as_mut() }) else {
         return 0;

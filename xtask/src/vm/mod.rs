@@ -74,7 +74,7 @@ pub fn run_all(which: &str) -> anyhow::Result<()> {
         figures.push((k.clone(), guest.verifier));
     }
     println!("vm-test: what guard's XDP program cost each kernel's verifier");
-    println!("  {:<18} {:<36} {}", "kernel", "package", "verifier");
+    println!("  {:<18} {:<36} verifier", "kernel", "package");
     for (k, v) in &figures {
         println!(
             "  {:<18} {:<36} {}",
