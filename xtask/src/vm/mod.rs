@@ -9,7 +9,10 @@
 //! Each guest also reports what guard's program cost its verifier; the run ends with a table
 //! of those figures, kernel by kernel.
 
+mod figures;
 mod kernels;
+
+pub use figures::table as verifier_table;
 
 use std::{
     collections::BTreeSet,
@@ -53,7 +56,7 @@ pub fn run_all(which: &str) -> anyhow::Result<()> {
     let tests = build_tests(&root)?;
     let kernels = kernels::resolve(&work, which)?;
     let mut failed = Vec::new();
-    let mut figures = Vec::new();
+    let mut measured = Vec::new();
     let (mut passed_tests, mut failed_tests) = (0u64, 0u64);
     for k in &kernels {
         let files = kernels::unpack(&work, k)?;
@@ -71,17 +74,27 @@ pub fn run_all(which: &str) -> anyhow::Result<()> {
         if !guest.ok {
             failed.push(k.label.clone());
         }
-        figures.push((k.clone(), guest.verifier));
+        if let Some(f) = &guest.verifier {
+            figures::record(&k.label, &k.image, f)?;
+        }
+        measured.push((k.clone(), guest.verifier));
     }
     println!("vm-test: what guard's XDP program cost each kernel's verifier");
-    println!("  {:<18} {:<36} verifier", "kernel", "package");
-    for (k, v) in &figures {
-        println!(
-            "  {:<18} {:<36} {}",
-            k.label,
-            k.image,
-            v.as_deref().unwrap_or("(no figure: see the console log)")
-        );
+    println!(
+        "  {:<18} {:<36} {:<24} {:>15} {:>9}",
+        "label", "package", "kernel", "processed insns", "load ms"
+    );
+    for (k, v) in &measured {
+        match v {
+            Some(f) => println!(
+                "  {:<18} {:<36} {:<24} {:>15} {:>9.1}",
+                k.label, k.image, f.kernel, f.insns, f.load_ms
+            ),
+            None => println!(
+                "  {:<18} {:<36} (no figure: see the console log)",
+                k.label, k.image
+            ),
+        }
     }
     println!("vm-test: {passed_tests} passed, {failed_tests} failed");
     if failed.is_empty() {
@@ -233,16 +246,13 @@ fn initramfs(
     Ok(cpio)
 }
 
-/// How the verifier test's figure starts (tests/tests/fixtures/verifier.rs).
-const VERIFIER_LINE: &str = "verifier: kernel ";
-
 /// What a guest reported.
 struct Guest {
     ok: bool,
     passed: u64,
     failed: u64,
-    /// The verifier test's line: "kernel X processed N insns (...), load M ms".
-    verifier: Option<String>,
+    /// What guard's program cost this kernel's verifier.
+    verifier: Option<figures::Figure>,
 }
 
 /// A package name as a file name part.
@@ -300,7 +310,7 @@ fn boot(
     for line in console.lines().filter(|l| {
         l.starts_with("test result")
             || l.starts_with("guest kernel")
-            || l.contains(VERIFIER_LINE)
+            || l.contains(figures::LINE)
             || l.contains("FAILED")
             || l.contains("panicked")
     }) {
@@ -324,11 +334,9 @@ fn boot(
             .sum()
     };
     // The test harness prints the test's name on the same line, before the figure.
-    let verifier = console.lines().find_map(|l| {
-        let l = l.trim_end_matches('\r');
-        l.find(VERIFIER_LINE)
-            .map(|at| l[at + "verifier: ".len()..].to_string())
-    });
+    let verifier = console
+        .lines()
+        .find_map(|l| figures::Figure::parse(l.trim_end_matches('\r')));
     Ok(Guest {
         ok: console.contains("GUARD-VM-RESULT: PASS"),
         passed: count("passed"),

@@ -2,8 +2,9 @@
 
 use anyhow::{Context, bail};
 
-/// The oldest kernel with everything guard uses: bpf_loop (5.17), mmapable arrays (5.5),
-/// XDP bpf_links (5.9).
+/// The oldest kernel guard supports: its program's stages are global functions with pointer
+/// arguments (5.12), it reads the coarse clock (5.11), mmaps arrays (5.5), attaches through
+/// XDP bpf_links (5.9); 5.17 is the oldest it was built against, 6.1 the oldest tested.
 const MIN_KERNEL: (u32, u32) = (5, 17);
 
 pub fn kernel() -> anyhow::Result<()> {
@@ -16,7 +17,7 @@ pub fn kernel() -> anyhow::Result<()> {
     let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if version < MIN_KERNEL {
         bail!(
-            "kernel {} is too old: guard needs Linux {}.{} or newer (the bpf_loop helper runs its rate rules)",
+            "kernel {} is too old: guard needs Linux {}.{} or newer",
             release.trim(),
             MIN_KERNEL.0,
             MIN_KERNEL.1

@@ -158,6 +158,23 @@ fn full_config_bench(
                  [[rules]]\nname = \"per-source\"\nrate = 1.0\nburst = 100000000\nbuckets = 131072\n";
     let mut empty = Fixture::new(&[], &[]);
     let mut full = Fixture::with_lists(allow, deny, rules, 20_000);
+    // What this load of the full configuration's program cost the verifier.
+    let load = full.with_datapath(|d| d.program_load().clone());
+    println!(
+        "verifier: kernel {} processed {} insns, load {:.1} ms\n",
+        load.kernel,
+        load.verified_insns.unwrap_or(0),
+        load.load_ms
+    );
+    if let Some(n) = load.verified_insns {
+        record(
+            "verifier",
+            "verifier: processed insns",
+            "insns",
+            &[f64::from(n)],
+        );
+    }
+    record("verifier", "verifier: load ms", "ms", &[load.load_ms]);
     let ban_base = u32::from(Ipv4Addr::new(198, 19, 0, 0));
     let mut bans: Vec<Request> = (0..9_999u32)
         .map(|i| Request {
