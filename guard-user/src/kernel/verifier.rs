@@ -58,6 +58,9 @@ impl Refused {
     }
 }
 
+/// What the verifier prints after its verdict (BPF_LOG_STATS): not the reason.
+const STATISTICS: [&str; 2] = ["verification time", "stack depth"];
+
 /// The verifier's last message, with the processed instruction count from its statistics
 /// line when it printed one: "BPF program is too large (processed 1000001 insns)".
 fn summarize(errno: &std::io::Error, log: &str) -> String {
@@ -76,7 +79,7 @@ fn summarize(errno: &std::io::Error, log: &str) -> String {
     let message = lines
         .iter()
         .rev()
-        .find(|l| !is_stats(l) && !l.starts_with("verification time"))
+        .find(|l| !is_stats(l) && !STATISTICS.iter().any(|s| l.starts_with(s)))
         .map(|l| {
             // "BPF program is too large. processed 1000001 insn": the count comes below.
             let l = l.split(". processed ").next().unwrap_or(l);
@@ -129,7 +132,8 @@ mod tests {
     #[test]
     fn summary_of_an_invalid_access_and_of_no_log() {
         let e = std::io::Error::from_raw_os_error(libc::EACCES);
-        let log = "R1 invalid mem access 'scalar'\nprocessed 12 insns (limit 1000000) max_states_per_insn 0\n";
+        let log = "R1 invalid mem access 'scalar'\nverification time 596 usec\nstack depth 40+0\n\
+                   processed 12 insns (limit 1000000) max_states_per_insn 0\n";
         assert!(
             summarize(&e, log).starts_with("R1 invalid mem access 'scalar' (processed 12 insns; "),
             "{}",
