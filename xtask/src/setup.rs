@@ -132,13 +132,19 @@ pub fn unpack_deb(pkg: &str, dir: &Path, marker: &str) -> anyhow::Result<()> {
         apt_update_once()?;
         fetch()?;
     }
-    let deb = std::fs::read_dir(&download)?
+    extract_download(&download, pkg, dir)
+}
+
+/// Unpacks the one .deb `apt-get download pkg` left in `download` into `dir`, then removes
+/// `download`.
+pub fn extract_download(download: &Path, pkg: &str, dir: &Path) -> anyhow::Result<()> {
+    let deb = std::fs::read_dir(download)?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .with_context(|| format!("apt-get download {pkg} left no .deb"))?;
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir))?;
-    std::fs::remove_dir_all(&download)?;
+    std::fs::remove_dir_all(download)?;
     Ok(())
 }
 

@@ -321,14 +321,7 @@ impl Apt {
             .cmd("apt-get")
             .args(["download", "-q", "-q", pkg])
             .current_dir(&download))?;
-        let deb = std::fs::read_dir(&download)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .with_context(|| format!("apt-get download {pkg} left no .deb"))?;
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir))?;
-        std::fs::remove_dir_all(&download)?;
-        Ok(())
+        crate::setup::extract_download(&download, pkg, dir)
     }
 }
 
