@@ -81,9 +81,10 @@ fn summarize(errno: &std::io::Error, log: &str) -> String {
         .rev()
         .find(|l| !is_stats(l) && !STATISTICS.iter().any(|s| l.starts_with(s)))
         .map(|l| {
-            // "BPF program is too large. processed 1000001 insn": the count comes below.
-            let l = l.split(". processed ").next().unwrap_or(l);
-            l.trim_end_matches('.').to_string()
+            // "BPF program is too large. Processed 1000001 insn" (lower case before 6.x):
+            // the count comes from the statistics.
+            let end = l.to_ascii_lowercase().find(". processed ").unwrap_or(l.len());
+            l[..end].trim_end_matches('.').to_string()
         });
     match (message, processed) {
         (Some(m), Some(n)) => format!("{m} (processed {n} insns; {errno})"),
@@ -127,6 +128,9 @@ mod tests {
             s.starts_with("BPF program is too large (processed 1000001 insns; "),
             "{s}"
         );
+        // As Linux 6.18 words it.
+        let log = log.replace(". processed", ". Processed");
+        assert_eq!(summarize(&e, &log), s);
     }
 
     #[test]
