@@ -252,3 +252,49 @@ pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> 
     }
     None
 }
+
+impl NatsServer {
+    /// Publishes `payload` to `subject` as any NATS client could (a key-value put is a
+    /// publish to `$KV.<bucket>.<key>`), from inside the hub, over the plain protocol;
+    /// returns what JetStream answered (its acknowledgement or its error).
+    pub fn raw_publish(&self, hub: &Hub, subject: &str, payload: &[u8]) -> String {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let port = self.port;
+        let (subject, payload) = (subject.to_string(), payload.to_vec());
+        hub.ns.run(move || {
+            let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("reach nats");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("INFO"); // the server's INFO
+            let mut w = stream;
+            let mut msg = format!(
+                "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB _INBOX.t 1\r\nPUB {subject} _INBOX.t {}\r\n",
+                payload.len()
+            )
+            .into_bytes();
+            msg.extend_from_slice(&payload);
+            msg.extend_from_slice(b"\r\n");
+            w.write_all(&msg).expect("publish");
+            // The answer: `MSG _INBOX.t 1 <n>` then n bytes (or -ERR, PING).
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return "connection closed".into();
+                }
+                if line.starts_with("PING") {
+                    w.write_all(b"PONG\r\n").expect("pong");
+                } else if line.starts_with("-ERR") {
+                    return line.trim().to_string();
+                } else if let Some(rest) = line.strip_prefix("MSG ") {
+                    let n: usize = rest.split_whitespace().last().and_then(|n| n.parse().ok()).expect("size");
+                    let mut body = vec![0; n + 2];
+                    reader.read_exact(&mut body).expect("body");
+                    return String::from_utf8_lossy(&body[..n]).into_owned();
+                }
+            }
+        })
+    }
+}

@@ -9,7 +9,10 @@ use tracing::warn;
 
 use super::Engine;
 use crate::{
-    fleet::{Fleet, record::Record},
+    fleet::{
+        Fleet,
+        record::{Record, Refusal, Refused, key_of},
+    },
     kernel::clock::{monotonic_ns, unix_now_ns},
     state::{Change, Commit, OutboxRow},
     verdicts::{DynError, DynamicTable, Entry, Kind, Request},
@@ -192,7 +195,11 @@ impl Engine {
                     self.add_remote(t, kind, vec![p], out);
                 }
             }
-            Err(e) => warn_refused(&puts[0], &e),
+            Err(e) => {
+                if let Some(f) = &self.fleet {
+                    f.refuse(kind, &key_of(&puts[0].net), &not_applied(&puts[0], &e));
+                }
+            }
         }
     }
 
@@ -217,12 +224,15 @@ impl Engine {
     }
 }
 
-fn warn_refused(r: &Request, e: &DynError) {
+/// A valid record this host's checks refused (counted as `not_applied`).
+fn not_applied(r: &Request, e: &DynError) -> Refused {
     let origin = r.remote.as_ref().map_or("?", |x| x.origin.as_str());
-    warn!(
-        net = %r.net,
-        origin,
-        "a verdict from the fleet is not applied here: {}",
-        crate::error_chain(e)
-    );
+    Refused::new(
+        Refusal::NotApplied,
+        format!(
+            "{} from {origin} is not applied here: {}",
+            r.net,
+            crate::error_chain(e)
+        ),
+    )
 }

@@ -192,6 +192,8 @@ async fn bucket(
         description: Some(format!("guard: {}s shared by the fleet", kind.as_str())),
         subjects: vec![format!("$KV.{name}.>")],
         max_messages_per_subject: 1,
+        // No record guard writes is larger: the server refuses what the nodes would.
+        max_message_size: record::MAX_RECORD_BYTES as i32,
         // Bans expire (allows may not): a ban's record outlives the longest TTL, not more.
         max_age: if kind == Kind::Ban {
             BANS_MAX_AGE

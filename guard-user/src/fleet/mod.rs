@@ -14,9 +14,11 @@ use std::sync::{
 };
 
 use prometheus_client::metrics::histogram::Histogram;
+use tracing::warn;
 
 pub use link::run;
 use outbox::Outbox;
+use record::{Refusal, Refused};
 
 use crate::{config::Config, control::model::FleetStatus, state::OutboxRow, verdicts::Kind};
 
@@ -36,7 +38,14 @@ pub struct Fleet {
     pub propagation: Histogram,
     /// The last bucket revision applied, bans then allows: a new session resumes after it.
     revisions: [AtomicU64; 2],
+    /// Records refused, by `Refusal` (in `Refusal::ALL` order), and when each reason was
+    /// last logged (unix seconds): a flood of hostile records is counted, not logged.
+    refused: [AtomicU64; Refusal::ALL.len()],
+    refusal_logged: [AtomicU64; Refusal::ALL.len()],
 }
+
+/// A refusal's reason is logged at most this often.
+const REFUSAL_LOG_EVERY_SECS: u64 = 60;
 
 /// Kinds of remote change, as `guard_fleet_applied_total{kind}` names them.
 pub const APPLIED_KINDS: [&str; 4] = ["ban", "unban", "allow", "unallow"];
@@ -64,6 +73,8 @@ impl Fleet {
             last_applied_unix_ns: AtomicU64::new(0),
             applied: Default::default(),
             revisions: Default::default(),
+            refused: Default::default(),
+            refusal_logged: Default::default(),
             propagation: Histogram::new(
                 [
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -78,6 +89,37 @@ impl Fleet {
             self.applied[applied_index(kind, put)].fetch_add(n as u64, Relaxed);
             self.last_applied_unix_ns.store(now_unix, Relaxed);
         }
+    }
+
+    /// Counts a refused record; logs it unless its reason was logged in the last minute.
+    pub(crate) fn refuse(&self, kind: Kind, key: &str, why: &Refused) {
+        let i = Refusal::ALL
+            .iter()
+            .position(|r| *r == why.why)
+            .expect("a refusal of ALL");
+        let n = self.refused[i].fetch_add(1, Relaxed) + 1;
+        let now = crate::kernel::clock::unix_now_ns() / 1_000_000_000;
+        let last = self.refusal_logged[i].load(Relaxed);
+        if (last == 0 || now >= last + REFUSAL_LOG_EVERY_SECS)
+            && self.refusal_logged[i]
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            warn!(
+                bucket = record::bucket(kind),
+                key,
+                reason = why.why.as_str(),
+                refused_so_far = n,
+                "fleet: refused a record: {} (this reason is logged at most once a minute; \
+                 guard_fleet_refused_total counts them all)",
+                why.detail
+            );
+        }
+    }
+
+    /// Records refused so far, in `Refusal::ALL` order.
+    pub fn refused(&self) -> [u64; Refusal::ALL.len()] {
+        std::array::from_fn(|i| self.refused[i].load(Relaxed))
     }
 
     pub(crate) fn revision(&self, kind: Kind) -> &AtomicU64 {

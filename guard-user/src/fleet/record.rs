@@ -1,8 +1,6 @@
 //! What the fleet's buckets hold: one key per prefix, one JSON record per verdict. JSON so
 //! an operator can read a bucket with `nats kv get`; a record is a few hundred bytes.
 
-use std::net::IpAddr;
-
 use guard_common::dynamic::{ORIGIN_MAX, REASON_MAX};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -55,23 +53,70 @@ impl Record {
         serde_json::to_vec(self).expect("a record serializes")
     }
 
-    /// A record from another node, checked as the API checks a request: a record that
-    /// would make an entry the API refuses is refused too.
-    pub fn decode(bytes: &[u8], now_unix: u64) -> Result<Record, String> {
-        let r: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    /// A record from another node, checked as the API checks a request and more: a record
+    /// that would make an entry the API refuses, or that no guard writes, is refused with
+    /// the reason `guard_fleet_refused_total` counts.
+    pub fn decode(bytes: &[u8], kind: Kind, now_unix: u64) -> Result<Record, Refused> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(Refused::new(
+                Refusal::Size,
+                format!("{} bytes, over {MAX_RECORD_BYTES}", bytes.len()),
+            ));
+        }
+        let r: Record =
+            serde_json::from_slice(bytes).map_err(|e| Refused::new(Refusal::Malformed, e))?;
         if r.reason.len() > REASON_MAX || r.reason.chars().any(char::is_control) {
-            return Err("a reason the API would refuse".into());
+            return Err(Refused::new(
+                Refusal::Reason,
+                "a reason the API would refuse",
+            ));
         }
         let name_ok = r
             .origin
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if r.origin.is_empty() || r.origin.len() > ORIGIN_MAX || !name_ok {
-            return Err(format!("origin {:?} is not a node name", r.origin));
+            return Err(Refused::new(
+                Refusal::Origin,
+                format!("origin {:?} is not a node name", r.origin),
+            ));
         }
-        let latest = now_unix + MAX_TTL_SECS * 1_000_000_000 + CLOCK_SLACK_NS;
-        if r.expires_unix_ns > latest {
-            return Err("an expiry beyond the longest TTL".into());
+        if r.created_unix_ns < EARLIEST_CREATED_NS || r.created_unix_ns > now_unix + CLOCK_SLACK_NS
+        {
+            return Err(Refused::new(
+                Refusal::Created,
+                format!(
+                    "created at {} ns, not a time a node made it",
+                    r.created_unix_ns
+                ),
+            ));
+        }
+        if r.ban_number > MAX_BAN_NUMBER {
+            return Err(Refused::new(
+                Refusal::BanNumber,
+                format!("ban number {}", r.ban_number),
+            ));
+        }
+        let longest = MAX_TTL_SECS * 1_000_000_000 + CLOCK_SLACK_NS;
+        match r.expires_unix_ns {
+            // Until removed: an allow may be (the API makes them), a ban never is.
+            0 if kind == Kind::Ban => {
+                return Err(Refused::new(Refusal::Expiry, "a ban that never expires"));
+            }
+            0 => {}
+            t if t <= r.created_unix_ns => {
+                return Err(Refused::new(
+                    Refusal::Expiry,
+                    "an expiry before its creation",
+                ));
+            }
+            t if t > now_unix + longest || t - r.created_unix_ns > longest => {
+                return Err(Refused::new(
+                    Refusal::Expiry,
+                    "an expiry beyond the longest TTL",
+                ));
+            }
+            _ => {}
         }
         Ok(r)
     }
@@ -93,6 +138,75 @@ impl Record {
 
 /// Clocks of the fleet's hosts may differ by this much before an expiry looks too far.
 const CLOCK_SLACK_NS: u64 = 60 * 1_000_000_000;
+/// The largest record a guard writes is under 512 bytes (a 64-byte origin, a 120-byte
+/// reason); the streams refuse larger messages too (`link`).
+pub const MAX_RECORD_BYTES: usize = 1024;
+/// No node made a verdict before guard existed (2024-01-01).
+const EARLIEST_CREATED_NS: u64 = 1_704_067_200 * 1_000_000_000;
+/// Escalation counts past this are not a history any host keeps.
+const MAX_BAN_NUMBER: u32 = 65_535;
+
+/// Why a record from the fleet was refused, as `guard_fleet_refused_total{reason}` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a canonical prefix key, or `/0`.
+    Key,
+    /// Over `MAX_RECORD_BYTES`.
+    Size,
+    /// Not a record.
+    Malformed,
+    Origin,
+    Reason,
+    Created,
+    BanNumber,
+    Expiry,
+    /// Valid, but this host's checks refused it (an allow-listed address, no room).
+    NotApplied,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 9] = [
+        Refusal::Key,
+        Refusal::Size,
+        Refusal::Malformed,
+        Refusal::Origin,
+        Refusal::Reason,
+        Refusal::Created,
+        Refusal::BanNumber,
+        Refusal::Expiry,
+        Refusal::NotApplied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Key => "key",
+            Refusal::Size => "size",
+            Refusal::Malformed => "malformed",
+            Refusal::Origin => "origin",
+            Refusal::Reason => "reason",
+            Refusal::Created => "created",
+            Refusal::BanNumber => "ban_number",
+            Refusal::Expiry => "expiry",
+            Refusal::NotApplied => "not_applied",
+        }
+    }
+}
+
+/// A refused record: why, and the detail for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub why: Refusal,
+    pub detail: String,
+}
+
+impl Refused {
+    pub fn new(why: Refusal, detail: impl std::fmt::Display) -> Refused {
+        Refused {
+            why,
+            detail: detail.to_string(),
+        }
+    }
+}
 
 /// A prefix as a key: NATS keys take `[-/_=.A-Za-z0-9]`, so IPv6's colons become dashes
 /// (`198.18.0.7/32`, `2001-db8--/64`).
@@ -100,14 +214,21 @@ pub fn key_of(net: &IpNet) -> String {
     net.to_string().replace(':', "-")
 }
 
-pub fn net_of(key: &str) -> Result<IpNet, String> {
+/// The prefix a key names. Only the key `key_of` writes for it is one: `198.18.0.7` beside
+/// `198.18.0.7/32` would be two records of one prefix. `/0` is no verdict's (the API refuses
+/// it too).
+pub fn net_of(key: &str) -> Result<IpNet, Refused> {
+    let refused = |why: &str| Refused::new(Refusal::Key, format!("key {key:?} {why}"));
     let text = key.replace('-', ":");
-    let net: IpNet = text
-        .parse()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("key {key:?} is not a prefix"))?;
+    let net: IpNet = text.parse().map_err(|_| refused("is not a prefix"))?;
     if net.trunc() != net {
-        return Err(format!("key {key:?} has host bits set"));
+        return Err(refused("has host bits set"));
+    }
+    if net.prefix_len() == 0 {
+        return Err(refused("covers a whole address family"));
+    }
+    if key_of(&net) != key {
+        return Err(refused("is not written as guard writes it"));
     }
     Ok(net)
 }
@@ -140,7 +261,23 @@ mod tests {
     }
 
     #[test]
-    fn records_the_api_would_refuse_are_refused() {
+    fn keys_guard_does_not_write_are_refused() {
+        for key in [
+            "0.0.0.0/0",
+            "--/0",
+            "198.18.0.7",
+            "198.18.0.7/24",
+            "198.18.0.07/32",
+            "2001-0db8--/64",
+            "2001-DB8--/64",
+            "junk",
+        ] {
+            assert_eq!(net_of(key).map_err(|r| r.why), Err(Refusal::Key), "{key}");
+        }
+    }
+
+    #[test]
+    fn records_the_api_would_refuse_or_no_guard_writes_are_refused() {
         let now = 1_800_000_000_000_000_000;
         let ok = Record {
             origin: "web-1".into(),
@@ -149,31 +286,104 @@ mod tests {
             created_unix_ns: now,
             ban_number: 1,
         };
-        assert_eq!(Record::decode(&ok.encode(), now).unwrap(), ok);
-        for bad in [
-            Record {
-                origin: String::new(),
-                ..ok.clone()
-            },
-            Record {
-                origin: "a b".into(),
-                ..ok.clone()
-            },
-            Record {
-                reason: "x".repeat(REASON_MAX + 1),
-                ..ok.clone()
-            },
-            Record {
-                reason: "a\nb".into(),
-                ..ok.clone()
-            },
-            Record {
-                expires_unix_ns: now + 40 * 86_400 * 1_000_000_000,
-                ..ok.clone()
-            },
+        assert_eq!(Record::decode(&ok.encode(), Kind::Ban, now).unwrap(), ok);
+        let forever = Record {
+            expires_unix_ns: 0,
+            ..ok.clone()
+        };
+        assert!(Record::decode(&forever.encode(), Kind::Allow, now).is_ok());
+        let day = 86_400 * 1_000_000_000;
+        for (bad, why) in [
+            (
+                Record {
+                    origin: String::new(),
+                    ..ok.clone()
+                },
+                Refusal::Origin,
+            ),
+            (
+                Record {
+                    origin: "a b".into(),
+                    ..ok.clone()
+                },
+                Refusal::Origin,
+            ),
+            (
+                Record {
+                    reason: "x".repeat(REASON_MAX + 1),
+                    ..ok.clone()
+                },
+                Refusal::Reason,
+            ),
+            (
+                Record {
+                    reason: "a\nb".into(),
+                    ..ok.clone()
+                },
+                Refusal::Reason,
+            ),
+            (
+                Record {
+                    expires_unix_ns: now + 40 * day,
+                    ..ok.clone()
+                },
+                Refusal::Expiry,
+            ),
+            (forever.clone(), Refusal::Expiry),
+            (
+                Record {
+                    expires_unix_ns: now - day,
+                    ..ok.clone()
+                },
+                Refusal::Expiry,
+            ),
+            (
+                Record {
+                    created_unix_ns: 0,
+                    expires_unix_ns: 1,
+                    ..ok.clone()
+                },
+                Refusal::Created,
+            ),
+            (
+                Record {
+                    created_unix_ns: now + day,
+                    ..ok.clone()
+                },
+                Refusal::Created,
+            ),
+            (
+                Record {
+                    ban_number: u32::MAX,
+                    ..ok.clone()
+                },
+                Refusal::BanNumber,
+            ),
         ] {
-            assert!(Record::decode(&bad.encode(), now).is_err(), "{bad:?}");
+            assert_eq!(
+                Record::decode(&bad.encode(), Kind::Ban, now).map_err(|r| r.why),
+                Err(why),
+                "{bad:?}"
+            );
         }
-        assert!(Record::decode(b"{}", now).is_err());
+        assert_eq!(
+            Record::decode(b"{}", Kind::Ban, now).map_err(|r| r.why),
+            Err(Refusal::Malformed)
+        );
+        let mut big = ok.encode();
+        big.truncate(big.len() - 1);
+        big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(MAX_RECORD_BYTES)).bytes());
+        assert_eq!(
+            Record::decode(&big, Kind::Ban, now).map_err(|r| r.why),
+            Err(Refusal::Size)
+        );
+        // An expired record (made, then lived its TTL) is not refused: it is not live.
+        let old = Record {
+            created_unix_ns: now - 2 * day,
+            expires_unix_ns: now - day,
+            ..ok.clone()
+        };
+        let r = Record::decode(&old.encode(), Kind::Ban, now).unwrap();
+        assert!(!r.live(now));
     }
 }

@@ -12,7 +12,7 @@ use std::{
 
 use async_nats::jetstream::kv;
 use futures_util::{FutureExt, StreamExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{
     Fleet,
@@ -85,7 +85,7 @@ pub(super) async fn follow(
         let now = unix_now_ns();
         let last = batch.last().is_some_and(|e| e.delta == 0);
         let revision = batch.iter().map(|e| e.revision).max().unwrap_or(0);
-        let ops = ops_of(batch, now, present.as_mut());
+        let ops = ops_of(fleet, kind, batch, now, present.as_mut());
         let e = engine.clone();
         // Durable at the end of the catch-up (what it applies can be fetched again).
         let commit = match catching_up {
@@ -157,8 +157,11 @@ async fn next(watch: &mut kv::Watch, bucket: &'static str) -> Result<kv::Entry, 
 }
 
 /// The engine's operations for a batch of bucket entries; while catching up, the prefixes
-/// the bucket holds in force go into `present`.
+/// the bucket holds in force go into `present`. A refused entry is counted and changes
+/// nothing here: not even a deletion under a key guard does not write.
 fn ops_of(
+    fleet: &Fleet,
+    kind: Kind,
     batch: Vec<kv::Entry>,
     now: u64,
     mut present: Option<&mut HashSet<ipnet::IpNet>>,
@@ -168,12 +171,12 @@ fn ops_of(
         let net = match record::net_of(&e.key) {
             Ok(n) => n,
             Err(why) => {
-                warn!(bucket = %e.bucket, "fleet: skipped an entry: {why}");
+                fleet.refuse(kind, &e.key, &why);
                 continue;
             }
         };
         match e.operation {
-            kv::Operation::Put => match Record::decode(&e.value, now) {
+            kv::Operation::Put => match Record::decode(&e.value, kind, now) {
                 Ok(r) if r.live(now) => {
                     if let Some(p) = present.as_deref_mut() {
                         p.insert(net);
@@ -187,9 +190,7 @@ fn ops_of(
                 }
                 // Expired everywhere: each kernel has dropped it.
                 Ok(_) => {}
-                Err(why) => {
-                    warn!(bucket = %e.bucket, key = %e.key, "fleet: skipped a record: {why}")
-                }
+                Err(why) => fleet.refuse(kind, &e.key, &why),
             },
             kv::Operation::Delete | kv::Operation::Purge => ops.push(RemoteOp::Delete(net)),
         }

@@ -83,7 +83,10 @@ fn summarize(errno: &std::io::Error, log: &str) -> String {
         .map(|l| {
             // "BPF program is too large. Processed 1000001 insn" (lower case before 6.x):
             // the count comes from the statistics.
-            let end = l.to_ascii_lowercase().find(". processed ").unwrap_or(l.len());
+            let end = l
+                .to_ascii_lowercase()
+                .find(". processed ")
+                .unwrap_or(l.len());
             l[..end].trim_end_matches('.').to_string()
         });
     match (message, processed) {

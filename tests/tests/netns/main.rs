@@ -10,6 +10,7 @@ mod daemon_errors;
 mod durable;
 mod faults;
 mod fleet;
+mod fleet_trust;
 mod guardctl;
 mod lists;
 mod logging;

@@ -261,6 +261,18 @@ fn fleet_metrics(
     for (kind, n) in guard_user::fleet::APPLIED_KINDS.iter().zip(fleet.applied()) {
         ConstCounter::new(n).encode(applied.encode_family(&[("kind", *kind)])?)?;
     }
+    let mut refused = enc.encode_descriptor(
+        "guard_fleet_refused",
+        "Records from the fleet refused here (nothing applied, no local verdict changed), by reason",
+        None,
+        MetricType::Counter,
+    )?;
+    for (why, n) in guard_user::fleet::record::Refusal::ALL
+        .iter()
+        .zip(fleet.refused())
+    {
+        ConstCounter::new(n).encode(refused.encode_family(&[("reason", why.as_str())])?)?;
+    }
     ConstCounter::new(fleet.outbox.dropped.load(Relaxed)).encode(enc.encode_descriptor(
         "guard_fleet_outbox_dropped",
         "Unpublished verdicts dropped because the outbox was full (they stay in force here)",

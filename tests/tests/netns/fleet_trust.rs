@@ -1,0 +1,132 @@
+//! The fleet's buckets as an attacker with NATS access writes them: raw puts no guard makes.
+//! Each is refused and counted on every host, no verdict changes, nothing is restored later.
+
+use std::time::Duration;
+
+use guard_tests::{
+    fleet::{FleetBed, within},
+    netns::client4,
+};
+
+/// `guard_fleet_refused_total{reason}` on a host.
+fn refused(metrics: &str, reason: &str) -> u64 {
+    let needle = format!("guard_fleet_refused_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[test]
+fn hostile_records_are_refused_counted_and_change_nothing() {
+    let mut f = FleetBed::new(false);
+    for node in ["a", "b"] {
+        f.add_host(node, "");
+    }
+    f.wait_in_sync(Duration::from_secs(20));
+    let now = unix_ns();
+    let hour = 3_600 * 1_000_000_000u64;
+    let record = |expires: u64, created: u64, ban_number: u32| {
+        format!(
+            r#"{{"origin":"mallory","reason":"forged","expires_unix_ns":{expires},"created_unix_ns":{created},"ban_number":{ban_number}}}"#
+        )
+    };
+    let valid = record(now + hour, now, 1);
+    // (key, value, the reason each host counts)
+    let attacks: Vec<(&str, String, &str)> = vec![
+        // All of IPv4 and all of IPv6, for ever: the hosts' own NATS replies with them.
+        ("0.0.0.0/0", record(0, now, 1), "key"),
+        ("--/0", record(0, now, 1), "key"),
+        // A key that is not how guard writes the prefix: a twin of 198.18.0.2/32.
+        ("198.18.0.2", valid.clone(), "key"),
+        // A ban that never expires, one expired before it was made, one past the longest TTL.
+        ("198.18.0.5/32", record(0, now, 1), "expiry"),
+        ("198.18.0.6/32", record(now - hour, now, 1), "expiry"),
+        (
+            "198.18.0.7/32",
+            record(now + 400 * 24 * hour, now, 1),
+            "expiry",
+        ),
+        // Made in the future, or before any guard existed.
+        (
+            "198.18.0.8/32",
+            record(now + 2 * hour, now + hour, 1),
+            "created",
+        ),
+        ("198.18.0.9/32", record(1_000, 1, 1), "created"),
+        (
+            "198.18.0.10/32",
+            record(now + hour, now, u32::MAX),
+            "ban_number",
+        ),
+        ("198.18.0.11/32", "not json".into(), "malformed"),
+    ];
+    let nats = &f.nats[0];
+    for (key, value, _) in &attacks {
+        let answer = nats.raw_publish(&f.hub, &format!("$KV.guard_bans.{key}"), value.as_bytes());
+        assert!(
+            answer.contains("\"seq\""),
+            "{key}: JetStream stored it: {answer}"
+        );
+    }
+    // Too large for the stream guard creates: JetStream itself refuses it.
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(100_000));
+    let answer = nats.raw_publish(&f.hub, "$KV.guard_bans.198.18.0.12/32", big.as_bytes());
+    assert!(
+        answer.contains("message size exceeds maximum allowed"),
+        "a 100 kB record is refused by the stream: {answer}"
+    );
+    for (i, h) in f.hosts.iter().enumerate() {
+        let counted = within(Duration::from_secs(5), || {
+            let m = h.scrape();
+            ["key", "expiry", "created", "ban_number", "malformed"]
+                .iter()
+                .all(|r| {
+                    let want = attacks.iter().filter(|a| a.2 == *r).count() as u64;
+                    refused(&m, r) >= want
+                })
+        });
+        assert!(
+            counted.is_some(),
+            "host {i}: every attack counted:\n{}\n{}",
+            h.scrape()
+                .lines()
+                .filter(|l| l.starts_with("guard_fleet_refused_total"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            h.g.log()
+        );
+        let stats = h.g.api("GET", "/v1/stats", None).1;
+        assert_eq!(stats["bans_active"], 0, "host {i}: no ban applied: {stats}");
+        // The forged /0 would have cut everyone off; an unrelated source still passes.
+        assert_eq!(
+            h.deliver(client4(3), 20),
+            20,
+            "host {i}: an unrelated source passes"
+        );
+        // Logged, but not once per record: once per reason a minute.
+        let log = h.g.log();
+        let lines = log.matches("fleet: refused a record").count();
+        assert!(
+            (1..=5).contains(&lines),
+            "host {i}: {lines} refusal lines for {} records:\n{log}",
+            attacks.len()
+        );
+    }
+    // A host that starts afresh (a new state directory, nothing pinned) catches up with the
+    // same bucket: it refuses the same records and restores nothing.
+    f.add_host("c", "");
+    f.wait_in_sync(Duration::from_secs(20));
+    let c = &f.hosts[2];
+    assert_eq!(c.g.api("GET", "/v1/stats", None).1["bans_active"], 0);
+    assert!(refused(&c.scrape(), "key") >= 3, "{}", c.scrape());
+    assert_eq!(c.deliver(client4(3), 20), 20);
+}
