@@ -16,7 +16,7 @@ use guard_common::{
     },
     lists::Bitmap512,
 };
-use guard_ebpf::parse::{Packet, Source};
+use guard_ebpf::parse::Source;
 
 #[map(name = "DYN_V4")]
 static DYN_V4: HashMap<DynKeyV4, DynEntry> =
@@ -42,40 +42,14 @@ static BAN_HIST: HashMap<DynMetaKey, BanHistory> =
     HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
 pub enum Dynamic {
-    None = 0,
-    Allow = 1,
-    Ban = 2,
-}
-
-impl Dynamic {
-    #[inline(always)]
-    pub fn from_u32(v: u32) -> Dynamic {
-        match v {
-            1 => Dynamic::Allow,
-            2 => Dynamic::Ban,
-            _ => Dynamic::None,
-        }
-    }
-}
-
-/// The bans-and-allows stage, a global function (verified once on its own): a `Dynamic`.
-///
-/// # Safety
-/// Its pointers are null or valid for the call (the verifier checks each caller).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub unsafe extern "C" fn guard_dynamic(pkt: *const Packet, cfg: *const RuntimeConfig) -> u32 {
-    // SAFETY: maybe-null pointers from the caller's stack and CONFIG; checked here.
-    let (Some(pkt), Some(cfg)) = (unsafe { pkt.as_ref() }, unsafe { cfg.as_ref() }) else {
-        return Dynamic::None as u32;
-    };
-    lookup(&pkt.source(), cfg) as u32
+    None,
+    Allow,
+    Ban,
 }
 
 #[inline(always)]
-fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
+pub fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
     let lens = &cfg.dyn_lens;
     let region = match src {
         Source::V4(addr) => v4_region(*addr),

@@ -13,7 +13,7 @@ use guard_common::{
         V6_TOP24_ENTRIES, V6Node,
     },
 };
-use guard_ebpf::parse::{Packet, Source};
+use guard_ebpf::parse::Source;
 
 #[map(name = "V4_DIR24")]
 static V4_DIR24: Array<Bitmap512> = Array::with_max_entries(V4_DIR24_ENTRIES, 0);
@@ -35,23 +35,8 @@ static V6_ROOT: Array<u32> = Array::with_max_entries(V6_ROOT_ENTRIES, 0);
 #[map(name = "V6_NODES")]
 static V6_NODES: Array<V6Node> = Array::with_max_entries(V6_NODES_ENTRIES, 0);
 
-/// The list stage, a global function (verified once on its own): the `ListCode` of the
-/// packet's source as its bits.
-///
-/// # Safety
-/// Its pointers are null or valid for the call (the verifier checks each caller).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub unsafe extern "C" fn guard_lists(pkt: *const Packet, cfg: *const RuntimeConfig) -> u32 {
-    // SAFETY: maybe-null pointers from the caller's stack and CONFIG; checked here.
-    let (Some(pkt), Some(cfg)) = (unsafe { pkt.as_ref() }, unsafe { cfg.as_ref() }) else {
-        return ListCode::None as u32;
-    };
-    code(&pkt.source(), cfg) as u32
-}
-
 #[inline(always)]
-fn code(src: &Source, cfg: &RuntimeConfig) -> ListCode {
+pub fn code(src: &Source, cfg: &RuntimeConfig) -> ListCode {
     match src {
         Source::V4(addr) => v4_code(*addr),
         Source::V6(addr) => v6_code(addr, cfg),

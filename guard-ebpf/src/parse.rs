@@ -5,7 +5,7 @@
 //! Non-first fragments and IPv6 packets whose extension-header chain is longer than the
 //! bounded walk carry no L4 header: they are classified by their source address only.
 
-use aya_ebpf::{bindings::xdp_md, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -28,10 +28,9 @@ pub enum Source {
     V6([u32; 4]),
 }
 
-/// What the stages judge a packet by. `#[repr(C)]` and plain integers: the production
-/// program's stages are global functions that take it by pointer, each verified once on
-/// its own (`main.rs`), so its layout is the interface between them. Transport fields are
-/// plain fields rather than an `Option`: LLVM loads an `Option`'s payload before testing it,
+/// What the stages judge a packet by: `#[repr(C)]` plain integers, so it can be handed to a
+/// global function by pointer (`main.rs`). Transport fields are plain fields rather than an
+/// `Option`: LLVM loads an `Option`'s payload before testing it,
 /// and on the paths without one that is a stack slot nothing wrote, which Linux 6.1's
 /// verifier refuses ("invalid read from stack").
 #[repr(C)]
@@ -96,13 +95,6 @@ pub enum Parsed {
     Ip(Packet),
 }
 
-/// `Parsed` as a global function returns it (the packet written through a pointer).
-pub mod status {
-    pub const IP: u32 = 0;
-    pub const NOT_IP: u32 = 1;
-    pub const MALFORMED: u32 = 2;
-}
-
 /// A bounds-checked pointer to `len` bytes at `off` from the start of the packet.
 #[inline(always)]
 fn bytes_at(ctx: &XdpContext, off: usize, len: usize) -> Option<*const u8> {
@@ -121,30 +113,8 @@ fn be16_at(ctx: &XdpContext, off: usize) -> Option<u16> {
     Some(u16::from_be(unsafe { (p as *const u16).read_unaligned() }))
 }
 
-/// The production program's parse stage: a global function, verified once on its own.
-/// Writes the packet to `out` when it answers [`status::IP`].
-///
-/// # Safety
-/// Its pointers are null or valid for the call (the verifier checks each caller).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub unsafe extern "C" fn guard_parse(ctx: *mut xdp_md, out: *mut Packet) -> u32 {
-    // SAFETY: the verifier passes global functions' pointers as maybe-null; checked here.
-    let Some(out) = (unsafe { out.as_mut() }) else {
-        return status::MALFORMED;
-    };
-    match parse(&XdpContext::new(ctx)) {
-        Parsed::NotIp => status::NOT_IP,
-        Parsed::Malformed => status::MALFORMED,
-        Parsed::Ip(pkt) => {
-            *out = pkt;
-            status::IP
-        }
-    }
-}
-
-// Inlined where it is called (the reference programs call it directly): an outlined copy
-// passes packet pointers as scalars, which the verifier rejects.
+// Inlined into every program: an outlined copy passes packet pointers as scalars, which
+// the verifier rejects.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext) -> Parsed {
     let Some(mut proto) = be16_at(ctx, 12) else {

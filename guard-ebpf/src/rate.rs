@@ -50,7 +50,7 @@ static BUCKETS: Array<Bucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "HEARTBEAT")]
 static HEARTBEAT: Array<u64> = Array::with_max_entries(HEARTBEAT_WORDS, BPF_F_MMAPABLE);
 
-/// What the rate stage answers (`guard_rate`'s return value).
+/// What the rate stage answers.
 pub mod outcome {
     /// No rule limited the packet.
     pub const PASS: u32 = 0;
@@ -75,7 +75,7 @@ mod step {
 }
 
 /// What the per-rule step needs from the packet, and the state it keeps between rules. It
-/// lives on the rate stage's stack; `guard_rule` gets a pointer to it.
+/// lives on the program's stack; `guard_rule` gets a pointer to it.
 #[repr(C)]
 pub struct Walk {
     key: [u64; 2],
@@ -110,38 +110,18 @@ impl Walk {
     }
 }
 
-/// The rate stage, a global function (verified once on its own): every rule whose match
-/// fits charges the source; an `outcome`. `now` receives the coarse clock when it was read
-/// (the drop path reads it once); it must come in holding a value the verifier cannot know.
-///
-/// # Safety
-/// Its pointers are null or valid for the call (the verifier checks each caller).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub unsafe extern "C" fn guard_rate(
-    pkt: *const Packet,
-    cfg: *const RuntimeConfig,
-    now: *mut u64,
-) -> u32 {
-    // SAFETY: maybe-null pointers from the caller's stack and CONFIG; checked here.
-    let (Some(pkt), Some(cfg), Some(now)) =
-        (unsafe { pkt.as_ref() }, unsafe { cfg.as_ref() }, unsafe {
-            now.as_mut()
-        })
-    else {
-        return outcome::PASS;
-    };
-    apply(pkt, cfg, now)
-}
-
+/// Every rule whose match fits charges the source (one `guard_rule` call per rule); an
+/// `outcome`. `now` receives the coarse clock when it was read (the drop path reads it
+/// once).
 #[inline(always)]
-fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
+pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
     let n = cfg.rule_count;
     if n == 0 {
         return outcome::PASS;
     }
     // Zero, from a map word the verifier cannot know: `guard_rule` writes these words, and
-    // the caller must not be verified as if they still held the constants written here.
+    // a caller's stack written by a global function is, to Linux 6.1's verifier, still what
+    // the caller wrote (`now()` below must not be verified as if it held a constant).
     let zero = cfg._reserved;
     let mut walk = Walk {
         key: cfg.key,
