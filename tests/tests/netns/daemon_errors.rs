@@ -75,6 +75,46 @@ fn invalid_config_names_file_line_column_and_key() {
     );
 }
 
+/// The fleet's credentials let their reader ban any address on every host: a file the
+/// group (every API client) or others can read is refused before anything starts.
+#[test]
+fn fleet_credentials_readable_by_others_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = Testbed::new();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("nats.creds");
+    std::fs::write(&creds, "-----BEGIN NATS USER JWT-----\n").unwrap();
+    let config = dir.path().join("guard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"\"\n[fleet]\nservers = [\"nats://198.19.250.1:4222\"]\ncredentials = {:?}\n",
+            creds.display().to_string()
+        ),
+    )
+    .unwrap();
+    for mode in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(mode)).unwrap();
+        let args = [
+            "--foreground",
+            "--config",
+            config.to_str().unwrap(),
+            "--iface",
+            &bed.server_if,
+            "--pin-dir",
+            &pins("creds"),
+        ];
+        let (code, err) = stderr_of(&bed, &args);
+        assert_eq!(code, Some(1), "mode {mode:o}: {err}");
+        assert!(
+            err.contains("[fleet] credentials:")
+                && err.contains(&format!("(mode 0{mode:o})"))
+                && err.contains("chmod 0600"),
+            "mode {mode:o}: {err}"
+        );
+    }
+}
+
 #[test]
 fn bad_list_line_is_reported_and_nothing_loads() {
     let bed = Testbed::new();

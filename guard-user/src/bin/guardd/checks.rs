@@ -46,8 +46,10 @@ pub fn privileges() -> anyhow::Result<()> {
 }
 
 /// The fleet's credentials file must be readable before guardd starts, or every host would
-/// quietly stay alone.
+/// quietly stay alone; and readable by guardd only: whoever reads it can write verdicts for
+/// the whole fleet (group `guard` is every API client).
 pub fn fleet(config: &guard_user::config::Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     if let Some(path) = config
         .fleet
         .credentials
@@ -56,6 +58,20 @@ pub fn fleet(config: &guard_user::config::Config) -> anyhow::Result<()> {
     {
         std::fs::read(path)
             .with_context(|| format!("[fleet] credentials: cannot read {}", path.display()))?;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("[fleet] credentials: {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "[fleet] credentials: {} is readable or writable by group or others (mode {:04o}); \
+                 whoever reads it can ban any address on every host: `chmod 0600 {}` (guardd \
+                 runs as root)",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            );
+        }
     }
     Ok(())
 }
