@@ -11,7 +11,7 @@ use guard_common::events::{
     DROP_EVENTS_BYTES, DropEvent, EVENT_WINDOW_NS, EVENTS_PER_WINDOW, EventBudget,
     LIMIT_REPORTS_BYTES, LIMIT_WINDOW_NS, LimitReport,
 };
-use guard_ebpf::parse::{Packet, Source};
+use guard_ebpf::parse::Source;
 
 #[map(name = "DROP_EVENTS")]
 static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);
@@ -66,23 +66,9 @@ pub fn report_limited(
     let _ = LIMIT_REPORTS.output::<LimitReport>(&r, 0);
 }
 
-/// The drop-sampling stage, a global function (verified once on its own): `reason` is a
-/// `Reason`, `now` the coarse clock.
-///
-/// # Safety
-/// Its pointers are null or valid for the call (the verifier checks each caller).
-#[unsafe(no_mangle)]
-#[inline(never)]
-pub unsafe extern "C" fn guard_sample(pkt: *const Packet, reason: u32, now: u64) -> u32 {
-    // SAFETY: a maybe-null pointer to the caller's packet; checked here.
-    if let Some(pkt) = unsafe { pkt.as_ref() } {
-        sample(&pkt.source(), reason as u8, now);
-    }
-    0
-}
-
+/// Samples a dropped packet's source for `/v1/top`: `now` is the coarse clock.
 #[inline(always)]
-fn sample(src: &Source, reason: u8, now: u64) {
+pub fn sample(src: &Source, reason: u8, now: u64) {
     let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
         return;
     };

@@ -12,7 +12,6 @@
 //! call per rule), which the verifier checks once, on its own, instead of once per state
 //! each iteration can reach. The other stages are inlined: their loops carry little state,
 //! and on CPUs that protect returns (AMD's SRSO "safe RET") every call costs 6-10 ns.
-//! Drops are sampled through `events::guard_sample`, off the pass path.
 #![no_std]
 #![no_main]
 // Atomic add on BPF: the target has no atomic read-modify-write methods.
@@ -113,7 +112,7 @@ fn drop_from(cfg: &RuntimeConfig, reason: Reason, pkt: &Packet, now: u64) -> u32
         } else {
             now
         };
-        unsafe { events::guard_sample(pkt, reason as u32, now) };
+        events::sample(&pkt.source(), reason as u8, now);
     }
     action
 }
