@@ -28,11 +28,10 @@ pub enum Source {
     V6([u32; 4]),
 }
 
-/// What the stages judge a packet by: `#[repr(C)]` plain integers, so it can be handed to a
-/// global function by pointer (`main.rs`). Transport fields are plain fields rather than an
-/// `Option`: LLVM loads an `Option`'s payload before testing it,
-/// and on the paths without one that is a stack slot nothing wrote, which Linux 6.1's
-/// verifier refuses ("invalid read from stack").
+/// What the stages judge a packet by: plain integers (the source as words, its family).
+/// Transport fields are plain fields rather than an `Option`: LLVM loads an `Option`'s
+/// payload before testing it, and on the paths without one that is a stack slot nothing
+/// wrote, which Linux 6.1's verifier refuses ("invalid read from stack").
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Packet {

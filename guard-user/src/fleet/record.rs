@@ -147,6 +147,7 @@ const EARLIEST_CREATED_NS: u64 = 1_704_067_200 * 1_000_000_000;
 const MAX_BAN_NUMBER: u32 = 65_535;
 
 /// Why a record from the fleet was refused, as `guard_fleet_refused_total{reason}` names it.
+/// Declared in `Refusal::ALL`'s order: a refusal is its own index there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Not a canonical prefix key, or `/0`.
@@ -258,6 +259,13 @@ mod tests {
         }
         assert!(net_of("198.18.0.7/24").is_err(), "host bits");
         assert!(net_of("junk").is_err());
+    }
+
+    #[test]
+    fn a_refusal_is_its_index_in_all() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What guard's program cost each kernel's verifier: vm-test records every guest's figure in
-//! bench/verifier.json (kept per kernel package, newest measurement first), and the bench
+//! bench/verifier.json (one entry per kernel package, its last measurement), and the bench
 //! report shows them in a table beside the native kernel's, measured by the bench itself.
 
 use anyhow::Context;
@@ -37,14 +37,20 @@ impl Figure {
     }
 }
 
-/// Records a guest's figure under its matrix label and package.
-pub fn record(label: &str, image: &str, f: &Figure) -> anyhow::Result<()> {
+/// bench/verifier.json and the figures it holds (none when it is missing or unreadable).
+fn recorded() -> (std::path::PathBuf, Vec<Value>) {
     let path = setup::workspace_root().join("bench/verifier.json");
-    let mut all: Vec<Value> = std::fs::read_to_string(&path)
+    let all = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .and_then(|v| v["kernels"].as_array().cloned())
         .unwrap_or_default();
+    (path, all)
+}
+
+/// Records a guest's figure under its matrix label and package.
+pub fn record(label: &str, image: &str, f: &Figure) -> anyhow::Result<()> {
+    let (path, mut all) = recorded();
     all.retain(|k| k["package"] != image);
     all.push(json!({
         "label": label,
@@ -67,12 +73,7 @@ pub fn record(label: &str, image: &str, f: &Figure) -> anyhow::Result<()> {
 /// BENCHMARKS.md's table: the native kernel (from the bench's results) and every kernel
 /// vm-test recorded. Returns the table and the worst count.
 pub fn table(native: Option<(String, f64, f64)>) -> (String, Option<f64>) {
-    let path = setup::workspace_root().join("bench/verifier.json");
-    let vms: Vec<Value> = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["kernels"].as_array().cloned())
-        .unwrap_or_default();
+    let (_, vms) = recorded();
     let mut t = String::from("| kernel | how | processed insns | load ms |\n|---|---|---|---|\n");
     let mut worst: Option<f64> = None;
     if let Some((kernel, insns, ms)) = native {

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, bail};
 
-/// The oldest kernel guard supports: its program's stages are global functions with pointer
-/// arguments (5.12), it reads the coarse clock (5.11), mmaps arrays (5.5), attaches through
+/// The oldest kernel guard supports: its program's rule step is a global function with a
+/// pointer argument (5.12), it reads the coarse clock (5.11), mmaps arrays (5.5), attaches through
 /// XDP bpf_links (5.9); 5.17 is the oldest it was built against, 6.1 the oldest tested.
 const MIN_KERNEL: (u32, u32) = (5, 17);
 
