@@ -11,6 +11,26 @@ use guard_tests::{bed::GuardBed, daemon::bulk_bans_body, netns::client4};
 fn reboot(b: &mut GuardBed) {
     assert!(b.g.stop().success(), "{}", b.g.log());
     std::fs::remove_dir_all(&b.g.pin_dir).expect("remove the pins");
+    // The kernel releases an unpinned link later, not at the unlink: wait until the
+    // interface runs no XDP program, as after a real reboot.
+    let gone = guard_tests::fleet::within(Duration::from_secs(5), || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "-n",
+                &b.bed.server.name,
+                "link",
+                "show",
+                "dev",
+                &b.bed.server_if,
+            ])
+            .output()
+            .expect("ip link show");
+        !String::from_utf8_lossy(&out.stdout).contains("xdp")
+    });
+    assert!(
+        gone.is_some(),
+        "guard still attached 5 s after its pins were removed"
+    );
 }
 
 fn cidrs(list: &serde_json::Value) -> Vec<String> {
