@@ -3,6 +3,7 @@
 //! - `config`: the TOML config, validated field by field.
 //! - `lists`: allow and deny files, flattened into the kernel's direct tables.
 //! - `rate`: rate rules, the refill of their buckets, penalties.
+//! - `protect`: what no ban may cover: configured and the host's own addresses.
 //! - `verdicts`: bans and allows: policy (checks, escalation, capacity) and the map writes.
 //! - `state`: bans, allows and histories kept across reboots in an embedded database.
 //! - `kernel`: the XDP object, its maps and pins, attachment, capabilities, the clock.
@@ -15,6 +16,7 @@ pub mod engine;
 pub mod fleet;
 pub mod kernel;
 pub mod lists;
+pub mod protect;
 pub mod rate;
 pub mod state;
 pub mod verdicts;

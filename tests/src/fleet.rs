@@ -82,6 +82,11 @@ impl NatsServer {
         NatsServer::start(hub, port, &[])
     }
 
+    /// A single server on `port` with a configuration file (TLS, users).
+    pub fn configured(hub: &Hub, port: u16, conf: &std::path::Path) -> NatsServer {
+        NatsServer::start(hub, port, &["-c".into(), conf.display().to_string()])
+    }
+
     /// A cluster of three on `ports` (cluster routes on the ports + 2000).
     pub fn cluster(hub: &Hub, ports: [u16; 3]) -> Vec<NatsServer> {
         let routes = ports
@@ -205,12 +210,26 @@ impl FleetBed {
         }
     }
 
+    /// Hosts to come on NATS servers started beforehand in `hub` (configured ones, say).
+    pub fn on(hub: Hub, nats: Vec<NatsServer>) -> FleetBed {
+        FleetBed {
+            hosts: Vec::new(),
+            nats,
+            hub,
+        }
+    }
+
     /// Starts a host named `node` with `config` and the fleet section; returns its index.
     pub fn add_host(&mut self, node: &str, config: &str) -> usize {
+        self.add_host_with(node, config, "")
+    }
+
+    /// As `add_host`, with more `[fleet]` lines (TLS files, say).
+    pub fn add_host_with(&mut self, node: &str, config: &str, fleet: &str) -> usize {
         let bed = Testbed::new();
         let addr = self.hub.join(&bed.server);
         let ports: Vec<u16> = self.nats.iter().map(|n| n.port).collect();
-        let config = format!("{config}\n{}", fleet_config(node, &addr, &ports));
+        let config = format!("{config}\n{}{fleet}", fleet_config(node, &addr, &ports));
         self.hosts.push(GuardBed::start_on(bed, &config));
         self.hosts.len() - 1
     }

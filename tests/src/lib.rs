@@ -10,6 +10,7 @@ pub mod http;
 pub mod inject;
 pub mod latency;
 pub mod lists6;
+pub mod nats_auth;
 pub mod netns;
 pub mod packet;
 pub mod tools;

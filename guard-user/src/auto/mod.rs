@@ -28,11 +28,30 @@ impl AutoKind {
     }
 }
 
-/// Counters for metrics: applied, and would-be verdicts in monitor mode.
+/// Why an automatic verdict was not made: the `reason` label of
+/// `guard_auto_bans_skipped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// It would cover a protected address (`crate::protect`).
+    Protected,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 1] = [Skip::Protected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Protected => "protected",
+        }
+    }
+}
+
+/// Counters for metrics: applied, would-be verdicts in monitor mode, and skipped.
 #[derive(Debug, Default)]
 pub struct AutoCounts {
     applied: [AtomicU64; 2],
     monitored: [AtomicU64; 2],
+    skipped: [[AtomicU64; Skip::ALL.len()]; 2],
 }
 
 impl AutoCounts {
@@ -43,6 +62,14 @@ impl AutoCounts {
         } else {
             self.applied[slot].fetch_add(1, Relaxed);
         }
+    }
+
+    pub fn skip(&self, kind: AutoKind, why: Skip) {
+        self.skipped[kind as usize][why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn skipped(&self, kind: AutoKind, why: Skip) -> u64 {
+        self.skipped[kind as usize][why as usize].load(Relaxed)
     }
 
     pub fn applied(&self, kind: AutoKind) -> u64 {

@@ -3,6 +3,7 @@
 //! Field-level rules live in the field types (`values.rs`), so the TOML parser reports them
 //! with the line, column and key; rules that span fields are checked in [`Config::validate`].
 
+mod fleet;
 mod validate;
 mod values;
 
@@ -12,8 +13,11 @@ use std::{
     time::Duration,
 };
 
+pub use fleet::Fleet;
 use serde::{Deserialize, Serialize};
-pub use values::{BucketCount, HumanDuration, Protocol, RuleName, SocketMode, XdpModeSetting};
+pub use values::{
+    BucketCount, Cidr, HumanDuration, Protocol, RuleName, SocketMode, XdpModeSetting,
+};
 
 /// The configuration guardd runs on when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -129,6 +133,9 @@ pub struct Bans {
     pub aggregate_ipv4_prefix: u8,
     #[serde(default = "defaults::aggregate_ipv6_prefix")]
     pub aggregate_ipv6_prefix: u8,
+    /// Never banned by anyone, besides what the host always protects (`crate::protect`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protect: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -145,26 +152,6 @@ pub struct Api {
 pub struct Metrics {
     #[serde(default = "defaults::metrics_listen")]
     pub listen: SocketAddr,
-}
-
-/// `[fleet]`: the NATS JetStream servers this host shares verdicts through; none: alone.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Fleet {
-    #[serde(default)]
-    pub servers: Vec<String>,
-    /// This host's name in the fleet; default: the hostname.
-    #[serde(default)]
-    pub node: Option<String>,
-    /// A NATS credentials file (JWT and NKey seed), for servers that require one.
-    #[serde(default)]
-    pub credentials: Option<PathBuf>,
-}
-
-impl Fleet {
-    pub fn enabled(&self) -> bool {
-        !self.servers.is_empty()
-    }
 }
 
 impl Config {
@@ -244,6 +231,7 @@ impl Default for Bans {
             aggregate_sources: 0,
             aggregate_ipv4_prefix: defaults::aggregate_ipv4_prefix(),
             aggregate_ipv6_prefix: defaults::aggregate_ipv6_prefix(),
+            protect: Vec::new(),
         }
     }
 }

@@ -297,6 +297,20 @@ fn the_fleet_section_names_servers_and_a_node() {
         !Config::parse("", "t.toml").unwrap().fleet.enabled(),
         "absent: alone"
     );
+    let tls = Config::parse(
+        "[fleet]\nservers = [\"nats://198.18.0.5:4222\"]\ntls_ca = \"/ca.pem\"\ntls_cert = \"/c.pem\"\ntls_key = \"/c.key\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(tls.fleet.tls());
+    let secrets: Vec<&str> = tls.fleet.secrets().map(|(k, _)| k).collect();
+    assert_eq!(secrets, ["tls_key"]);
+    let half =
+        parse_err("[fleet]\nservers = [\"nats://198.18.0.5:4222\"]\ntls_cert = \"/c.pem\"\n");
+    assert!(
+        half.contains("fleet.tls_key") && half.contains("both"),
+        "{half}"
+    );
     let bad_server = parse_err("[fleet]\nservers = [\"http://[::1\"]\n");
     assert!(bad_server.contains("fleet.servers[0]"), "{bad_server}");
     let bad_node = parse_err("[fleet]\nservers = [\"nats://198.18.0.5:4222\"]\nnode = \"web 3\"\n");
@@ -317,4 +331,22 @@ fn without_a_node_name_the_hostname_is_the_origin() {
         name.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
     );
+}
+
+#[test]
+fn protect_takes_addresses_and_cidrs_as_lists_do() {
+    let c = Config::parse(
+        "[bans]\nprotect = [\"198.18.64.0/24\", \"2001:db8::53\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    let got: Vec<String> = c.bans.protect.iter().map(|p| p.0.to_string()).collect();
+    assert_eq!(got, ["198.18.64.0/24", "2001:db8::53/128"]);
+    let zero = parse_err("[bans]\nprotect = [\"0.0.0.0/0\"]\n");
+    assert!(
+        zero.contains("bans.protect") && zero.contains("/0"),
+        "{zero}"
+    );
+    let bits = parse_err("[bans]\nprotect = [\"198.18.64.1/24\"]\n");
+    assert!(bits.contains("host bits"), "{bits}");
 }

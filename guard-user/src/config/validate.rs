@@ -154,6 +154,17 @@ impl Config {
                 ));
             }
         }
+        if self.fleet.tls_cert.is_some() != self.fleet.tls_key.is_some() {
+            let missing = if self.fleet.tls_cert.is_some() {
+                "tls_key"
+            } else {
+                "tls_cert"
+            };
+            return Err((
+                format!("fleet.{missing}"),
+                "a client certificate needs both tls_cert and tls_key".into(),
+            ));
+        }
         Ok(())
     }
 }

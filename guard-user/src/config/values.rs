@@ -145,6 +145,27 @@ impl From<SocketMode> for String {
     }
 }
 
+/// An address or CIDR as lists and the API accept it (host bits clear, not /0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        crate::lists::parse_net(&s)
+            .map(Cidr)
+            .map_err(|why| format!("{s:?}: {why}"))
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.0.to_string()
+    }
+}
+
 /// A humantime duration (`30s`, `10m`, `1h`) inside a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]

@@ -3,15 +3,15 @@
 //! datapath writes lists, rules, then the runtime config, and puts the old ones back when a
 //! write fails (`Datapath::apply`).
 
-use guard_common::{ListCode, lists::flags};
+use guard_common::lists::flags;
 use ipnet::IpNet;
-use tracing::error;
 
 use super::{Engine, EngineError, start::Lists};
 use crate::{
     config::Config,
-    kernel::{datapath::Change, netif},
+    kernel::datapath::Change,
     lists::tables::{ListCounts, Tables},
+    protect::{check_deny, host::Protection},
     rate::{
         refill::{refill_params, ticks_per_period},
         rules::RuleSet,
@@ -36,7 +36,8 @@ impl Engine {
     /// force stays as it was.
     pub fn apply_lists(&self, config: &Config, lists: Lists) -> Result<Applied, EngineError> {
         let tables = Tables::build(&lists.allow, &lists.deny)?;
-        self.commit(config, tables, lists.allow, Check::RestartOnly)
+        let protection = protection(config, &lists, &tables)?;
+        self.commit(config, tables, lists.allow, protection, Check::RestartOnly)
     }
 
     /// Writes `config`, its list `tables` and `allow` entries to the kernel (lists, rules,
@@ -48,6 +49,7 @@ impl Engine {
         config: &Config,
         tables: Tables,
         allow: Vec<IpNet>,
+        protection: Protection,
         check: Check,
     ) -> Result<Applied, EngineError> {
         let rules = RuleSet::compile(&config.rules);
@@ -57,7 +59,6 @@ impl Engine {
         {
             return Err(EngineError::RestartOnly { what });
         }
-        warn_about_own_addresses(&tables, &config.interfaces);
         let counts = tables.counts;
         // The refill keeps its period (a change is refused above).
         let ticks = ticks_per_period(k.config.refill_period, k.config.refill_batches_per_second);
@@ -80,6 +81,7 @@ impl Engine {
         k.rules = rules;
         k.lists = counts;
         k.allow_nets = std::sync::Arc::new(allow);
+        k.protection = protection;
         k.config = config.clone();
         let max_bans = k.max_bans();
         drop(k);
@@ -109,18 +111,22 @@ pub(super) fn runtime_flags(config: &Config) -> u32 {
     f
 }
 
-/// Public blocklists include private ranges: say so loudly when one covers this host.
-pub(super) fn warn_about_own_addresses(tables: &Tables, ifaces: &[String]) {
-    for iface in ifaces {
-        for addr in netif::addresses(iface) {
-            if tables.lookup(addr) == ListCode::Deny {
-                error!(
-                    "the deny list covers {addr}, an address of {iface}: peers on that network \
-                     will be dropped; allow your own networks if that is not what you want"
-                );
-            }
-        }
-    }
+/// The protected addresses of `config` on this host; refused when the deny list drops
+/// one that no allow entry covers (public blocklists include private ranges: the FireHOL
+/// list holds 10.0.0.0/8 and 198.18.0.0/15).
+pub(super) fn protection(
+    config: &Config,
+    lists: &Lists,
+    tables: &Tables,
+) -> Result<Protection, EngineError> {
+    let mut protection = Protection::new(config);
+    check_deny(
+        &lists.deny,
+        tables,
+        &protection.current(),
+        &config.lists.deny,
+    )?;
+    Ok(protection)
 }
 
 /// The first setting of `new` that differs from `old` and takes a restart to apply, if any,

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::Engine;
 use crate::{
     auto::{
-        AutoCounts, AutoKind,
+        AutoCounts, AutoKind, Skip,
         aggregate::{self, Aggregation},
     },
     kernel::clock::{monotonic_ns, unix_now_ns},
@@ -109,6 +109,11 @@ impl Engine {
                 );
                 AutoBan::Banned(e)
             }
+            Err(e @ DynError::Protected { .. }) => {
+                self.auto.counts.skip(AutoKind::Rule, Skip::Protected);
+                info!(source = %net, rule = %name, "not banned automatically: {e}");
+                AutoBan::Skipped
+            }
             Err(e @ DynError::CoveredByAllow { .. }) => {
                 debug!(source = %net, rule = %name, "not banned automatically: {e}");
                 AutoBan::Skipped
@@ -152,12 +157,13 @@ impl Engine {
         kind: Kind,
         added: impl Iterator<Item = IpNet>,
     ) -> Vec<Change> {
-        let (agg, monitor, static_allows) = {
-            let k = self.kernel();
+        let (agg, monitor, static_allows, protected) = {
+            let mut k = self.kernel();
             (
                 Aggregation::of(&k.config.bans),
                 k.config.monitor,
                 k.allow_nets.clone(),
+                k.protection.current(),
             )
         };
         if kind != Kind::Ban || !agg.enabled() {
@@ -189,6 +195,15 @@ impl Engine {
                 .or_else(|| t.allow_overlapping(&prefix));
             if let Some(allow) = allow {
                 debug!(%prefix, %allow, members = members.len(), "not aggregated: an allow lies in it");
+                continue;
+            }
+            // Stops short: the members stay banned one by one. Counted once, when the count
+            // reaches the threshold.
+            if let Some(p) = protected.overlapping(&prefix) {
+                if members.len() == agg.sources as usize {
+                    self.auto.counts.skip(AutoKind::Aggregate, Skip::Protected);
+                    info!(%prefix, members = members.len(), "not aggregated: it covers {p}, which guard never bans");
+                }
                 continue;
             }
             if monitor {

@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     kernel::clock::monotonic_ns,
     state::{Change, Commit, Contents, OutboxRow, StateDb, changes_between},
-    verdicts::{BULK_FROM, Batch, DynamicTable, Prepared},
+    verdicts::{BULK_FROM, Batch, DynamicTable, Kind, Prepared},
 };
 
 /// The database, and what it has not taken yet.
@@ -78,11 +78,21 @@ impl Engine {
     /// database kept; a restart makes the database follow the pins, which are authoritative.
     pub(super) fn settle_durable(&self, fresh_dynamic: bool) -> Result<(), super::EngineError> {
         let mut d = self.durable.lock().expect("durable lock");
-        let (stored, histories) = std::mem::take(&mut d.opened_with);
+        let (mut stored, histories) = std::mem::take(&mut d.opened_with);
         let superseded = std::mem::take(&mut d.opened_superseded);
         let Some(db) = &d.db else { return Ok(()) };
         let mut t = self.verdicts();
         if fresh_dynamic {
+            // Kept by an older guard, or before the address became protected: not restored,
+            // and so forgotten by the database below.
+            let protected = self.protected();
+            stored.retain(|s| match protected.overlapping(&s.net) {
+                Some(p) if s.kind == Kind::Ban => {
+                    warn!(ban = %s.net, "not restored: it covers {p}, which guard never bans");
+                    false
+                }
+                _ => true,
+            });
             let restored = t.restore(&stored, &histories, monotonic_ns(), |lens| {
                 self.kernel().datapath.set_dyn_lens(lens)
             })?;

@@ -227,8 +227,12 @@ impl Engine {
 /// A valid record this host's checks refused (counted as `not_applied`).
 fn not_applied(r: &Request, e: &DynError) -> Refused {
     let origin = r.remote.as_ref().map_or("?", |x| x.origin.as_str());
+    let why = match e {
+        DynError::Protected { .. } => Refusal::Protected,
+        _ => Refusal::NotApplied,
+    };
     Refused::new(
-        Refusal::NotApplied,
+        why,
         format!(
             "{} from {origin} is not applied here: {}",
             r.net,

@@ -35,6 +35,7 @@ use crate::{
     config::Config,
     kernel::{clock::monotonic_ns, datapath::Datapath},
     lists::tables::ListCounts,
+    protect::{Protected, host::Protection},
     rate::{
         buckets::{Buckets, Heartbeat},
         refill::{RefillStats, Refiller},
@@ -69,6 +70,8 @@ pub enum EngineError {
     NoSuchRule { name: String },
     #[error("no rate rule is configured")]
     NoRules,
+    #[error(transparent)]
+    DenyCoversProtected(#[from] Box<crate::protect::DenyCoversProtected>),
 }
 
 /// What the kernel-facing half holds: the datapath and the configuration in force.
@@ -80,6 +83,8 @@ pub(crate) struct Kernel {
     pub allow_nets: Arc<Vec<IpNet>>,
     pub config: Config,
     pub refiller: Option<Refiller>,
+    /// What no ban may cover (`crate::protect`).
+    pub protection: Protection,
 }
 
 impl Kernel {
@@ -142,6 +147,11 @@ impl Engine {
     /// What loading the XDP program cost the kernel's verifier (no lock taken).
     pub fn program_load(&self) -> &crate::kernel::verifier::ProgramLoad {
         &self.program
+    }
+
+    /// The protected addresses in force, read again from the host when they are old.
+    pub fn protected(&self) -> Arc<Protected> {
+        self.kernel().protection.current()
     }
 
     /// The configuration in force.

@@ -10,7 +10,7 @@ use crate::{
     control::model::{PenaltyResult, RefillSummary, RuleCount, RulePenalty, Stats},
     kernel::{clock::monotonic_ns, datapath::DatapathError},
     rate::penalty,
-    verdicts::{Batch, DynError, DynamicTable, Entry, Kind, Prepared, Request},
+    verdicts::{Batch, DynError, DynamicTable, Entry, Guards, Kind, Prepared, Request},
 };
 
 /// What `add_durably` applied.
@@ -90,11 +90,15 @@ impl Engine {
         kind: Kind,
         reqs: &[Request],
     ) -> Result<Prepared, DynError> {
-        let (allows, escalation) = {
-            let k = self.kernel();
-            (k.allow_nets.clone(), k.escalation())
+        let (allows, protected, escalation) = {
+            let mut k = self.kernel();
+            (k.allow_nets.clone(), k.protection.current(), k.escalation())
         };
-        t.prepare(kind, reqs, &allows, &escalation, monotonic_ns())
+        let guards = Guards {
+            static_allows: &allows,
+            protected: &protected,
+        };
+        t.prepare(kind, reqs, guards, &escalation, monotonic_ns())
     }
 
     fn write_batch(&self, t: &mut DynamicTable, batch: Batch) -> Result<Vec<Entry>, DynError> {

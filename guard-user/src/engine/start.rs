@@ -18,6 +18,7 @@ use crate::{
         self,
         tables::{ListCounts, Tables},
     },
+    protect::host::Protection,
     rate::{
         refill::{Refill, Refiller, refill_params, ticks_per_period},
         rules::RuleSet,
@@ -42,6 +43,13 @@ impl Lists {
             deny: load("deny", &config.lists.deny)?,
         })
     }
+
+    /// What applying them with `config` would refuse before the kernel is touched: lists
+    /// that do not fit the tables, a deny entry over a protected address.
+    pub fn check(&self, config: &Config) -> Result<(), EngineError> {
+        let tables = Tables::build(&self.allow, &self.deny)?;
+        super::apply::protection(config, self, &tables).map(drop)
+    }
 }
 
 /// Who refills the buckets.
@@ -65,6 +73,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         // Built before the kernel is touched: lists that do not fit load nothing.
         let tables = Tables::build(&lists.allow, &lists.deny)?;
+        let protection = super::apply::protection(config, &lists, &tables)?;
         let rules = RuleSet::compile(&config.rules);
         let sizes = Sizes {
             buckets: rules.total_buckets(),
@@ -112,6 +121,7 @@ impl Engine {
             config: config.clone(),
             refiller,
             datapath,
+            protection: Protection::default(),
         };
         let mut table = DynamicTable::new(maps, kernel.max_bans(), MAX_ALLOWS, monotonic_ns())?;
         table.node = config.node_name();
@@ -135,7 +145,13 @@ impl Engine {
             verdicts: Mutex::new(table),
             kernel: Mutex::new(kernel),
         };
-        engine.commit(config, tables, lists.allow, super::apply::Check::First)?;
+        engine.commit(
+            config,
+            tables,
+            lists.allow,
+            protection,
+            super::apply::Check::First,
+        )?;
         engine.settle_durable(fresh_dynamic)?;
         if let Some(mut work) = unattended {
             // Nobody refills: the buckets are full and their slices stamped as of now, when

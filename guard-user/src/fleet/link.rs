@@ -93,7 +93,8 @@ async fn connect(fleet: &Arc<Fleet>) -> Result<async_nats::Client, FleetError> {
         .reconnect_delay_callback(|attempts| {
             (Duration::from_millis(100) * attempts as u32).min(MAX_RECONNECT_DELAY)
         });
-    if let Some(path) = &fleet.credentials {
+    let auth = &fleet.auth;
+    if let Some(path) = &auth.credentials {
         opts = opts
             .credentials_file(path)
             .await
@@ -102,9 +103,20 @@ async fn connect(fleet: &Arc<Fleet>) -> Result<async_nats::Client, FleetError> {
                 source,
             })?;
     }
+    if auth.tls() {
+        // The servers must then speak TLS and prove who they are: no silent plain text.
+        opts = opts.require_tls(true);
+    }
+    if let Some(ca) = &auth.tls_ca {
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&auth.tls_cert, &auth.tls_key) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
     let state = fleet.clone();
+    let denied = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     opts = opts.event_callback(move |event| {
-        let state = state.clone();
+        let (state, denied) = (state.clone(), denied.clone());
         async move {
             match event {
                 async_nats::Event::Connected => {
@@ -114,6 +126,20 @@ async fn connect(fleet: &Arc<Fleet>) -> Result<async_nats::Client, FleetError> {
                 async_nats::Event::Disconnected => {
                     state.connected.store(false, Relaxed);
                     warn!("fleet: disconnected from NATS");
+                }
+                // The node's user lacks a permission: say which, once per subject.
+                async_nats::Event::ServerError(async_nats::ServerError::Other(e))
+                    if e.to_lowercase().contains("permissions violation") =>
+                {
+                    if e.contains("Publish to \"$KV.") {
+                        state.publish_denied.store(true, Relaxed);
+                    }
+                    if denied.lock().expect("denied lock").insert(e.clone()) {
+                        error!(
+                            "fleet: NATS refused this node's user: {e}; its permissions must \
+                             allow what docs/FLEET.md lists for a node"
+                        );
+                    }
                 }
                 other => info!("fleet: NATS {other}"),
             }
@@ -149,6 +175,8 @@ async fn session(
             source: "not connected".into(),
         });
     }
+    // Asked again each session: the operator may have granted it meanwhile.
+    fleet.publish_denied.store(false, Relaxed);
     let mut js = jetstream::new(client.clone());
     js.set_timeout(JETSTREAM_TIMEOUT);
     // As many copies as the cluster has servers, up to 3: a cluster survives losing one.
@@ -243,8 +271,19 @@ async fn publish(
             acks.push(send(js, row).await?);
         }
         for ack in acks {
-            ack.await
-                .map_err(|e| nats("NATS did not acknowledge a verdict")(e.into()))?;
+            if let Err(e) = ack.await {
+                if fleet.publish_denied.load(Relaxed) {
+                    // A node that only receives: its verdicts stay here (and queued), the
+                    // watches go on. Said once per session.
+                    warn!(
+                        outbox = fleet.outbox.len(),
+                        "fleet: this node's user may not publish verdicts: those made here \
+                         stay on this host; it still applies the others'"
+                    );
+                    return std::future::pending().await;
+                }
+                return Err(nats("NATS did not acknowledge a verdict")(e.into()));
+            }
         }
         fleet.outbox.done(&batch);
         engine.fleet_sent(&batch);

@@ -26,9 +26,12 @@ use crate::{config::Config, control::model::FleetStatus, state::OutboxRow, verdi
 pub struct Fleet {
     pub node: String,
     pub servers: Vec<String>,
-    pub credentials: Option<std::path::PathBuf>,
+    /// How guardd authenticates to NATS (credentials, TLS files).
+    pub auth: crate::config::Fleet,
     pub outbox: Outbox,
     pub connected: AtomicBool,
+    /// NATS refused a publication to a bucket (a node whose user only receives).
+    pub publish_denied: AtomicBool,
     /// Both buckets' state applied since the last (re)connection.
     pub in_sync: AtomicBool,
     last_applied_unix_ns: AtomicU64,
@@ -66,9 +69,10 @@ impl Fleet {
         config.fleet.enabled().then(|| Fleet {
             node: config.node_name(),
             servers: config.fleet.servers.clone(),
-            credentials: config.fleet.credentials.clone(),
+            auth: config.fleet.clone(),
             outbox: Outbox::new(queued, capacity),
             connected: AtomicBool::new(false),
+            publish_denied: AtomicBool::new(false),
             in_sync: AtomicBool::new(false),
             last_applied_unix_ns: AtomicU64::new(0),
             applied: Default::default(),

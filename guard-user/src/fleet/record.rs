@@ -161,12 +161,14 @@ pub enum Refusal {
     Created,
     BanNumber,
     Expiry,
+    /// A ban covering an address this host protects (`crate::protect`).
+    Protected,
     /// Valid, but this host's checks refused it (an allow-listed address, no room).
     NotApplied,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::Key,
         Refusal::Size,
         Refusal::Malformed,
@@ -175,6 +177,7 @@ impl Refusal {
         Refusal::Created,
         Refusal::BanNumber,
         Refusal::Expiry,
+        Refusal::Protected,
         Refusal::NotApplied,
     ];
 
@@ -188,6 +191,7 @@ impl Refusal {
             Refusal::Created => "created",
             Refusal::BanNumber => "ban_number",
             Refusal::Expiry => "expiry",
+            Refusal::Protected => "protected",
             Refusal::NotApplied => "not_applied",
         }
     }

@@ -1,4 +1,4 @@
-//! Addresses of the host's interfaces, to warn when a deny list covers one of them.
+//! Addresses of the host's interfaces (protected: `crate::protect`).
 
 use std::net::IpAddr;
 

@@ -109,6 +109,18 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<IpNet>, ListError> {
     }
 }
 
+/// The file and line (1-based) of the first line of `paths` holding `net` (an error's
+/// pointer: the files are read again).
+pub fn locate(paths: &[PathBuf], net: &IpNet) -> Option<(String, usize)> {
+    paths.iter().find_map(|path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines().enumerate().find_map(|(n, raw)| {
+            let entry = raw.split('#').next().unwrap_or("").trim();
+            (parse_net(entry).ok() == Some(*net)).then(|| (path.display().to_string(), n + 1))
+        })
+    })
+}
+
 fn read(path: &Path) -> Result<String, ListError> {
     std::fs::read_to_string(path).map_err(|source| ListError::Read {
         path: path.to_path_buf(),

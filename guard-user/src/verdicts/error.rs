@@ -13,6 +13,11 @@ pub enum DynError {
         "{net} is covered by the allow entry {allow}: remove that first or ban a narrower prefix"
     )]
     CoveredByAllow { net: IpNet, allow: IpNet },
+    #[error("{net} covers {protect}, which guard never bans")]
+    Protected {
+        net: IpNet,
+        protect: crate::protect::Protect,
+    },
     #[error(
         "the ban table is full: {active} active, max_entries {max}; this request adds {adding}"
     )]

@@ -35,6 +35,7 @@ pub use superseded::SupersededSet;
 
 use crate::{
     kernel::{clock::unix_now_ns, datapath::DatapathError},
+    protect::Protected,
     verdicts::regions::Regions,
 };
 use history::History;
@@ -88,6 +89,14 @@ pub struct DynamicTable {
 /// Batches from this size are written with a second thread: the kernel maps the kernel
 /// never reads side by side, and the state database's rows while the kernel maps are written.
 pub const BULK_FROM: usize = 1024;
+
+/// What a ban may not cover: the allow list's entries (a ban inside one is refused, like a
+/// ban inside a temporary allow) and the protected addresses (`crate::protect`).
+#[derive(Clone, Copy)]
+pub struct Guards<'a> {
+    pub static_allows: &'a [IpNet],
+    pub protected: &'a Protected,
+}
 
 /// A batch checked and planned by `prepare`: what `apply` writes, and the durable state's
 /// rows for it.
@@ -201,19 +210,18 @@ impl DynamicTable {
     }
 
     /// Checks and plans adding entries of one kind, all or none: nothing is written yet.
-    /// `static_allows` are the allow list's entries (a ban inside one is refused, like a ban
-    /// inside a temporary allow). `escalation` gives ban TTLs when a request has none. A
-    /// request naming a prefix twice applies the last.
+    /// `guards` say what a ban may not cover. `escalation` gives ban TTLs when a request
+    /// has none. A request naming a prefix twice applies the last.
     pub fn prepare(
         &mut self,
         kind: Kind,
         reqs: &[Request],
-        static_allows: &[IpNet],
+        guards: Guards<'_>,
         escalation: &Escalation,
         now_mono: u64,
     ) -> Result<Prepared, DynError> {
         let reqs = policy::last_of_each(reqs);
-        self.check(kind, &reqs, static_allows)?;
+        self.check(kind, &reqs, guards)?;
         let now_unix = unix_now_ns();
         let plan = policy::plan(
             kind,
@@ -291,15 +299,20 @@ impl DynamicTable {
         Ok(applied)
     }
 
-    /// Conflicts with allows (bans only), and room in the table.
-    fn check(
-        &mut self,
-        kind: Kind,
-        reqs: &[Request],
-        static_allows: &[IpNet],
-    ) -> Result<(), DynError> {
+    /// Protected addresses and conflicts with allows (bans only), and room in the table.
+    fn check(&mut self, kind: Kind, reqs: &[Request], guards: Guards<'_>) -> Result<(), DynError> {
         if kind == Kind::Ban {
-            let allows: HashSet<IpNet> = static_allows
+            if let Some((net, protect)) = reqs
+                .iter()
+                .find_map(|r| Some((r.net, guards.protected.overlapping(&r.net)?)))
+            {
+                return Err(DynError::Protected {
+                    net,
+                    protect: protect.clone(),
+                });
+            }
+            let allows: HashSet<IpNet> = guards
+                .static_allows
                 .iter()
                 .copied()
                 .chain(self.allow_nets.iter().copied())

@@ -148,25 +148,6 @@ fn bad_list_line_is_reported_and_nothing_loads() {
 }
 
 #[test]
-fn deny_covering_own_address_is_warned_about() {
-    use guard_tests::daemon::Guardd;
-    let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("deny.txt");
-    std::fs::write(&list, "198.18.0.0/15\n").unwrap();
-    let guardd = Guardd::start(
-        &bed.server,
-        &bed.server_if,
-        &format!("[lists]\ndeny = [{list:?}]\n"),
-    );
-    let log = guardd.log();
-    assert!(
-        log.contains("the deny list covers 198.18.0.1, an address of"),
-        "{log}"
-    );
-}
-
-#[test]
 fn pin_directory_of_another_schema_is_refused() {
     let bed = Testbed::new();
     let pin_dir = pins("schema");

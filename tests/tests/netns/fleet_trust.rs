@@ -68,6 +68,11 @@ fn hostile_records_are_refused_counted_and_change_nothing() {
             "ban_number",
         ),
         ("198.18.0.11/32", "not json".into(), "malformed"),
+        // Valid records against the hosts' own addresses (each host's guarded interface
+        // has 198.18.0.1 and 2001:db8::1): cut off from its own network.
+        ("198.18.0.1/32", valid.clone(), "protected"),
+        ("198.18.0.0/24", valid.clone(), "protected"),
+        ("2001-db8--/64", valid.clone(), "protected"),
     ];
     let nats = &f.nats[0];
     for (key, value, _) in &attacks {
@@ -87,12 +92,19 @@ fn hostile_records_are_refused_counted_and_change_nothing() {
     for (i, h) in f.hosts.iter().enumerate() {
         let counted = within(Duration::from_secs(5), || {
             let m = h.scrape();
-            ["key", "expiry", "created", "ban_number", "malformed"]
-                .iter()
-                .all(|r| {
-                    let want = attacks.iter().filter(|a| a.2 == *r).count() as u64;
-                    refused(&m, r) >= want
-                })
+            [
+                "key",
+                "expiry",
+                "created",
+                "ban_number",
+                "malformed",
+                "protected",
+            ]
+            .iter()
+            .all(|r| {
+                let want = attacks.iter().filter(|a| a.2 == *r).count() as u64;
+                refused(&m, r) >= want
+            })
         });
         assert!(
             counted.is_some(),
@@ -115,8 +127,9 @@ fn hostile_records_are_refused_counted_and_change_nothing() {
         // Logged, but not once per record: once per reason a minute.
         let log = h.g.log();
         let lines = log.matches("fleet: refused a record").count();
+        let reasons = 6;
         assert!(
-            (1..=5).contains(&lines),
+            (1..=reasons).contains(&lines),
             "host {i}: {lines} refusal lines for {} records:\n{log}",
             attacks.len()
         );

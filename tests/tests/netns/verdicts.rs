@@ -22,14 +22,14 @@ fn ban_drops_and_unban_restores_for_ipv4_and_ipv6_prefixes() {
     let b = start("");
     let (v4, v6) = (client4(2), client6(2));
     assert_eq!(b.deliver(v4, 50), 50);
-    b.ok("POST", "/v1/bans", r#"[{"cidr":"198.18.0.2","ttl_secs":600,"reason":"junk"},{"cidr":"2001:db8::/64","ttl_secs":600}]"#);
+    b.ok("POST", "/v1/bans", r#"[{"cidr":"198.18.0.2","ttl_secs":600,"reason":"junk"},{"cidr":"2001:db8::2/127","ttl_secs":600}]"#);
     assert_eq!(b.deliver(v4, 50), 0, "banned /32");
-    assert_eq!(b.deliver(v6, 50), 0, "inside the banned /64");
+    assert_eq!(b.deliver(v6, 50), 0, "inside the banned /127");
     assert_eq!(b.deliver(client4(5), 50), 50, "others pass");
     assert_eq!(b.g.packets("drop", "ban"), 100);
     b.ok("DELETE", "/v1/bans/198.18.0.2%2F32", "");
     assert_eq!(b.deliver(v4, 50), 50, "unbanned");
-    let out = b.g.ctl(&["unban", "2001:db8::/64"]);
+    let out = b.g.ctl(&["unban", "2001:db8::2/127"]);
     assert!(
         out.status.success(),
         "{}",
@@ -37,9 +37,9 @@ fn ban_drops_and_unban_restores_for_ipv4_and_ipv6_prefixes() {
     );
     assert_eq!(b.deliver(v6, 50), 50);
     // guardctl: refused requests exit 1 with the reason.
-    let out = b.g.ctl(&["unban", "2001:db8::/64"]);
+    let out = b.g.ctl(&["unban", "2001:db8::2/127"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no ban for 2001:db8::/64"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ban for 2001:db8::2/127"));
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn reload_swaps_deny_lists_without_a_gap() {
     // Both lists deny .3; they differ elsewhere, so every reload rewrites tables.
     let lists = [
         "198.18.0.3\n198.18.0.7\n203.0.113.0/24\n",
-        "198.18.0.0/29\n2001:db8::3\n198.51.100.9\n",
+        "198.18.0.2/31\n2001:db8::3\n198.51.100.9\n",
     ];
     std::fs::write(&deny, lists[0]).unwrap();
     b.ok("POST", "/v1/reload", "");

@@ -125,6 +125,9 @@ fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let allow = guard_user::lists::load(&config.lists.allow).context("allow list")?;
     let deny = guard_user::lists::load(&config.lists.deny).context("deny list")?;
     let tables = guard_user::lists::tables::Tables::build(&allow, &deny)?;
+    // As guardd would see this host now.
+    let protected = guard_user::protect::host::Protection::new(&config).current();
+    guard_user::protect::check_deny(&deny, &tables, &protected, &config.lists.deny)?;
     if json {
         let out = serde_json::json!({
             "file": file.display().to_string(),
@@ -132,15 +135,17 @@ fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
             "rules": config.rules.len(),
             "allow_entries": tables.counts.allow,
             "deny_entries": tables.counts.deny,
+            "protected": protected.iter().map(ToString::to_string).collect::<Vec<_>>(),
         });
         println!("{out}");
     } else {
         println!(
-            "{}: ok ({} rules, {} allow entries, {} deny entries)",
+            "{}: ok ({} rules, {} allow entries, {} deny entries, {} protected addresses)",
             file.display(),
             config.rules.len(),
             tables.counts.allow,
-            tables.counts.deny
+            tables.counts.deny,
+            protected.len()
         );
     }
     Ok(())

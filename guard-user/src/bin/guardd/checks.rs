@@ -50,21 +50,21 @@ pub fn privileges() -> anyhow::Result<()> {
 /// the whole fleet (group `guard` is every API client).
 pub fn fleet(config: &guard_user::config::Config) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if let Some(path) = config
-        .fleet
-        .credentials
-        .as_ref()
-        .filter(|_| config.fleet.enabled())
-    {
+    if !config.fleet.enabled() {
+        return Ok(());
+    }
+    for (key, path) in config.fleet.files() {
         std::fs::read(path)
-            .with_context(|| format!("[fleet] credentials: cannot read {}", path.display()))?;
+            .with_context(|| format!("[fleet] {key}: cannot read {}", path.display()))?;
+    }
+    for (key, path) in config.fleet.secrets() {
         let mode = std::fs::metadata(path)
-            .with_context(|| format!("[fleet] credentials: {}", path.display()))?
+            .with_context(|| format!("[fleet] {key}: {}", path.display()))?
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
             bail!(
-                "[fleet] credentials: {} is readable or writable by group or others (mode {:04o}); \
+                "[fleet] {key}: {} is readable or writable by group or others (mode {:04o}); \
                  whoever reads it can ban any address on every host: `chmod 0600 {}` (guardd \
                  runs as root)",
                 path.display(),

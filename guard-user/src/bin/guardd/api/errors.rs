@@ -32,7 +32,7 @@ pub fn internal(e: &dyn std::error::Error) -> ApiError {
 impl From<DynError> for ApiError {
     fn from(e: DynError) -> ApiError {
         let code = match e {
-            DynError::CoveredByAllow { .. } => StatusCode::CONFLICT,
+            DynError::CoveredByAllow { .. } | DynError::Protected { .. } => StatusCode::CONFLICT,
             DynError::BansFull { .. }
             | DynError::AllowsFull { .. }
             | DynError::TooManyLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,

@@ -207,7 +207,7 @@ fn auto_metrics(
     counts: &guard_user::auto::AutoCounts,
     enc: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
-    use guard_user::auto::AutoKind;
+    use guard_user::auto::{AutoKind, Skip};
     let families = [
         (
             "guard_auto_bans",
@@ -229,6 +229,18 @@ fn auto_metrics(
                 counts.applied(kind)
             };
             ConstCounter::new(n).encode(family.encode_family(&[("kind", kind.as_str())])?)?;
+        }
+    }
+    let mut family = enc.encode_descriptor(
+        "guard_auto_bans_skipped",
+        "Automatic bans not made, by kind and reason (protected: it would cover a protected address)",
+        None,
+        MetricType::Counter,
+    )?;
+    for kind in AutoKind::ALL {
+        for why in Skip::ALL {
+            let labels = [("kind", kind.as_str()), ("reason", why.as_str())];
+            ConstCounter::new(counts.skipped(kind, why)).encode(family.encode_family(&labels)?)?;
         }
     }
     Ok(())
