@@ -121,7 +121,8 @@ pub struct DynMeta {
     pub kind: u32,
     pub reason: [u8; REASON_MAX],
     pub origin_len: u32,
-    /// `META_LOCAL`: made with `"local": true`, never shared with the fleet.
+    /// `META_LOCAL`: made with `"local": true`, never shared with the fleet;
+    /// `META_UNVERIFIED`: an automatic ban of a source that never proved its address real.
     pub flags: u32,
     /// The fleet node that made the verdict.
     pub origin: [u8; ORIGIN_MAX],
@@ -131,6 +132,7 @@ pub const REASON_MAX: usize = 120;
 /// Bytes of a fleet node name.
 pub const ORIGIN_MAX: usize = 64;
 pub const META_LOCAL: u32 = 1;
+pub const META_UNVERIFIED: u32 = 2;
 
 /// Key of `DYN_META` and `BAN_HIST`: family (4 or 6), prefix length, address bytes.
 #[repr(C)]

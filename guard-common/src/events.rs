@@ -37,7 +37,8 @@ pub const LIMIT_WINDOW_NS: u64 = 1_000_000_000;
 
 /// A rule with `ban_after` found this source's bucket empty, first time this second. Not
 /// sampled: one per limited bucket per second, so a source limited for a whole second
-/// is reported in it (unless the ring is full, which the daemon counts as lost).
+/// is reported in it (unless the ring is full, which the daemon counts as lost). A `PROOF`
+/// report follows one whose packet proved its source real.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LimitReport {
@@ -49,9 +50,20 @@ pub struct LimitReport {
     pub second: u32,
     /// 4 or 6.
     pub family: u8,
-    /// The rule's index in `RULES`.
+    /// The rule's index in `RULES` (a `PROOF` report: none, 0).
     pub rule: u8,
-    pub _reserved: [u8; 2],
+    /// `LIMITED` or `PROOF`.
+    pub kind: u8,
+    pub _reserved: u8,
+}
+
+/// What a [`LimitReport`] says.
+pub mod report_kind {
+    /// A rule with `ban_after` found the source's bucket empty.
+    pub const LIMITED: u8 = 0;
+    /// The packet just reported limited is a segment of a TCP connection this host has
+    /// established (a socket lookup found it): its source address is real, not forged.
+    pub const PROOF: u8 = 1;
 }
 
 /// The address of an event's `addr` and `family` (4 or 6; None otherwise).

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use guard_common::events::{
     DROP_EVENTS_BYTES, DropEvent, EVENT_WINDOW_NS, EVENTS_PER_WINDOW, EventBudget,
-    LIMIT_REPORTS_BYTES, LIMIT_WINDOW_NS, LimitReport,
+    LIMIT_REPORTS_BYTES, LIMIT_WINDOW_NS, LimitReport, report_kind,
 };
 use guard_ebpf::parse::Source;
 
@@ -29,7 +29,8 @@ static LIMIT_SEEN: Array<u32> = Array::with_max_entries(1, 0);
 
 /// A rule with `ban_after` found `bucket` empty for this source: reported once per bucket
 /// per second, whatever the rate, so the daemon sees every second a source stays limited.
-/// Racing CPUs may both report a second: the daemon counts seconds, not reports.
+/// Racing CPUs may both report a second: the daemon counts seconds, not reports. True
+/// when it reported.
 #[inline(always)]
 pub fn report_limited(
     bucket: u32,
@@ -38,15 +39,15 @@ pub fn report_limited(
     src_v6: &[u32; 4],
     is_v6: bool,
     now: u64,
-) {
+) -> bool {
     let Some(seen) = LIMIT_SEEN.get_ptr_mut(bucket) else {
-        return;
+        return false;
     };
     let second = (now / LIMIT_WINDOW_NS) as u32;
     // SAFETY: a map value; a plain u32 store (a lost race only repeats a report).
     unsafe {
         if *seen == second.wrapping_add(1) {
-            return;
+            return false;
         }
         *seen = second.wrapping_add(1);
     }
@@ -62,6 +63,31 @@ pub fn report_limited(
     } else {
         r.family = 4;
         r.addr[0] = src_v4.to_be();
+    }
+    LIMIT_REPORTS.output::<LimitReport>(&r, 0).is_ok()
+}
+
+/// The packet just reported limited came on a connection this host established
+/// (`proof`): its source is real.
+#[inline(always)]
+pub fn report_proof(src: &Source, now: u64) {
+    let mut r = LimitReport {
+        at_ns: now,
+        second: (now / LIMIT_WINDOW_NS) as u32,
+        kind: report_kind::PROOF,
+        ..LimitReport::default()
+    };
+    // Field by field, as `sample` does: a helper returning the pair makes code the verifier
+    // refuses (a read of stack it cannot see written).
+    match src {
+        Source::V4(a) => {
+            r.family = 4;
+            r.addr[0] = a.to_be();
+        }
+        Source::V6(w) => {
+            r.family = 6;
+            r.addr = *w;
+        }
     }
     let _ = LIMIT_REPORTS.output::<LimitReport>(&r, 0);
 }

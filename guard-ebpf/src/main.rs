@@ -4,6 +4,8 @@
 //! 2. allow list, then temporary allows: pass, bypassing everything below;
 //! 3. deny list, then active bans (TTL checked here): drop;
 //! 4. rate rules: every matching rule charges the source's bucket; an empty one drops;
+//!    a source a rule with `ban_after` reports limited is checked for proof that it is
+//!    real (a segment of a TCP connection this host established, `proof`);
 //! 5. otherwise pass.
 //! Monitor mode turns every drop into a counted pass.
 //!
@@ -21,6 +23,7 @@
 mod dynamic;
 mod events;
 mod lists;
+mod proof;
 mod rate;
 
 use aya_ebpf::{
@@ -82,7 +85,15 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
         return drop_from(cfg, Reason::Ban, &pkt, 0);
     }
     let mut now = 0;
-    match rate::apply(&pkt, cfg, &mut now) {
+    let rated = rate::apply(&pkt, cfg, &mut now);
+    if rated & outcome::REPORTED != 0 {
+        if now == 0 {
+            now = unsafe { bpf_ktime_get_coarse_ns() };
+        }
+        // SAFETY: the program's context, and a packet on this frame.
+        unsafe { proof::guard_proof(ctx.ctx, &raw const pkt, now) };
+    }
+    match rated & outcome::MASK {
         outcome::PASS => count(Verdict::Pass, Reason::None),
         outcome::LIMITED => drop_from(cfg, Reason::Rate, &pkt, now),
         outcome::MONITORED => count(Verdict::Monitor, Reason::Rate),

@@ -18,6 +18,7 @@ const MAX_IPV6_EXT_HEADERS: usize = 6;
 use guard_common::rules::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 
 pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_RST: u8 = 0x04;
 pub const TCP_FLAG_ACK: u8 = 0x10;
 
 /// Source address as it is in the packet: IPv4 in host order (for table indexing),
@@ -50,6 +51,10 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// Destination port (host order); 0 for ICMP.
     pub dport: u16,
+    /// Offsets of the IP header and (with `l4_present`) the transport header, for the
+    /// rare stage that reads more of them (`proof`): the common path copies no more.
+    pub l3_off: u16,
+    pub l4_off: u16,
     pub _pad: u16,
 }
 
@@ -61,6 +66,8 @@ impl Packet {
         l4_present: 0,
         tcp_flags: 0,
         dport: 0,
+        l3_off: 0,
+        l4_off: 0,
         _pad: 0,
     };
 
@@ -74,7 +81,7 @@ impl Packet {
     }
 
     #[inline(always)]
-    fn new(src: Source, proto: u8) -> Packet {
+    fn new(src: Source, proto: u8, l3: usize) -> Packet {
         let (family, src) = match src {
             Source::V4(a) => (4, [a, 0, 0, 0]),
             Source::V6(w) => (6, w),
@@ -83,6 +90,7 @@ impl Packet {
             src,
             family,
             proto,
+            l3_off: l3 as u16,
             ..Packet::EMPTY
         }
     }
@@ -156,7 +164,7 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Parsed {
     let frag = u16::from_be(unsafe { (h.add(6) as *const u16).read_unaligned() });
     let proto = unsafe { *h.add(9) };
     let src = u32::from_be(unsafe { (h.add(12) as *const u32).read_unaligned() });
-    let pkt = Packet::new(Source::V4(src), proto);
+    let pkt = Packet::new(Source::V4(src), proto, l3);
     if frag & 0x1fff != 0 {
         // Non-first fragment: no transport header to look at.
         return Parsed::Ip(pkt);
@@ -192,7 +200,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
             44 => {
                 let frag = u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() });
                 if frag & 0xfff8 != 0 {
-                    return Parsed::Ip(Packet::new(src, next));
+                    return Parsed::Ip(Packet::new(src, next, l3));
                 }
                 8
             }
@@ -204,10 +212,10 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
     }
     if is_ext_header(next) {
         // Longer chain than we walk: judge by the source address alone.
-        return Parsed::Ip(Packet::new(src, 0));
+        return Parsed::Ip(Packet::new(src, 0, l3));
     }
     // One transport parse after the walk, not one per place the walk can end.
-    parse_l4(ctx, Packet::new(src, next), off)
+    parse_l4(ctx, Packet::new(src, next, l3), off)
 }
 
 /// Hop-by-hop, routing, fragment, authentication, destination options.
@@ -249,6 +257,7 @@ fn parse_l4(ctx: &XdpContext, mut pkt: Packet, off: usize) -> Parsed {
         _ => return Parsed::Ip(pkt),
     };
     pkt.l4_present = 1;
+    pkt.l4_off = off as u16;
     pkt.dport = dport;
     pkt.tcp_flags = tcp_flags;
     Parsed::Ip(pkt)

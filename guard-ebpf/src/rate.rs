@@ -60,6 +60,10 @@ pub mod outcome {
     pub const MONITORED: u32 = 2;
     /// A rule would drop it, but the refill heartbeat is stale: fail open.
     pub const STALE: u32 = 3;
+    /// The outcome's bits (the others are flags).
+    pub const MASK: u32 = 3;
+    /// Flag: a rule with `ban_after` reported this packet's source limited.
+    pub const REPORTED: u32 = 4;
 }
 
 /// What `guard_rule` reports for a rule, as bits of its return value. Results come back
@@ -69,6 +73,7 @@ mod step {
     pub const CHARGED: u32 = 1;
     pub const LIMITED: u32 = 2;
     pub const MONITORED: u32 = 4;
+    pub const REPORTED: u32 = 8;
     /// `guard_rule`'s phases.
     pub const CHARGE: u32 = 0;
     pub const REFUND: u32 = 1;
@@ -144,7 +149,7 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
         _pad: zero,
     };
     let n = n.min(MAX_RULES as u32);
-    let (mut charged, mut limited, mut monitored) = (0u32, 0u32, 0u32);
+    let (mut charged, mut limited, mut monitored, mut reported) = (0u32, 0u32, 0u32, 0u32);
     for i in 0..MAX_RULES as u32 {
         if i >= n {
             break;
@@ -154,12 +159,15 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
         charged |= (r & step::CHARGED) << i;
         limited |= r & step::LIMITED;
         monitored |= r & step::MONITORED;
+        reported |= r & step::REPORTED;
     }
+    // The flag rides along: `step::REPORTED` and `outcome::REPORTED` differ.
+    let reported = if reported != 0 { outcome::REPORTED } else { 0 };
     if limited != 0 {
         let t = walk.now();
         *now = t;
         if heartbeat_stale(cfg, t) {
-            return outcome::STALE;
+            return outcome::STALE | reported;
         }
         for i in 0..MAX_RULES as u32 {
             if charged >> i == 0 {
@@ -169,10 +177,10 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
                 unsafe { guard_rule(i, step::REFUND, &raw mut walk) };
             }
         }
-        return outcome::LIMITED;
+        return outcome::LIMITED | reported;
     }
     if monitored != 0 {
-        outcome::MONITORED
+        outcome::MONITORED | reported
     } else {
         outcome::PASS
     }
@@ -243,21 +251,18 @@ fn charge_rule(i: u32, walk: &mut Walk) -> u32 {
         step::CHARGED
     } else {
         bump(rule_stat_limited(i), 1);
+        let mut reported = 0;
         if rule.flags & rule_flags::REPORT_LIMITED != 0 {
             let now = walk.now();
-            crate::events::report_limited(
-                bucket,
-                i,
-                walk.src_v4,
-                &walk.src_v6,
-                walk.is_v6 != 0,
-                now,
-            );
+            let src = (walk.src_v4, &walk.src_v6, walk.is_v6 != 0);
+            if crate::events::report_limited(bucket, i, src.0, src.1, src.2, now) {
+                reported = step::REPORTED;
+            }
         }
         if walk.global_monitor != 0 || rule.flags & rule_flags::MONITOR != 0 {
-            step::MONITORED
+            step::MONITORED | reported
         } else {
-            step::LIMITED
+            step::LIMITED | reported
         }
     }
 }

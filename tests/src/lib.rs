@@ -3,6 +3,7 @@
 //! on drop.
 pub mod bed;
 pub mod bench_record;
+pub mod connections;
 pub mod daemon;
 pub mod fixture;
 pub mod fleet;

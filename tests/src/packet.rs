@@ -181,3 +181,35 @@ fn checksum(b: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+/// A TCP segment from `src:sport` to the testbed server's `dport` (either family) with
+/// `flags` and a valid checksum: a forged one, or one of a real connection's 4-tuple.
+pub fn tcp_from(src: std::net::IpAddr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut l4 = tcp(dport, flags);
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    // A window, so the segment looks like one a stack sends.
+    l4[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let len = (l4.len() as u16).to_be_bytes();
+    let (pseudo, ip, ethertype) = match src {
+        std::net::IpAddr::V4(a) => (
+            [&a.octets()[..], &DST4.octets(), &[0, TCP], &len].concat(),
+            ipv4(a, DST4, TCP, &[], 0, l4.len()),
+            ETH_P_IP,
+        ),
+        std::net::IpAddr::V6(a) => (
+            [
+                &a.octets()[..],
+                &DST6.octets(),
+                &[0, 0],
+                &len,
+                &[0, 0, 0, TCP],
+            ]
+            .concat(),
+            ipv6(a, DST6, &[], TCP, l4.len()),
+            ETH_P_IPV6,
+        ),
+    };
+    let sum = checksum(&[pseudo, l4.clone()].concat());
+    l4[16..18].copy_from_slice(&sum.to_be_bytes());
+    [eth(&[], ethertype), ip, l4].concat()
+}

@@ -34,14 +34,17 @@ impl AutoKind {
 pub enum Skip {
     /// It would cover a protected address (`crate::protect`).
     Protected,
+    /// The source never proved its address real, and the rule wants proof.
+    Unverified,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 1] = [Skip::Protected];
+    pub const ALL: [Skip; 2] = [Skip::Protected, Skip::Unverified];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::Protected => "protected",
+            Skip::Unverified => "unverified",
         }
     }
 }

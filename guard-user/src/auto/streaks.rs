@@ -6,6 +6,10 @@
 //! the streak. It is due for a ban at the first report at least `ban_after` after the
 //! streak's first report: limited in every second for `ban_after`, banned within the
 //! second after that. Bursts with quiet seconds between them never add up.
+//!
+//! A streak is *proven* when, during it, one of the source's reported packets came on a
+//! TCP connection this host established (a `PROOF` report): only then is the source known
+//! to be real rather than forged.
 
 use std::collections::HashMap;
 
@@ -19,6 +23,15 @@ pub const MAX_STREAKS: usize = 1 << 20;
 struct Streak {
     first_ns: u64,
     last_second: u32,
+    proven: bool,
+}
+
+/// A streak that reached `ban_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub limited_for_ns: u64,
+    /// The source proved itself real during the streak.
+    pub proven: bool,
 }
 
 #[derive(Debug, Default)]
@@ -29,7 +42,7 @@ pub struct Streaks {
 }
 
 impl Streaks {
-    /// A report of `rule` limiting `net` at `at_ns` (in kernel second `second`). Returns how
+    /// A report of `rule` limiting `net` at `at_ns` (in kernel second `second`). Says how
     /// long it has been limited when that reaches `ban_after_ns` (the streak then ends).
     pub fn report(
         &mut self,
@@ -38,10 +51,11 @@ impl Streaks {
         second: u32,
         at_ns: u64,
         ban_after_ns: u64,
-    ) -> Option<u64> {
+    ) -> Option<Due> {
         let fresh = Streak {
             first_ns: at_ns,
             last_second: second,
+            proven: false,
         };
         let full = self.by_source.len() >= MAX_STREAKS;
         let streak = match self.by_source.get_mut(&(rule, net)) {
@@ -65,9 +79,22 @@ impl Streaks {
         let limited_for = at_ns.saturating_sub(streak.first_ns);
         if limited_for >= ban_after_ns {
             self.by_source.remove(&(rule, net));
-            return Some(limited_for);
+            return Some(Due {
+                limited_for_ns: limited_for,
+                proven: streak.proven,
+            });
         }
         None
+    }
+
+    /// A packet of `net` that `rule` reported limited in `second` came on an established
+    /// connection: its streak is proven (the report it follows made or kept the streak).
+    pub fn prove(&mut self, rule: u8, net: IpNet, second: u32) {
+        if let Some(s) = self.by_source.get_mut(&(rule, net))
+            && s.last_second == second
+        {
+            s.proven = true;
+        }
     }
 
     /// Forgets streaks that missed a second before `now_second` (they ended).
@@ -141,7 +168,8 @@ mod tests {
         }
         // A missed second restarts the streak.
         assert_eq!(t.report(0, net(), 7, 7 * S, S), None);
-        assert_eq!(t.report(0, net(), 8, 8 * S, S), Some(S));
+        let due = t.report(0, net(), 8, 8 * S, S).map(|d| d.limited_for_ns);
+        assert_eq!(due, Some(S));
     }
 
     #[test]
@@ -152,8 +180,30 @@ mod tests {
         t.report(1, net(), 2, 2 * S, 2 * S);
         t.report(0, other, 2, 2 * S, 2 * S);
         assert_eq!(t.report(0, net(), 2, 2 * S, 2 * S), None);
-        assert_eq!(t.report(0, net(), 3, 3 * S, 2 * S), Some(2 * S));
+        let due = t
+            .report(0, net(), 3, 3 * S, 2 * S)
+            .map(|d| d.limited_for_ns);
+        assert_eq!(due, Some(2 * S));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_proof_during_the_streak_proves_it_and_only_it() {
+        let mut t = Streaks::default();
+        let other: IpNet = "198.18.0.8/32".parse().unwrap();
+        t.report(0, net(), 1, S, 2 * S);
+        t.report(0, other, 1, S, 2 * S);
+        // A proof for a second the streak is not in (stale, or another streak) is none.
+        t.prove(0, net(), 0);
+        t.prove(1, net(), 1);
+        t.prove(0, net(), 1);
+        let due = t.report(0, net(), 2, 2 * S, S).unwrap();
+        assert!(due.proven);
+        let due = t.report(0, other, 2, 2 * S, S).unwrap();
+        assert!(!due.proven, "a proof of one source proves no other");
+        // A new streak starts unproven.
+        t.report(0, net(), 10, 10 * S, S);
+        assert!(!t.report(0, net(), 11, 11 * S, S).unwrap().proven);
     }
 
     #[test]

@@ -102,9 +102,21 @@ pub struct Rule {
     pub buckets: BucketCount,
     #[serde(default)]
     pub monitor: bool,
-    /// A source this rule keeps limiting for this long is banned (`crate::auto`).
+    /// A source this rule keeps limiting for this long is banned (`crate::auto`), once it
+    /// proved its address real.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ban_after: Option<HumanDuration>,
+    /// `ban_after` may ban sources that gave no such proof.
+    #[serde(default)]
+    pub ban_unverified: bool,
+}
+
+impl Rule {
+    /// Whether this rule's traffic can prove a source real (a segment of an established
+    /// TCP connection): not UDP, ICMP or connection attempts only.
+    pub fn can_prove(&self) -> bool {
+        matches!(self.protocol, Protocol::Tcp | Protocol::Any) && !self.tcp_syn_only
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

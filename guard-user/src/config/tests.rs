@@ -350,3 +350,34 @@ fn protect_takes_addresses_and_cidrs_as_lists_do() {
     let bits = parse_err("[bans]\nprotect = [\"198.18.64.1/24\"]\n");
     assert!(bits.contains("host bits"), "{bits}");
 }
+
+#[test]
+fn ban_after_without_proof_is_said() {
+    let rule = |extra: &str| {
+        format!("[[rules]]\nname = \"r\"\nrate = 1.0\nburst = 1\nban_after = \"5s\"\n{extra}")
+    };
+    let warnings = |extra: &str| Config::parse(&rule(extra), "t.toml").unwrap().warnings();
+    assert!(
+        warnings("protocol = \"tcp\"\n").is_empty(),
+        "TCP traffic can prove"
+    );
+    assert!(
+        warnings("").is_empty(),
+        "any protocol: TCP among it can prove"
+    );
+    for cannot in [
+        "protocol = \"udp\"\n",
+        "protocol = \"tcp\"\ntcp_syn_only = true\n",
+    ] {
+        let w = warnings(cannot);
+        assert!(
+            w.len() == 1 && w[0].contains("ban_after never bans"),
+            "{cannot}: {w:?}"
+        );
+    }
+    let w = warnings("protocol = \"udp\"\nban_unverified = true\n");
+    assert!(
+        w.len() == 1 && w[0].contains("forged source address can get that address banned"),
+        "{w:?}"
+    );
+}

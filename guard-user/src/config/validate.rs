@@ -5,6 +5,35 @@ use std::time::Duration;
 use super::{Config, Protocol, limits};
 
 impl Config {
+    /// What is valid but worth saying: check-config prints it, guardd logs it.
+    pub fn warnings(&self) -> Vec<String> {
+        let everywhere = if self.fleet.enabled() {
+            " on every host of the fleet"
+        } else {
+            ""
+        };
+        let mut out = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let name = r.name.as_str();
+            if r.ban_after.is_none() {
+                continue;
+            }
+            if r.ban_unverified {
+                out.push(format!(
+                    "rules[{i}] ({name}): ban_unverified = true: anyone who can send packets with \
+                     a forged source address can get that address banned{everywhere}"
+                ));
+            } else if !r.can_prove() {
+                out.push(format!(
+                    "rules[{i}] ({name}): ban_after never bans: this rule's traffic (UDP, ICMP or \
+                     SYNs only) cannot prove a source address real; set ban_unverified = true to \
+                     ban unproven sources, knowing a forger can then get any address banned"
+                ));
+            }
+        }
+        out
+    }
+
     /// Checks that involve more than one field. Returns the key path and the reason.
     pub(super) fn validate(&self) -> Result<(), (String, String)> {
         let err = |key: String, msg: String| Err((key, msg));

@@ -193,6 +193,9 @@ pub struct EntryView {
     /// Kept on this host, not shared with the fleet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub local: bool,
+    /// An automatic ban of a source that never proved its address real (`ban_unverified`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 /// Answer of `POST /v1/bans` and `POST /v1/allows`.

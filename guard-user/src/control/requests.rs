@@ -116,6 +116,7 @@ pub fn entries(reqs: &[EntryRequest]) -> Result<Vec<Request>, String> {
                 reason,
                 local: r.local,
                 remote: None,
+                unverified: false,
             })
         })
         .collect()

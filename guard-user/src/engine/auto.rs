@@ -17,6 +17,7 @@ use crate::{
     auto::{
         AutoCounts, AutoKind, Skip,
         aggregate::{self, Aggregation},
+        streaks::Due,
     },
     kernel::clock::{monotonic_ns, unix_now_ns},
     state::Change,
@@ -49,10 +50,12 @@ impl Engine {
         &self.auto.counts
     }
 
-    /// Rule `rule` (its index in the config) kept limiting `net` for `limited_for`: ban it
-    /// with the escalation's TTL, unless an allow covers it or it is already banned.
-    pub fn auto_ban(&self, rule: usize, net: IpNet, limited_for: Duration) -> AutoBan {
-        let (name, ban_after, monitor, first_ttl) = {
+    /// Rule `rule` (its index in the config) kept limiting `net` for `due`: ban it with the
+    /// escalation's TTL, unless it did not prove itself real (and the rule wants proof), an
+    /// allow covers it, it is protected or already banned.
+    pub fn auto_ban(&self, rule: usize, net: IpNet, due: Due) -> AutoBan {
+        let limited_for = Duration::from_nanos(due.limited_for_ns);
+        let (name, ban_after, monitor, first_ttl, unverified_ok) = {
             let k = self.kernel();
             let Some(r) = k.config.rules.get(rule) else {
                 return AutoBan::Skipped;
@@ -66,8 +69,16 @@ impl Engine {
                 after.0,
                 k.config.monitor || r.monitor,
                 esc.ttl(1),
+                r.ban_unverified,
             )
         };
+        if !due.proven && !unverified_ok {
+            // Forged sources look exactly like this: counted, and said at debug level only
+            // (a forged flood makes one per victim per ban_after).
+            self.auto.counts.skip(AutoKind::Rule, Skip::Unverified);
+            debug!(source = %net, rule = %name, "not banned automatically: limited for {:.1}s but never proved its address real (no segment of an established TCP connection)", limited_for.as_secs_f64());
+            return AutoBan::Skipped;
+        }
         let reason = format!(
             "rule {name}: limited in every second for {:.1}s (ban_after {})",
             limited_for.as_secs_f64(),
@@ -94,6 +105,7 @@ impl Engine {
         let req = Request {
             net,
             reason,
+            unverified: !due.proven,
             ..Request::default()
         };
         match self.add_locked(&mut t, Kind::Ban, &[req]) {
@@ -184,7 +196,13 @@ impl Engine {
             if t.get(&prefix).is_some() || lifted.contains(&prefix) {
                 continue;
             }
-            let members: Vec<Entry> = t.bans_inside(&prefix, now).cloned().collect();
+            // Bans of sources that never proved their address real do not count: forged
+            // members would make a forged range.
+            let members: Vec<Entry> = t
+                .bans_inside(&prefix, now)
+                .filter(|e| !e.unverified)
+                .cloned()
+                .collect();
             if members.len() < agg.sources as usize {
                 continue;
             }
@@ -280,11 +298,13 @@ impl Engine {
                 ttl: None,
                 reason: m.reason,
                 local: m.local,
+                unverified: m.unverified,
                 remote: Some(Remote {
                     origin: m.origin,
                     expires_unix_ns: m.expires_unix_ns,
                     created_unix_ns: m.created_unix_ns,
                     ban_number: m.ban_number,
+                    unverified: m.unverified,
                 }),
             })
             .collect();

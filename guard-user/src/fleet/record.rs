@@ -32,6 +32,9 @@ pub struct Record {
     /// Bans: the escalation step the origin gave it.
     #[serde(default)]
     pub ban_number: u32,
+    /// An automatic ban of a source that never proved its address real.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 impl Record {
@@ -46,6 +49,7 @@ impl Record {
             },
             created_unix_ns: e.created_unix_ns,
             ban_number: e.ban_number,
+            unverified: e.unverified,
         }
     }
 
@@ -132,6 +136,7 @@ impl Record {
             expires_unix_ns: self.expires_unix_ns,
             created_unix_ns: self.created_unix_ns,
             ban_number: self.ban_number,
+            unverified: self.unverified,
         }
     }
 }
@@ -297,6 +302,7 @@ mod tests {
             expires_unix_ns: now + 600_000_000_000,
             created_unix_ns: now,
             ban_number: 1,
+            unverified: false,
         };
         assert_eq!(Record::decode(&ok.encode(), Kind::Ban, now).unwrap(), ok);
         let forever = Record {

@@ -243,7 +243,10 @@ mod tests {
         }
         // A name is resolved.
         let local = server_addresses("nats://localhost:4222").unwrap();
-        assert!(!local.is_empty() && local.iter().all(|a| a.is_loopback()), "{local:?}");
+        assert!(
+            !local.is_empty() && local.iter().all(|a| a.is_loopback()),
+            "{local:?}"
+        );
         assert!(server_addresses("nats://:4222").is_err());
     }
 }

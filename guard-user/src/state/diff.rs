@@ -90,6 +90,7 @@ mod tests {
             ban_number: 1,
             origin: "web-1".into(),
             local: false,
+            unverified: false,
         }
     }
 

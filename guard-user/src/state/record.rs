@@ -22,6 +22,9 @@ pub struct Stored {
     /// Not shared with the fleet.
     #[serde(default)]
     pub local: bool,
+    /// An automatic ban of a source that never proved its address real.
+    #[serde(default)]
+    pub unverified: bool,
 }
 
 /// A source's escalation history.
@@ -47,6 +50,7 @@ impl Stored {
             ban_number: e.ban_number,
             origin: e.origin.to_string(),
             local: e.local,
+            unverified: e.unverified,
         }
     }
 
@@ -66,17 +70,18 @@ impl Stored {
             ban_number: self.ban_number,
             origin: crate::verdicts::origin(&self.origin),
             local: self.local,
+            unverified: self.unverified,
         })
     }
 
-    /// flags (bit 0: ban, bit 1: local) | ban_number u32 | expires u64 | created u64 |
+    /// flags (bit 0: ban, bit 1: local, bit 2: unverified) | ban_number u32 | expires u64 | created u64 |
     /// origin length u8 | origin | reason (UTF-8), little-endian: a tenth of JSON's bytes,
     /// and none of its encoding time in a bulk call.
     pub(super) fn encode(&self) -> Vec<u8> {
         let origin = &self.origin.as_bytes()[..self.origin.len().min(u8::MAX as usize)];
         let mut v = Vec::with_capacity(HEAD + origin.len() + self.reason.len());
         let ban = u8::from(self.kind == Kind::Ban);
-        v.push(ban | u8::from(self.local) << 1);
+        v.push(ban | u8::from(self.local) << 1 | u8::from(self.unverified) << 2);
         v.extend_from_slice(&self.ban_number.to_le_bytes());
         v.extend_from_slice(&self.expires_unix_ns.to_le_bytes());
         v.extend_from_slice(&self.created_unix_ns.to_le_bytes());
@@ -90,7 +95,7 @@ impl Stored {
         let net = net_of(key)?;
         let short = || format!("{net}: a short record");
         let flags = *bytes.first().ok_or_else(short)?;
-        if flags > 3 {
+        if flags > 7 {
             return Err(format!("{net}: flags {flags}"));
         }
         let kind = if flags & 1 == 1 {
@@ -110,6 +115,7 @@ impl Stored {
             created_unix_ns: u64_at(bytes, 13),
             origin: text(origin)?,
             local: flags & 2 != 0,
+            unverified: flags & 4 != 0,
             reason: text(reason)?,
         })
     }
@@ -204,6 +210,7 @@ mod tests {
             ban_number: 2,
             origin: "web-1".into(),
             local: false,
+            unverified: false,
         };
         // Stored at monotonic 1,000 = unix 50,000; read back after a reboot at monotonic 10.
         let s = Stored::from_entry(&e, 1_000, 50_000);

@@ -11,6 +11,7 @@ fn ban(net: &str, reason: &str) -> Stored {
         ban_number: 3,
         origin: "web-2".into(),
         local: false,
+        unverified: false,
     }
 }
 
@@ -27,6 +28,10 @@ fn records_round_trip_through_the_binary_tables() {
             local: true,
             origin: String::new(),
             ..ban("198.18.1.0/24", "partner")
+        },
+        Stored {
+            unverified: true,
+            ..ban("198.18.2.7/32", "rule udp: limited")
         },
     ];
     let history = StoredHistory {

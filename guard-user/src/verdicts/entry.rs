@@ -44,6 +44,9 @@ pub struct Request {
     pub local: bool,
     /// Made on another node of the fleet: applied as it was made there.
     pub remote: Option<Remote>,
+    /// An automatic ban of a source that never proved its address real (`ban_unverified`):
+    /// aggregation does not count it.
+    pub unverified: bool,
 }
 
 /// A verdict another node made, as its record in the fleet's buckets says.
@@ -55,6 +58,7 @@ pub struct Remote {
     pub created_unix_ns: u64,
     /// For bans: the escalation step the origin gave it (fleet-wide counts).
     pub ban_number: u32,
+    pub unverified: bool,
 }
 
 /// An entry as it stands.
@@ -74,6 +78,8 @@ pub struct Entry {
     pub origin: Arc<str>,
     /// Not shared with the fleet (`"local": true`); the fleet never changes it.
     pub local: bool,
+    /// See `Request::unverified`.
+    pub unverified: bool,
 }
 
 impl Entry {
@@ -110,6 +116,7 @@ impl Entry {
             ban_number: (self.kind == Kind::Ban && self.ban_number > 0).then_some(self.ban_number),
             origin: (!self.origin.is_empty()).then(|| self.origin.to_string()),
             local: self.local,
+            unverified: self.unverified,
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use guard_common::dynamic::{BanHistory, DynMeta, META_LOCAL, ORIGIN_MAX, REASON_MAX};
+use guard_common::dynamic::{
+    BanHistory, DynMeta, META_LOCAL, META_UNVERIFIED, ORIGIN_MAX, REASON_MAX,
+};
 use ipnet::IpNet;
 
 use super::{
@@ -95,7 +97,8 @@ fn meta_of(e: &Entry) -> DynMeta {
         kind: e.kind.code(),
         reason,
         origin_len: o as u32,
-        flags: if e.local { META_LOCAL } else { 0 },
+        flags: if e.local { META_LOCAL } else { 0 }
+            | if e.unverified { META_UNVERIFIED } else { 0 },
         origin,
     }
 }
@@ -132,6 +135,7 @@ pub(super) fn plan(
                         ban_number: hist.map_or(0, |h| h.count),
                         origin: super::origin(node),
                         local: r.local,
+                        unverified: r.unverified,
                     };
                     (entry, hist)
                 }
@@ -150,6 +154,7 @@ pub(super) fn plan(
                         ban_number: remote.ban_number,
                         origin: super::origin(&remote.origin),
                         local: false,
+                        unverified: remote.unverified,
                     };
                     (entry, hist)
                 }

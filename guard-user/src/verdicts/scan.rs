@@ -6,8 +6,8 @@ use std::{collections::BTreeSet, net::IpAddr};
 use aya::maps::{MapData, MapError};
 use guard_common::V6Len;
 use guard_common::dynamic::{
-    DynEntry, DynLens, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS, META_LOCAL, ORIGIN_MAX, REASON_MAX,
-    V4Len,
+    DynEntry, DynLens, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS, META_LOCAL, META_UNVERIFIED,
+    ORIGIN_MAX, REASON_MAX, V4Len,
 };
 use ipnet::IpNet;
 
@@ -85,6 +85,7 @@ pub(super) fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
                         .into_owned()
                 })),
                 local: meta.is_some_and(|m| m.flags & META_LOCAL != 0),
+                unverified: meta.is_some_and(|m| m.flags & META_UNVERIFIED != 0),
             };
             (entry, e.live(now_mono))
         })

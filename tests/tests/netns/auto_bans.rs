@@ -10,17 +10,27 @@ use std::{
     time::{Duration, Instant},
 };
 
-use guard_tests::{bed::GuardBed, packet::udp_from};
+use guard_tests::{bed::GuardBed, connections::Connections, packet::udp_from};
 use serde_json::Value;
 
 /// One rule at 100 packets/s (burst 100) with `ban_after = "3s"`, a first ban of 5 s then an
 /// hour; default refill period, batches and bucket count (131,072: the 17 sources of a test
 /// share a bucket once in a thousand runs; two that do are reported one per second, so the
-/// second is banned only once the first is).
+/// second is banned only once the first is). The floods here are UDP, which cannot prove a
+/// source real: `ban_unverified` lets the streaks ban (`auto_proof` has the proof).
 fn config(bans_extra: &str) -> String {
+    rule_and_bans("ban_unverified = true\n", bans_extra)
+}
+
+/// The same rule wanting proof that a source is real before it bans.
+fn proven_config(bans_extra: &str) -> String {
+    rule_and_bans("", bans_extra)
+}
+
+fn rule_and_bans(rule_extra: &str, bans_extra: &str) -> String {
     format!(
         "[[rules]]\nname = \"per-source\"\nrate = 100.0\nburst = 100\n\
-         ban_after = \"3s\"\n\n[bans]\nescalation = [\"5s\", \"1h\"]\n{bans_extra}\n"
+         ban_after = \"3s\"\n{rule_extra}\n[bans]\nescalation = [\"5s\", \"1h\"]\n{bans_extra}\n"
     )
 }
 
@@ -161,15 +171,21 @@ fn a_source_bursting_one_second_in_five_is_never_banned() {
     assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 0);
 }
 
-/// 16 sources flooding at once: frames round robin, each at 10x the rule.
-fn sixteen(b: &GuardBed, src: impl Fn(u16) -> IpAddr) -> Vec<Vec<u8>> {
-    (1..=16).map(|i| udp_from(src(i), b.rx.port)).collect()
+/// 16 sources, each with a real connection to the server's `port`, flooding bare ACKs on
+/// it at once (so each proves itself real): frames round robin, each at 10x the rule.
+fn sixteen(b: &GuardBed, port: u16, src: impl Fn(u16) -> IpAddr) -> (Connections, Vec<Vec<u8>>) {
+    let sources: Vec<IpAddr> = (1..=16).map(src).collect();
+    let c = Connections::open(&b.bed, &sources, port);
+    let frames = c.acks();
+    (c, frames)
 }
 
 #[test]
 fn sixteen_sources_in_one_slash_24_become_one_ban_and_come_back_when_it_goes() {
-    let b = GuardBed::start(&config("aggregate_sources = 8"));
-    let frames = sixteen(&b, |i| IpAddr::V4(Ipv4Addr::new(198, 19, 77, i as u8 * 10)));
+    let b = GuardBed::start(&proven_config("aggregate_sources = 8"));
+    let (_c, frames) = sixteen(&b, 8077, |i| {
+        IpAddr::V4(Ipv4Addr::new(198, 19, 77, i as u8 * 10))
+    });
     let (after, e) = flood_until_banned(
         &b,
         &frames,
@@ -223,13 +239,15 @@ fn sixteen_sources_in_one_slash_24_become_one_ban_and_come_back_when_it_goes() {
 
 #[test]
 fn an_allow_inside_the_slash_24_prevents_aggregation() {
-    let b = GuardBed::start(&config("aggregate_sources = 8"));
+    let b = GuardBed::start(&proven_config("aggregate_sources = 8"));
     b.ok(
         "POST",
         "/v1/allows",
         r#"{"cidr":"198.19.78.250","reason":"a partner"}"#,
     );
-    let frames = sixteen(&b, |i| IpAddr::V4(Ipv4Addr::new(198, 19, 78, i as u8 * 10)));
+    let (_c, frames) = sixteen(&b, 8078, |i| {
+        IpAddr::V4(Ipv4Addr::new(198, 19, 78, i as u8 * 10))
+    });
     // Every flooding source ends banned on its own: all within a second of each other (a
     // source whose first limited packet fell just after a second began is a second later).
     let (after, all) = flood_until(&b, &frames, 16_000, Duration::from_secs(10), &|bans| {
@@ -250,8 +268,10 @@ fn an_allow_inside_the_slash_24_prevents_aggregation() {
 
 #[test]
 fn sixteen_ipv6_slash_64s_in_one_slash_48_become_one_ban() {
-    let b = GuardBed::start(&config("aggregate_sources = 8\naggregate_ipv6_prefix = 48"));
-    let frames = sixteen(&b, |i| {
+    let b = GuardBed::start(&proven_config(
+        "aggregate_sources = 8\naggregate_ipv6_prefix = 48",
+    ));
+    let (_c, frames) = sixteen(&b, 8079, |i| {
         IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x77, i, 0, 0, 0, 1))
     });
     let (_, e) = flood_until_banned(

@@ -5,6 +5,7 @@
 mod api;
 mod atomic;
 mod auto_bans;
+mod auto_proof;
 mod bulk;
 mod daemon_errors;
 mod durable;

@@ -130,7 +130,7 @@ fn bans_of_protected_addresses_are_refused_naming_them() {
 #[test]
 fn automatic_bans_skip_protected_addresses_and_aggregates_stop_short() {
     let b = GuardBed::start(
-        "[[rules]]\nname = \"per-source\"\nrate = 100.0\nburst = 100\nban_after = \"2s\"\n\n\
+        "[[rules]]\nname = \"per-source\"\nrate = 100.0\nburst = 100\nban_after = \"2s\"\nban_unverified = true\n\n\
          [bans]\nprotect = [\"198.18.40.7\"]\naggregate_sources = 3\n",
     );
     // A protected source limited for twice ban_after: limited, never banned.

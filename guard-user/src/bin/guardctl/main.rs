@@ -128,6 +128,9 @@ fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     // As guardd would see this host now.
     let protected = guard_user::protect::host::Protection::new(&config).current();
     guard_user::protect::check_deny(&deny, &tables, &protected, &config.lists.deny)?;
+    for w in config.warnings() {
+        eprintln!("warning: {w}");
+    }
     if json {
         let out = serde_json::json!({
             "file": file.display().to_string(),

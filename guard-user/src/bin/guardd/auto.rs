@@ -5,8 +5,12 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use guard_common::events::{LIMIT_WINDOW_NS, LimitReport};
-use guard_user::{auto::streaks::Streaks, engine::Engine, kernel::clock::monotonic_ns};
+use guard_common::events::{LIMIT_WINDOW_NS, LimitReport, report_kind};
+use guard_user::{
+    auto::streaks::{Due, Streaks},
+    engine::Engine,
+    kernel::clock::monotonic_ns,
+};
 use ipnet::IpNet;
 use tokio::io::unix::AsyncFd;
 use tracing::warn;
@@ -17,6 +21,17 @@ struct RuleView {
     ipv4_prefix: u8,
     ipv6_prefix: u8,
     ban_after_ns: Option<u64>,
+}
+
+impl RuleView {
+    /// The streak's key: the rule's prefix of a source.
+    fn net_of(&self, addr: IpAddr) -> IpNet {
+        let len = match addr {
+            IpAddr::V4(_) => self.ipv4_prefix,
+            IpAddr::V6(_) => self.ipv6_prefix,
+        };
+        IpNet::new(addr, len).map_or(IpNet::from(addr), |n| n.trunc())
+    }
 }
 
 fn rules_of(engine: &Engine) -> Vec<RuleView> {
@@ -62,9 +77,9 @@ pub async fn run(ring: RingBuf<MapData>, engine: Arc<Engine>) {
                 drain(fd.get_mut(), &mut streaks, &rules)
             }
         };
-        for (rule, net, limited_for) in due {
+        for (rule, net, due) in due {
             let e = engine.clone();
-            let _ = tokio::task::spawn_blocking(move || e.auto_ban(rule, net, limited_for)).await;
+            let _ = tokio::task::spawn_blocking(move || e.auto_ban(rule, net, due)).await;
         }
     }
 }
@@ -74,7 +89,7 @@ fn drain(
     ring: &mut RingBuf<MapData>,
     streaks: &mut Streaks,
     rules: &[RuleView],
-) -> Vec<(usize, IpNet, Duration)> {
+) -> Vec<(usize, IpNet, Due)> {
     let mut due = Vec::new();
     while let Some(item) = ring.next() {
         if item.len() < size_of::<LimitReport>() {
@@ -82,23 +97,27 @@ fn drain(
         }
         // SAFETY: the kernel wrote a LimitReport; read it unaligned from the ring.
         let r = unsafe { item.as_ptr().cast::<LimitReport>().read_unaligned() };
+        let Some(addr) = guard_common::events::addr_of(r.family, &r.addr) else {
+            continue;
+        };
+        if r.kind == report_kind::PROOF {
+            // Every rule that reported the packet this second (the reports before this
+            // one, maybe interleaved with other CPUs'): its streak is proven.
+            for (i, view) in rules.iter().enumerate() {
+                if view.ban_after_ns.is_some() {
+                    streaks.prove(i as u8, view.net_of(addr), r.second);
+                }
+            }
+            continue;
+        }
         let rule = r.rule as usize;
-        let Some(view) = rules.get(rule) else {
+        let Some((view, ban_after)) = rules.get(rule).and_then(|v| Some((v, v.ban_after_ns?)))
+        else {
             continue;
         };
-        let Some(ban_after) = view.ban_after_ns else {
-            continue;
-        };
-        let net = match guard_common::events::addr_of(r.family, &r.addr) {
-            Some(a @ IpAddr::V4(_)) => IpNet::new(a, view.ipv4_prefix),
-            Some(a @ IpAddr::V6(_)) => IpNet::new(a, view.ipv6_prefix),
-            None => continue,
-        };
-        let Ok(net) = net.map(|n| n.trunc()) else {
-            continue;
-        };
-        if let Some(ns) = streaks.report(r.rule, net, r.second, r.at_ns, ban_after) {
-            due.push((rule, net, Duration::from_nanos(ns)));
+        let net = view.net_of(addr);
+        if let Some(d) = streaks.report(r.rule, net, r.second, r.at_ns, ban_after) {
+            due.push((rule, net, d));
         }
     }
     due

@@ -70,6 +70,9 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     checks::privileges()?;
     checks::kernel()?;
     checks::fleet(&config)?;
+    for w in config.warnings() {
+        warn!("{w}");
+    }
     // Before touching the kernel: a live daemon on our socket means this one must not start.
     if std::os::unix::net::UnixStream::connect(&config.api.socket).is_ok() {
         bail!("another guardd is serving {}", config.api.socket.display());

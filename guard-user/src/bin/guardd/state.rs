@@ -16,7 +16,7 @@ use guard_user::{
     engine::{Applied, Engine, EngineError},
     kernel::{attach::Attachment, pins::PinLayout},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{Options, settings};
 
@@ -96,6 +96,9 @@ impl Daemon {
             }
             other => ReloadError::Refused(other),
         })?;
+        for w in config.warnings() {
+            warn!("{w}");
+        }
         info!(
             allow = applied.lists.allow,
             deny = applied.lists.deny,
