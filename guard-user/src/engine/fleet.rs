@@ -229,6 +229,7 @@ fn not_applied(r: &Request, e: &DynError) -> Refused {
     let origin = r.remote.as_ref().map_or("?", |x| x.origin.as_str());
     let why = match e {
         DynError::Protected { .. } => Refusal::Protected,
+        DynError::RemoteLengths { .. } => Refusal::Lengths,
         _ => Refusal::NotApplied,
     };
     Refused::new(

@@ -124,7 +124,7 @@ impl Engine {
             protection: Protection::default(),
         };
         let mut table = DynamicTable::new(maps, kernel.max_bans(), MAX_ALLOWS, monotonic_ns())?;
-        table.node = config.node_name();
+        table.set_node(config.node_name());
         let mut kernel = kernel;
         kernel.datapath.set_dyn_lens(&table.lens()?)?;
         let queued = durable.lock().expect("durable lock").take_outbox();

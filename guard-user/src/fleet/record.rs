@@ -168,12 +168,14 @@ pub enum Refusal {
     Expiry,
     /// A ban covering an address this host protects (`crate::protect`).
     Protected,
+    /// A prefix length past those entries from the fleet may use (`MAX_REMOTE_LENS`).
+    Lengths,
     /// Valid, but this host's checks refused it (an allow-listed address, no room).
     NotApplied,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Key,
         Refusal::Size,
         Refusal::Malformed,
@@ -183,6 +185,7 @@ impl Refusal {
         Refusal::BanNumber,
         Refusal::Expiry,
         Refusal::Protected,
+        Refusal::Lengths,
         Refusal::NotApplied,
     ];
 
@@ -197,6 +200,7 @@ impl Refusal {
             Refusal::BanNumber => "ban_number",
             Refusal::Expiry => "expiry",
             Refusal::Protected => "protected",
+            Refusal::Lengths => "lengths",
             Refusal::NotApplied => "not_applied",
         }
     }

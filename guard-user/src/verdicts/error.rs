@@ -36,6 +36,12 @@ pub enum DynError {
         "{family} bans and allows would use {count} distinct prefix lengths; at most {MAX_DYN_LENS} are supported"
     )]
     TooManyLengths { family: &'static str, count: usize },
+    #[error(
+        "entries from other nodes would use {count} distinct {family} prefix lengths; at most \
+         {} are taken from the fleet, the rest stay for this host's own",
+        super::policy::MAX_REMOTE_LENS
+    )]
+    RemoteLengths { family: &'static str, count: usize },
     #[error("no {} for {net}", .kind.as_str())]
     NotFound { net: IpNet, kind: Kind },
     #[error("kernel map {name}")]

@@ -69,6 +69,8 @@ pub struct DynamicTable {
     expiry: BTreeSet<(u64, IpNet)>,
     /// Entries per (family, length): the lengths the kernel probes, without a scan.
     lengths: BTreeMap<(bool, u8), usize>,
+    /// The same for entries other nodes made (`policy::remote_room`).
+    remote_lengths: BTreeMap<(bool, u8), usize>,
     /// The temporary allows (a ban inside one is refused), without a scan.
     allow_nets: BTreeSet<IpNet>,
     history: History,
@@ -78,8 +80,8 @@ pub struct DynamicTable {
     pub max_allows: usize,
     /// Refusals because a table was full, for metrics.
     pub refused_full: u64,
-    /// This host's fleet name: the origin of entries made here.
-    pub node: String,
+    /// This host's fleet name: the origin of entries made here (`set_node`).
+    node: String,
     /// What changed since the last `take_journal`, for the durable state.
     journal: Vec<crate::state::Change>,
     /// Bans an aggregate prefix ban replaced, by that prefix (`superseded`).
@@ -149,6 +151,7 @@ impl DynamicTable {
             entries: BTreeMap::new(),
             expiry: BTreeSet::new(),
             lengths: BTreeMap::new(),
+            remote_lengths: BTreeMap::new(),
             allow_nets: BTreeSet::new(),
             history: History::new(hist_capacity, found),
             bans: 0,
@@ -178,6 +181,16 @@ impl DynamicTable {
 
     pub fn allows_active(&self) -> usize {
         self.allows
+    }
+
+    /// Names this host (the origin of entries made here); entries of other origins are
+    /// counted as remote from here on.
+    pub fn set_node(&mut self, node: String) {
+        self.node = node;
+        self.remote_lengths.clear();
+        for e in self.entries.values().filter(|e| *e.origin != *self.node) {
+            *self.remote_lengths.entry(length_of(&e.net)).or_default() += 1;
+        }
     }
 
     /// Sources with an escalation history (`BAN_HIST` entries).
@@ -222,6 +235,10 @@ impl DynamicTable {
     ) -> Result<Prepared, DynError> {
         let reqs = policy::last_of_each(reqs);
         self.check(kind, &reqs, guards)?;
+        policy::remote_room(
+            &self.remote_lengths,
+            reqs.iter().filter(|r| r.remote.is_some()),
+        )?;
         let now_unix = unix_now_ns();
         let plan = policy::plan(
             kind,
@@ -452,6 +469,9 @@ impl DynamicTable {
             }
         }
         *self.lengths.entry(length_of(&e.net)).or_default() += 1;
+        if *e.origin != *self.node {
+            *self.remote_lengths.entry(length_of(&e.net)).or_default() += 1;
+        }
         if e.expires_mono_ns != 0 {
             self.expiry.insert((e.expires_mono_ns, e.net));
         }
@@ -468,10 +488,16 @@ impl DynamicTable {
             }
         }
         let length = length_of(net);
-        if let Some(n) = self.lengths.get_mut(&length) {
-            *n -= 1;
-            if *n == 0 {
-                self.lengths.remove(&length);
+        let remote = *e.origin != *self.node;
+        for (counts, of_it) in [
+            (&mut self.lengths, true),
+            (&mut self.remote_lengths, remote),
+        ] {
+            if let Some(n) = counts.get_mut(&length).filter(|_| of_it) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&length);
+                }
             }
         }
         self.expiry.remove(&(e.expires_mono_ns, e.net));

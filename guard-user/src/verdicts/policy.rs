@@ -54,6 +54,28 @@ pub(super) fn covered_by_allow(
     })
 }
 
+/// Distinct prefix lengths per family that entries made on other nodes may use: the kernel
+/// probes at most `MAX_DYN_LENS`, and a fleet record of each new length would otherwise let
+/// whoever writes the buckets use them all, leaving this host unable to ban at any other.
+pub const MAX_REMOTE_LENS: usize = 4;
+
+/// Refuses remote requests that would take the lengths remote entries use past
+/// `MAX_REMOTE_LENS` in a family.
+pub(super) fn remote_room<'a>(
+    remote_lengths: &std::collections::BTreeMap<(bool, u8), usize>,
+    reqs: impl Iterator<Item = &'a Request>,
+) -> Result<(), DynError> {
+    let mut lens: BTreeSet<(bool, u8)> = remote_lengths.keys().copied().collect();
+    lens.extend(reqs.map(|r| super::scan::length_of(&r.net)));
+    for (is_v6, family) in [(false, "IPv4"), (true, "IPv6")] {
+        let count = lens.iter().filter(|(v6, _)| *v6 == is_v6).count();
+        if count > MAX_REMOTE_LENS {
+            return Err(DynError::RemoteLengths { family, count });
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a batch adding `adding` entries to `active` of at most `max`.
 pub(super) fn room(kind: Kind, active: usize, max: usize, adding: usize) -> Result<(), DynError> {
     if active + adding <= max {
@@ -202,6 +224,52 @@ mod tests {
         assert_eq!(got.1.to_string(), "198.18.0.0/24");
         // A wider ban than the allow is not inside it.
         assert!(covered_by_allow(&[req("198.18.0.0/16", None)], &allows).is_none());
+    }
+
+    #[test]
+    fn the_fleet_gets_four_prefix_lengths_per_family() {
+        let remote = |net: &str| Request {
+            remote: Some(super::super::Remote {
+                origin: "web-2".into(),
+                expires_unix_ns: 0,
+                created_unix_ns: 0,
+                ban_number: 1,
+                unverified: false,
+            }),
+            ..req(net, None)
+        };
+        let held: std::collections::BTreeMap<(bool, u8), usize> = [
+            ((false, 32), 5),
+            ((false, 24), 1),
+            ((false, 20), 1),
+            ((true, 64), 2),
+        ]
+        .into();
+        // A fourth IPv4 length fits, a fifth does not; IPv6 counts on its own.
+        assert!(remote_room(&held, [remote("198.18.0.0/16")].iter()).is_ok());
+        let e = remote_room(
+            &held,
+            [remote("198.18.0.0/16"), remote("198.18.0.0/17")].iter(),
+        );
+        assert!(
+            matches!(
+                e,
+                Err(DynError::RemoteLengths {
+                    family: "IPv4",
+                    count: 5
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            remote_room(
+                &held,
+                [remote("2001:db8::/48"), remote("2001:db8::/56")].iter()
+            )
+            .is_ok()
+        );
+        // Lengths already held cost nothing.
+        assert!(remote_room(&held, [remote("198.18.1.0/24")].iter()).is_ok());
     }
 
     #[test]

@@ -127,19 +127,52 @@ fn hostile_records_are_refused_counted_and_change_nothing() {
         // Logged, but not once per record: once per reason a minute.
         let log = h.g.log();
         let lines = log.matches("fleet: refused a record").count();
-        let reasons = 6;
+        let reasons = 7;
         assert!(
             (1..=reasons).contains(&lines),
             "host {i}: {lines} refusal lines for {} records:\n{log}",
             attacks.len()
         );
     }
+    // Nine prefix lengths of valid bans: the kernel probes eight per family, so whoever
+    // writes the bucket could take them all and leave every host unable to ban at another.
+    // The fleet gets four; the rest are refused, and each host still bans at its own.
+    for len in 17u8..=25 {
+        let key = format!("198.18.128.0/{len}");
+        let answer = nats.raw_publish(&f.hub, &format!("$KV.guard_bans.{key}"), valid.as_bytes());
+        assert!(answer.contains("\"seq\""), "{key}: {answer}");
+    }
+    for (i, h) in f.hosts.iter().enumerate() {
+        let counted = within(Duration::from_secs(5), || {
+            refused(&h.scrape(), "lengths") >= 5
+        });
+        assert!(
+            counted.is_some(),
+            "host {i}: lengths past four refused:\n{}",
+            h.scrape()
+        );
+        let bans = h.g.api("GET", "/v1/bans", None).1;
+        let n = bans["entries"].as_array().map_or(0, Vec::len);
+        assert_eq!(n, 4, "host {i}: four lengths from the fleet: {bans}");
+        // This host's own bans, at lengths the fleet does not use, still go in.
+        for cidr in ["198.18.77.7", "198.18.78.0/24", "198.18.80.0/20"] {
+            let (code, json) = h.g.api(
+                "POST",
+                "/v1/bans",
+                Some(&format!(
+                    r#"{{"cidr":"{cidr}","ttl_secs":60,"local":true}}"#
+                )),
+            );
+            assert_eq!(code, 200, "host {i}: ban {cidr}: {json}");
+        }
+    }
     // A host that starts afresh (a new state directory, nothing pinned) catches up with the
     // same bucket: it refuses the same records and restores nothing.
     f.add_host("c", "");
     f.wait_in_sync(Duration::from_secs(20));
     let c = &f.hosts[2];
-    assert_eq!(c.g.api("GET", "/v1/stats", None).1["bans_active"], 0);
+    // Only the four prefix-length records of valid bans.
+    assert_eq!(c.g.api("GET", "/v1/stats", None).1["bans_active"], 4);
     assert!(refused(&c.scrape(), "key") >= 3, "{}", c.scrape());
     assert_eq!(c.deliver(client4(3), 20), 20);
 }

@@ -121,9 +121,11 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let deny = dir.path().join("deny.txt");
     std::fs::write(&deny, "# demo deny list\n198.18.0.3\n")?;
+    // The demo's floods are UDP, which cannot prove a source real: without
+    // `ban_unverified` the rule would limit them and never ban (docs/AUTO_BANS.md).
     let default = EMBEDDED_DEFAULT.replace(
         "name = \"per-source\"\n",
-        "name = \"per-source\"\nban_after = \"3s\"\n",
+        "name = \"per-source\"\nban_after = \"3s\"\nban_unverified = true\n",
     );
     let config = format!("{default}\n{PER_NET_RULE}\n[lists]\ndeny = [{deny:?}]\n");
     let parsed = Config::parse(&config, "<demo config>")?;

@@ -35,7 +35,8 @@ impl From<DynError> for ApiError {
             DynError::CoveredByAllow { .. } | DynError::Protected { .. } => StatusCode::CONFLICT,
             DynError::BansFull { .. }
             | DynError::AllowsFull { .. }
-            | DynError::TooManyLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            | DynError::TooManyLengths { .. }
+            | DynError::RemoteLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,
             DynError::NotFound { .. } => StatusCode::NOT_FOUND,
             DynError::Map { .. }
             | DynError::MissingMap { .. }
