@@ -128,6 +128,13 @@ impl Engine {
                         puts.push(r);
                     }
                 }
+                RemoteOp::Delete(net) if !f.trusted(kind) => {
+                    let why = Refused::new(
+                        Refusal::Bucket,
+                        format!("the deletion of {net}: the bucket is not made as guard makes it"),
+                    );
+                    f.refuse(kind, &key_of(&net), &why);
+                }
                 RemoteOp::Delete(net) => {
                     // Puts before it in the batch go first: order is the bucket's.
                     self.add_remote(&mut t, kind, std::mem::take(&mut puts), &mut out);
@@ -156,6 +163,10 @@ impl Engine {
     /// no longer holds (removed while this host was away) are removed here too.
     pub fn forget_remote_missing(&self, kind: Kind, present: &HashSet<IpNet>) -> usize {
         let Some(f) = &self.fleet else { return 0 };
+        // A bucket that may lose records by itself says nothing by not holding one.
+        if !f.trusted(kind) {
+            return 0;
+        }
         let mut t = self.verdicts();
         let stale: Vec<IpNet> = t
             .of_kind(kind)

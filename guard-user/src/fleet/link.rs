@@ -183,6 +183,9 @@ async fn session(
     let replicas = client.server_info().connect_urls.len().clamp(1, 3);
     let bans = bucket(&js, Kind::Ban, replicas).await?;
     let allows = bucket(&js, Kind::Allow, replicas).await?;
+    for (kind, store) in [(Kind::Ban, &bans), (Kind::Allow, &allows)] {
+        trust(fleet, kind, store).await?;
+    }
     let synced = super::watch::Catchup::new(2);
     // A lost connection ends the session at once: the next one resumes from the last
     // revision applied, rather than waiting on the watches' own recovery.
@@ -203,19 +206,51 @@ async fn session(
     }
 }
 
-/// The bucket of `kind`, created when no node has yet.
-async fn bucket(
-    js: &jetstream::Context,
-    kind: Kind,
-    replicas: usize,
-) -> Result<kv::Store, FleetError> {
+/// Whether the bucket of `kind` keeps what guard needs to trust its deletions: one record
+/// per key, deletions only by marker, records kept at least as long as a verdict lives. A
+/// bucket made otherwise (by hand, or by someone with rights to recreate it) could drop
+/// records on its own, and a catch-up would then lift every verdict they held on every
+/// host: its deletions are ignored, and it is reported once per session.
+async fn trust(fleet: &Fleet, kind: Kind, store: &kv::Store) -> Result<(), FleetError> {
     let name = record::bucket(kind);
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
+    let status = store
+        .status()
+        .await
+        .map_err(|e| nats(format!("reading bucket {name}"))(e.into()))?;
+    let found = &status.info.config;
+    let made = stream_config(kind, found.num_replicas);
+    let mut differs = Vec::new();
+    if found.subjects != made.subjects {
+        differs.push(format!("subjects {:?}", found.subjects));
     }
-    // The stream a key-value bucket is, made directly: async-nats' create_key_value first
-    // reads the account's info, whose 2.10 fields a 2.9 server does not send.
-    let config = jetstream::stream::Config {
+    if found.max_messages_per_subject != 1 {
+        differs.push(format!("history {}", found.max_messages_per_subject));
+    }
+    if !found.deny_delete {
+        differs.push("messages may be deleted".into());
+    }
+    // Shorter than guard's: records would vanish while their verdicts live.
+    if !found.max_age.is_zero() && (made.max_age.is_zero() || found.max_age < made.max_age) {
+        differs.push(format!("records expire after {:?}", found.max_age));
+    }
+    let trusted = differs.is_empty();
+    if !trusted {
+        error!(
+            bucket = name,
+            "fleet: the bucket was not made as guard makes it ({}): its deletions are not \
+             trusted on this host (verdicts it lifts stay until they expire); recreate it \
+             (docs/FLEET.md)",
+            differs.join(", ")
+        );
+    }
+    fleet.set_trusted(kind, trusted);
+    Ok(())
+}
+
+/// The stream of the bucket of `kind` as guard makes it.
+fn stream_config(kind: Kind, replicas: usize) -> jetstream::stream::Config {
+    let name = record::bucket(kind);
+    jetstream::stream::Config {
         name: format!("KV_{name}"),
         description: Some(format!("guard: {}s shared by the fleet", kind.as_str())),
         subjects: vec![format!("$KV.{name}.>")],
@@ -235,8 +270,22 @@ async fn bucket(
         allow_direct: true,
         discard: jetstream::stream::DiscardPolicy::New,
         ..Default::default()
-    };
-    let made = js.create_stream(config).await;
+    }
+}
+
+/// The bucket of `kind`, created when no node has yet.
+async fn bucket(
+    js: &jetstream::Context,
+    kind: Kind,
+    replicas: usize,
+) -> Result<kv::Store, FleetError> {
+    let name = record::bucket(kind);
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
+    }
+    // The stream a key-value bucket is, made directly: async-nats' create_key_value first
+    // reads the account's info, whose 2.10 fields a 2.9 server does not send.
+    let made = js.create_stream(stream_config(kind, replicas)).await;
     match js.get_key_value(name).await {
         Ok(store) => {
             if made.is_ok() {

@@ -32,6 +32,8 @@ pub struct Fleet {
     pub connected: AtomicBool,
     /// NATS refused a publication to a bucket (a node whose user only receives).
     pub publish_denied: AtomicBool,
+    /// Per bucket (bans, allows): made as guard makes it, so its deletions are trusted.
+    trusted: [AtomicBool; 2],
     /// Both buckets' state applied since the last (re)connection.
     pub in_sync: AtomicBool,
     last_applied_unix_ns: AtomicU64,
@@ -63,6 +65,15 @@ fn applied_index(kind: Kind, put: bool) -> usize {
 }
 
 impl Fleet {
+    /// Whether deletions the bucket of `kind` delivers are applied (`link::trust`).
+    pub fn trusted(&self, kind: Kind) -> bool {
+        self.trusted[(kind == Kind::Allow) as usize].load(Relaxed)
+    }
+
+    pub(super) fn set_trusted(&self, kind: Kind, trusted: bool) {
+        self.trusted[(kind == Kind::Allow) as usize].store(trusted, Relaxed);
+    }
+
     /// The fleet of `config`, with the verdicts the state database still had to publish;
     /// none without `[fleet] servers`.
     pub fn new(config: &Config, queued: Vec<OutboxRow>, capacity: usize) -> Option<Fleet> {
@@ -73,6 +84,7 @@ impl Fleet {
             outbox: Outbox::new(queued, capacity),
             connected: AtomicBool::new(false),
             publish_denied: AtomicBool::new(false),
+            trusted: [AtomicBool::new(true), AtomicBool::new(true)],
             in_sync: AtomicBool::new(false),
             last_applied_unix_ns: AtomicU64::new(0),
             applied: Default::default(),

@@ -170,12 +170,14 @@ pub enum Refusal {
     Protected,
     /// A prefix length past those entries from the fleet may use (`MAX_REMOTE_LENS`).
     Lengths,
+    /// A deletion from a bucket not made as guard makes it (`link::trust`).
+    Bucket,
     /// Valid, but this host's checks refused it (an allow-listed address, no room).
     NotApplied,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::Key,
         Refusal::Size,
         Refusal::Malformed,
@@ -186,6 +188,7 @@ impl Refusal {
         Refusal::Expiry,
         Refusal::Protected,
         Refusal::Lengths,
+        Refusal::Bucket,
         Refusal::NotApplied,
     ];
 
@@ -201,6 +204,7 @@ impl Refusal {
             Refusal::Expiry => "expiry",
             Refusal::Protected => "protected",
             Refusal::Lengths => "lengths",
+            Refusal::Bucket => "bucket",
             Refusal::NotApplied => "not_applied",
         }
     }

@@ -176,3 +176,68 @@ fn hostile_records_are_refused_counted_and_change_nothing() {
     assert!(refused(&c.scrape(), "key") >= 3, "{}", c.scrape());
     assert_eq!(c.deliver(client4(3), 20), 20);
 }
+
+#[test]
+fn a_bucket_made_otherwise_is_reported_and_its_deletions_are_not_trusted() {
+    let f0 = FleetBed::new(false);
+    // Someone made the bans' bucket before any guard did, with records that expire after
+    // 3 s: once they have, a catch-up would find the bucket empty and lift every ban.
+    let config = r#"{"name":"KV_guard_bans","subjects":["$KV.guard_bans.>"],"max_msgs_per_subject":1,"max_age":3000000000,"deny_delete":true,"allow_rollup_hdrs":true,"storage":"file","num_replicas":1,"discard":"new","retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1}"#;
+    let answer = f0.nats[0].raw_publish(
+        &f0.hub,
+        "$JS.API.STREAM.CREATE.KV_guard_bans",
+        config.as_bytes(),
+    );
+    assert!(
+        answer.contains("\"config\""),
+        "the stream was made: {answer}"
+    );
+    let mut f = f0;
+    for node in ["a", "b"] {
+        f.add_host(node, "");
+    }
+    f.wait_in_sync(Duration::from_secs(20));
+    let (a, b) = (&f.hosts[0], &f.hosts[1]);
+    assert!(
+        b.g.wait_for_log(
+            "the bucket was not made as guard makes it (records expire after 3s)",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        b.g.log()
+    );
+    a.ok(
+        "POST",
+        "/v1/bans",
+        r#"{"cidr":"198.18.0.5","ttl_secs":600}"#,
+    );
+    let has = |h: &guard_tests::bed::GuardBed| {
+        h.g.api("GET", "/v1/bans", None).1["entries"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["cidr"] == "198.18.0.5/32"))
+    };
+    assert!(
+        within(Duration::from_secs(5), || has(b)).is_some(),
+        "{}",
+        b.g.log()
+    );
+    // The record ages out of the stream; b restarts and catches up with an empty bucket
+    // (a whole catch-up: a new guardd resumes from nothing).
+    std::thread::sleep(Duration::from_secs(4));
+    let b = &mut f.hosts[1];
+    assert!(b.g.stop().success(), "{}", b.g.log());
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
+    let caught = within(Duration::from_secs(20), || {
+        b.g.log()
+            .matches("fleet: caught up with the bucket")
+            .count()
+            >= 4
+    });
+    assert!(caught.is_some(), "b caught up again:\n{}", b.g.log());
+    assert!(
+        has(b),
+        "the ban stays: the bucket's silence lifts nothing:\n{}",
+        b.g.log()
+    );
+    assert_eq!(b.deliver(client4(5), 20), 0);
+}
