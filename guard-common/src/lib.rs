@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod dynamic;
 pub mod events;
+pub mod fleet;
 pub mod lists;
 pub mod rules;
 pub mod siphash;
@@ -44,8 +45,10 @@ pub mod map_names {
     pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
     pub const LIMIT_SEEN: &str = "LIMIT_SEEN";
     pub const LIMIT_REPORTS: &str = "LIMIT_REPORTS";
+    pub const FLEET_PEERS: &str = "FLEET_PEERS";
+    pub const FLEET_HINT: &str = "FLEET_HINT";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 24] = [
         CONFIG,
         STATS,
         V4_DIR24,
@@ -68,6 +71,8 @@ pub mod map_names {
         EVENT_BUDGET,
         LIMIT_SEEN,
         LIMIT_REPORTS,
+        FLEET_PEERS,
+        FLEET_HINT,
     ];
 }
 
@@ -92,6 +97,7 @@ mod pod {
     unsafe impl aya::Pod for crate::dynamic::BanHistory {}
     unsafe impl aya::Pod for crate::events::DropEvent {}
     unsafe impl aya::Pod for crate::events::LimitReport {}
+    unsafe impl aya::Pod for crate::fleet::FleetPeer {}
 }
 
 #[cfg(test)]
@@ -116,6 +122,7 @@ mod tests {
         );
         assert_eq!(size_of::<lists::Bitmap512>(), 64);
         assert_eq!(size_of::<events::LimitReport>(), 16 + 8 + 4 + 4);
+        assert_eq!(size_of::<fleet::FleetPeer>(), 16 + 4);
     }
 
     #[test]

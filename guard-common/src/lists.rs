@@ -212,6 +212,8 @@ pub mod flags {
     pub const MONITOR: u32 = 1 << 0;
     /// Drop packets with malformed or truncated headers instead of passing them.
     pub const DROP_MALFORMED: u32 = 1 << 1;
+    /// `FLEET_PEERS` holds servers: their connections' segments skip the rules.
+    pub const FLEET_PEERS: u32 = 1 << 2;
 }
 
 /// The single element of the `CONFIG` array: settings the daemon can change at run time.

@@ -3,6 +3,7 @@
 //! 1. malformed or truncated headers: counted, passed (dropped when configured);
 //! 2. allow list, then temporary allows: pass, bypassing everything below;
 //! 3. deny list, then active bans (TTL checked here): drop;
+//!    a segment of an established connection with a fleet server: pass (`fleet`);
 //! 4. rate rules: every matching rule charges the source's bucket; an empty one drops;
 //!    a source a rule with `ban_after` reports limited is checked for proof that it is
 //!    real (a segment of a TCP connection this host established, `proof`);
@@ -22,6 +23,7 @@
 
 mod dynamic;
 mod events;
+mod fleet;
 mod lists;
 mod proof;
 mod rate;
@@ -83,6 +85,14 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
     }
     if dynamic == Dynamic::Ban {
         return drop_from(cfg, Reason::Ban, &pkt, 0);
+    }
+    if cfg.flags & flags::FLEET_PEERS != 0
+        && pkt.proto == guard_common::rules::PROTO_TCP
+        && fleet::maybe_peer(&pkt)
+        // SAFETY: the program's context, and a packet on this frame.
+        && unsafe { fleet::guard_fleet_peer(ctx.ctx, &raw const pkt) } != 0
+    {
+        return count(Verdict::Pass, Reason::None);
     }
     let mut now = 0;
     let rated = rate::apply(&pkt, cfg, &mut now);

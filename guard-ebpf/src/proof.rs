@@ -41,17 +41,25 @@ pub unsafe extern "C" fn guard_proof(ctx: *mut xdp_md, pkt: *const Packet, now: 
 
 #[inline(always)]
 fn check(ctx: &XdpContext, pkt: &Packet, now: u64) {
-    // A bare ACK or a data segment: SYNs and resets prove nothing.
+    if established(ctx, pkt) {
+        crate::events::report_proof(&pkt.source(), now);
+    }
+}
+
+/// Whether `pkt` is a segment (ACK set, no SYN, no RST: SYNs and resets prove nothing) of a
+/// TCP connection this host has past its handshake.
+#[inline(always)]
+pub fn established(ctx: &XdpContext, pkt: &Packet) -> bool {
     if pkt.proto != PROTO_TCP
         || pkt.l4_present == 0
         || pkt.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK) != TCP_FLAG_ACK
     {
-        return;
+        return false;
     }
     // SAFETY: the tuple is plain data, all zero to start.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
     let Some(size) = fill(ctx, pkt, &mut tuple) else {
-        return;
+        return false;
     };
     // SAFETY: the helper reads `size` bytes of the tuple; a non-null socket is released
     // below on every path.
@@ -65,14 +73,18 @@ fn check(ctx: &XdpContext, pkt: &Packet, now: u64) {
         )
     };
     if sk.is_null() {
-        return;
+        return false;
     }
     // SAFETY: a socket the lookup returned; `state` is readable on any socket it returns.
     let state = unsafe { (*sk).state };
     unsafe { bpf_sk_release(sk.cast()) };
-    if state < 32 && PROVEN_STATES & (1 << state) != 0 {
-        crate::events::report_proof(&pkt.source(), now);
-    }
+    state < 32 && PROVEN_STATES & (1 << state) != 0
+}
+
+/// The source port of `pkt` (a TCP or UDP header), host order.
+#[inline(always)]
+pub fn source_port(ctx: &XdpContext, pkt: &Packet) -> Option<u16> {
+    at::<u16>(ctx, (pkt.l4_off & 0x3fff) as usize).map(u16::from_be)
 }
 
 /// The lookup's tuple from the packet (addresses and ports as on the wire); its size.

@@ -26,10 +26,17 @@ impl GuardBed {
 
     /// Starts guardd on a testbed made beforehand (joined to other namespaces, say).
     pub fn start_on(bed: Testbed, config: &str) -> GuardBed {
+        let ifaces = [bed.server_if.clone()];
+        GuardBed::start_guarding(bed, &ifaces, config)
+    }
+
+    /// As `start_on`, guarding `ifaces` (the testbed's own first).
+    pub fn start_guarding(bed: Testbed, ifaces: &[String], config: &str) -> GuardBed {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("deny.txt"), "").expect("deny.txt");
         let config = config.replace("{dir}", dir.path().to_str().expect("utf-8 tempdir"));
-        let g = Guardd::start(&bed.server, &bed.server_if, &config);
+        let names: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+        let g = Guardd::start_on(&bed.server, &names, &config);
         let rx = Receiver::bind(&bed.server);
         let tx = RawSender::open(&bed.client, &bed.client_if);
         GuardBed {

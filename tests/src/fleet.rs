@@ -30,6 +30,11 @@ impl Hub {
 
     /// Joins `host`'s namespace to the hub; returns the hub's address as that host sees it.
     pub fn join(&mut self, host: &Netns) -> String {
+        self.join_via(host).0
+    }
+
+    /// As `join`, also naming the host's end of the link.
+    pub fn join_via(&mut self, host: &Netns) -> (String, String) {
         self.links += 1;
         let i = self.links;
         let tag = unique_tag();
@@ -56,7 +61,7 @@ impl Hub {
         host.ip(&["addr", "add", &format!("198.19.{i}.2/24"), "dev", &host_if]);
         self.ns.ip(&["link", "set", &hub_if, "up"]);
         host.ip(&["link", "set", &host_if, "up"]);
-        format!("198.19.{i}.1")
+        (format!("198.19.{i}.1"), host_if)
     }
 }
 
@@ -222,6 +227,19 @@ impl FleetBed {
     /// Starts a host named `node` with `config` and the fleet section; returns its index.
     pub fn add_host(&mut self, node: &str, config: &str) -> usize {
         self.add_host_with(node, config, "")
+    }
+
+    /// As `add_host`, with guardd guarding the host's link to NATS too: the fleet's own
+    /// traffic crosses the XDP program, as on a host with one interface.
+    pub fn add_host_guarding_nats(&mut self, node: &str, config: &str) -> usize {
+        let bed = Testbed::new();
+        let (addr, link) = self.hub.join_via(&bed.server);
+        let ports: Vec<u16> = self.nats.iter().map(|n| n.port).collect();
+        let config = format!("{config}\n{}", fleet_config(node, &addr, &ports));
+        let ifaces = [bed.server_if.clone(), link];
+        self.hosts
+            .push(GuardBed::start_guarding(bed, &ifaces, &config));
+        self.hosts.len() - 1
     }
 
     /// As `add_host`, with more `[fleet]` lines (TLS files, say).

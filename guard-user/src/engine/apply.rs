@@ -62,10 +62,13 @@ impl Engine {
         let counts = tables.counts;
         // The refill keeps its period (a change is refused above).
         let ticks = ticks_per_period(k.config.refill_period, k.config.refill_batches_per_second);
+        // The fleet's connections skip the rules: the servers are in the map before the
+        // flag that turns the lookup on.
+        let fleet_flag = k.datapath.set_fleet_peers(protection.fleet_servers())?;
         let change = Change {
             tables,
             rules: &rules,
-            flags: runtime_flags(config),
+            flags: runtime_flags(config) | fleet_flag,
             refill_ticks: ticks,
             stale_after: config.refill_stale_after,
         };

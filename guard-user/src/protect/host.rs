@@ -5,7 +5,7 @@
 //! is older than `REFRESH`; the fleet's servers are resolved once per configuration.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs},
     sync::{Arc, mpsc},
     thread,
     time::{Duration, Instant},
@@ -31,6 +31,8 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Protection {
     /// `[bans] protect` and the fleet's servers.
     fixed: Vec<Protect>,
+    /// The fleet's servers as resolved (address and port).
+    fleet: Vec<SocketAddr>,
     interfaces: Vec<String>,
     read_at: Instant,
     set: Arc<Protected>,
@@ -41,6 +43,7 @@ impl Default for Protection {
     fn default() -> Self {
         Protection {
             fixed: Vec::new(),
+            fleet: Vec::new(),
             interfaces: Vec::new(),
             read_at: Instant::now(),
             set: Arc::default(),
@@ -61,12 +64,16 @@ impl Protection {
                 why: Why::Config,
             })
             .collect();
+        let mut fleet = Vec::new();
         for server in &config.fleet.servers {
-            match server_addresses(server) {
-                Ok(addrs) => fixed.extend(addrs.into_iter().map(|a| Protect {
-                    net: IpNet::from(a),
-                    why: Why::FleetServer(server.clone()),
-                })),
+            match server_endpoints(server) {
+                Ok(addrs) => {
+                    fixed.extend(addrs.iter().map(|a| Protect {
+                        net: IpNet::from(a.ip()),
+                        why: Why::FleetServer(server.clone()),
+                    }));
+                    fleet.extend(addrs);
+                }
                 Err(e) => warn!("cannot protect the fleet server {server}: {e}"),
             }
         }
@@ -74,10 +81,16 @@ impl Protection {
         let set = Arc::new(read(&fixed, &interfaces));
         Protection {
             fixed,
+            fleet,
             interfaces,
             read_at: Instant::now(),
             set,
         }
+    }
+
+    /// The fleet's servers, resolved when the configuration was applied.
+    pub fn fleet_servers(&self) -> &[SocketAddr] {
+        &self.fleet
     }
 
     /// The set in force, read again from the host when older than `REFRESH`.
@@ -163,19 +176,32 @@ fn resolvers(text: &str) -> Vec<IpAddr> {
         .collect()
 }
 
-/// The addresses of a `[fleet] servers` entry (`nats://host:4222`, `tls://user:pw@host`,
-/// `host:port`, `[2001:db8::1]:4222`): the host itself when it is an address, else what
-/// it resolves to within `RESOLVE_TIMEOUT`.
-pub fn server_addresses(server: &str) -> Result<Vec<IpAddr>, String> {
+/// NATS's port when a server names none.
+const NATS_PORT: u16 = 4222;
+
+/// The addresses and port of a `[fleet] servers` entry (`nats://host:4222`,
+/// `tls://user:pw@host`, `host:port`, `[2001:db8::1]:4222`): the host itself when it is an
+/// address, else what it resolves to within `RESOLVE_TIMEOUT`.
+pub fn server_endpoints(server: &str) -> Result<Vec<SocketAddr>, String> {
     let rest = server.split_once("://").map_or(server, |(_, r)| r);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or(rest);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => authority.split(':').next().unwrap_or(authority),
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
+            (host, after.strip_prefix(':'))
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse().map_err(|_| format!("port {p:?} is not a port"))?,
+        None => NATS_PORT,
     };
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![ip]);
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
     if host.is_empty() {
         return Err("no host in it".into());
@@ -185,9 +211,9 @@ pub fn server_addresses(server: &str) -> Result<Vec<IpAddr>, String> {
     // The system's resolver blocks and has no timeout of its own.
     thread::spawn(move || {
         let _ = tx.send(
-            (name.as_str(), 4222)
+            (name.as_str(), port)
                 .to_socket_addrs()
-                .map(|a| a.map(|s| s.ip()).collect::<Vec<_>>()),
+                .map(Iterator::collect::<Vec<_>>),
         );
     });
     match rx.recv_timeout(RESOLVE_TIMEOUT) {
@@ -229,24 +255,26 @@ mod tests {
     #[test]
     fn fleet_servers_name_their_host() {
         for (url, want) in [
-            ("nats://198.18.9.1:4222", "198.18.9.1"),
-            ("tls://user:secret@198.18.9.2:4222", "198.18.9.2"),
-            ("198.18.9.3:4222", "198.18.9.3"),
-            ("198.18.9.4", "198.18.9.4"),
-            ("nats://[2001:db8::9]:4222", "2001:db8::9"),
+            ("nats://198.18.9.1:4222", "198.18.9.1:4222"),
+            ("tls://user:secret@198.18.9.2:4223", "198.18.9.2:4223"),
+            ("198.18.9.3:4224", "198.18.9.3:4224"),
+            ("198.18.9.4", "198.18.9.4:4222"),
+            ("nats://[2001:db8::9]:4225", "[2001:db8::9]:4225"),
+            ("nats://[2001:db8::9]", "[2001:db8::9]:4222"),
         ] {
             assert_eq!(
-                server_addresses(url).unwrap(),
-                [want.parse::<IpAddr>().unwrap()],
+                server_endpoints(url).unwrap(),
+                [want.parse::<SocketAddr>().unwrap()],
                 "{url}"
             );
         }
         // A name is resolved.
-        let local = server_addresses("nats://localhost:4222").unwrap();
+        let local = server_endpoints("nats://localhost:4222").unwrap();
         assert!(
-            !local.is_empty() && local.iter().all(|a| a.is_loopback()),
+            !local.is_empty() && local.iter().all(|a| a.ip().is_loopback()),
             "{local:?}"
         );
-        assert!(server_addresses("nats://:4222").is_err());
+        assert!(server_endpoints("nats://:4222").is_err());
+        assert!(server_endpoints("nats://198.18.9.1:http").is_err());
     }
 }

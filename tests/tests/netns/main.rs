@@ -12,6 +12,7 @@ mod durable;
 mod faults;
 mod fleet;
 mod fleet_tls;
+mod fleet_traffic;
 mod fleet_trust;
 mod guardctl;
 mod lists;

@@ -1,12 +1,15 @@
 //! The datapath's writes: the runtime config, the rules, the list tables, and a reload's
 //! change of all three, all or nothing.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, net::SocketAddr};
 
-use aya::maps::{Array, MapData, MapError};
+use aya::maps::{Array, HashMap, MapData, MapError};
 use guard_common::{
     V6Key,
-    lists::{Bitmap512, MAX_V6_LENS, V6_NODE, V6_NODES_PER_GENERATION, V6_ROOT_ENTRIES, V6Len},
+    fleet::{FleetPeer, hint_bit},
+    lists::{
+        Bitmap512, MAX_V6_LENS, V6_NODE, V6_NODES_PER_GENERATION, V6_ROOT_ENTRIES, V6Len, flags,
+    },
     map_names,
     rules::{MAX_RULES, PORT_ELEMS_PER_RULE},
 };
@@ -96,6 +99,65 @@ impl Datapath {
         }
         self.runtime.rule_count = n as u32;
         self.write_runtime()
+    }
+
+    /// The fleet's servers whose connections skip the rules (`guard_common::fleet`): the new
+    /// ones and the hint first, then the old ones go (a reader sees a superset meanwhile).
+    /// Returns the runtime flag that turns the lookup on (0 for none).
+    pub fn set_fleet_peers(&mut self, servers: &[SocketAddr]) -> Result<u32, DatapathError> {
+        let err = |name| move |source| DatapathError::Map { name, source };
+        let peers: Vec<FleetPeer> = servers.iter().map(peer_of).collect();
+        let hint = peers.iter().fold(0, |h, p| h | hint_bit(&p.addr));
+        let map = self
+            .ebpf
+            .map_mut(map_names::FLEET_PEERS)
+            .ok_or(DatapathError::MissingMap {
+                name: map_names::FLEET_PEERS,
+            })?;
+        let mut table: HashMap<&mut MapData, FleetPeer, u32> =
+            HashMap::try_from(map).map_err(err(map_names::FLEET_PEERS))?;
+        for p in &peers {
+            table.insert(p, 1, 0).map_err(err(map_names::FLEET_PEERS))?;
+        }
+        let stale: Vec<FleetPeer> = table
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !peers.contains(k))
+            .collect();
+        let map = self
+            .ebpf
+            .map_mut(map_names::FLEET_HINT)
+            .ok_or(DatapathError::MissingMap {
+                name: map_names::FLEET_HINT,
+            })?;
+        let mut hints: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(err(map_names::FLEET_HINT))?;
+        // The old servers' bits stay until they are gone: the hint never misses a peer.
+        let old = hints.get(&0, 0).unwrap_or(0);
+        hints
+            .set(0, hint | old, 0)
+            .map_err(err(map_names::FLEET_HINT))?;
+        let map = self
+            .ebpf
+            .map_mut(map_names::FLEET_PEERS)
+            .expect("found above");
+        let mut table: HashMap<&mut MapData, FleetPeer, u32> =
+            HashMap::try_from(map).map_err(err(map_names::FLEET_PEERS))?;
+        for k in &stale {
+            let _ = table.remove(k);
+        }
+        let map = self
+            .ebpf
+            .map_mut(map_names::FLEET_HINT)
+            .expect("found above");
+        let mut hints: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(err(map_names::FLEET_HINT))?;
+        hints.set(0, hint, 0).map_err(err(map_names::FLEET_HINT))?;
+        Ok(if peers.is_empty() {
+            0
+        } else {
+            flags::FLEET_PEERS
+        })
     }
 
     /// Sets the flag bits of the runtime config (`guard_common::lists::flags`).
@@ -259,4 +321,22 @@ fn write_array(
         map.set(i as u32, v, 0)?;
     }
     Ok(())
+}
+
+/// A server as the program sees a packet's source (`Packet::src`) and its port.
+fn peer_of(s: &SocketAddr) -> FleetPeer {
+    let (addr, family) = match s.ip() {
+        std::net::IpAddr::V4(a) => ([u32::from(a), 0, 0, 0], 4),
+        std::net::IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            ([w(0), w(4), w(8), w(12)], 6)
+        }
+    };
+    FleetPeer {
+        addr,
+        port: s.port(),
+        family,
+        _pad: 0,
+    }
 }
