@@ -102,62 +102,47 @@ impl Datapath {
     }
 
     /// The fleet's servers whose connections skip the rules (`guard_common::fleet`): the new
-    /// ones and the hint first, then the old ones go (a reader sees a superset meanwhile).
-    /// Returns the runtime flag that turns the lookup on (0 for none).
+    /// ones and their hint bits first, then the old ones go (a reader sees a superset
+    /// meanwhile). Returns the runtime flag that turns the lookup on (0 for none).
     pub fn set_fleet_peers(&mut self, servers: &[SocketAddr]) -> Result<u32, DatapathError> {
-        let err = |name| move |source| DatapathError::Map { name, source };
         let peers: Vec<FleetPeer> = servers.iter().map(peer_of).collect();
         let hint = peers.iter().fold(0, |h, p| h | hint_bit(&p.addr));
-        let map = self
-            .ebpf
-            .map_mut(map_names::FLEET_PEERS)
-            .ok_or(DatapathError::MissingMap {
-                name: map_names::FLEET_PEERS,
-            })?;
-        let mut table: HashMap<&mut MapData, FleetPeer, u32> =
-            HashMap::try_from(map).map_err(err(map_names::FLEET_PEERS))?;
+        let mut table = self.fleet_peers()?;
         for p in &peers {
-            table.insert(p, 1, 0).map_err(err(map_names::FLEET_PEERS))?;
+            table.insert(p, 1, 0).map_err(fleet_err(map_names::FLEET_PEERS))?;
         }
         let stale: Vec<FleetPeer> = table
             .keys()
             .filter_map(Result::ok)
             .filter(|k| !peers.contains(k))
             .collect();
-        let map = self
-            .ebpf
-            .map_mut(map_names::FLEET_HINT)
-            .ok_or(DatapathError::MissingMap {
-                name: map_names::FLEET_HINT,
-            })?;
-        let mut hints: Array<&mut MapData, u64> =
-            Array::try_from(map).map_err(err(map_names::FLEET_HINT))?;
         // The old servers' bits stay until they are gone: the hint never misses a peer.
-        let old = hints.get(&0, 0).unwrap_or(0);
-        hints
-            .set(0, hint | old, 0)
-            .map_err(err(map_names::FLEET_HINT))?;
-        let map = self
-            .ebpf
-            .map_mut(map_names::FLEET_PEERS)
-            .expect("found above");
-        let mut table: HashMap<&mut MapData, FleetPeer, u32> =
-            HashMap::try_from(map).map_err(err(map_names::FLEET_PEERS))?;
+        let old = self.fleet_hint()?.get(&0, 0).unwrap_or(0);
+        self.write_fleet_hint(hint | old)?;
+        let mut table = self.fleet_peers()?;
         for k in &stale {
             let _ = table.remove(k);
         }
-        let map = self
-            .ebpf
-            .map_mut(map_names::FLEET_HINT)
-            .expect("found above");
-        let mut hints: Array<&mut MapData, u64> =
-            Array::try_from(map).map_err(err(map_names::FLEET_HINT))?;
-        hints.set(0, hint, 0).map_err(err(map_names::FLEET_HINT))?;
-        Ok(if peers.is_empty() {
-            0
-        } else {
-            flags::FLEET_PEERS
-        })
+        self.write_fleet_hint(hint)?;
+        Ok(if peers.is_empty() { 0 } else { flags::FLEET_PEERS })
+    }
+
+    fn fleet_peers(&mut self) -> Result<HashMap<&mut MapData, FleetPeer, u32>, DatapathError> {
+        let name = map_names::FLEET_PEERS;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
+        HashMap::try_from(map).map_err(fleet_err(name))
+    }
+
+    fn fleet_hint(&mut self) -> Result<Array<&mut MapData, u64>, DatapathError> {
+        let name = map_names::FLEET_HINT;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
+        Array::try_from(map).map_err(fleet_err(name))
+    }
+
+    fn write_fleet_hint(&mut self, hint: u64) -> Result<(), DatapathError> {
+        self.fleet_hint()?
+            .set(0, hint, 0)
+            .map_err(fleet_err(map_names::FLEET_HINT))
     }
 
     /// Sets the flag bits of the runtime config (`guard_common::lists::flags`).
@@ -321,6 +306,10 @@ fn write_array(
         map.set(i as u32, v, 0)?;
     }
     Ok(())
+}
+
+fn fleet_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
 }
 
 /// A server as the program sees a packet's source (`Packet::src`) and its port.
