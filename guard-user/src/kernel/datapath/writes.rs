@@ -109,7 +109,9 @@ impl Datapath {
         let hint = peers.iter().fold(0, |h, p| h | hint_bit(&p.addr));
         let mut table = self.fleet_peers()?;
         for p in &peers {
-            table.insert(p, 1, 0).map_err(fleet_err(map_names::FLEET_PEERS))?;
+            table
+                .insert(p, 1, 0)
+                .map_err(fleet_err(map_names::FLEET_PEERS))?;
         }
         let stale: Vec<FleetPeer> = table
             .keys()
@@ -124,18 +126,28 @@ impl Datapath {
             let _ = table.remove(k);
         }
         self.write_fleet_hint(hint)?;
-        Ok(if peers.is_empty() { 0 } else { flags::FLEET_PEERS })
+        Ok(if peers.is_empty() {
+            0
+        } else {
+            flags::FLEET_PEERS
+        })
     }
 
     fn fleet_peers(&mut self) -> Result<HashMap<&mut MapData, FleetPeer, u32>, DatapathError> {
         let name = map_names::FLEET_PEERS;
-        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap { name })?;
         HashMap::try_from(map).map_err(fleet_err(name))
     }
 
     fn fleet_hint(&mut self) -> Result<Array<&mut MapData, u64>, DatapathError> {
         let name = map_names::FLEET_HINT;
-        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap { name })?;
         Array::try_from(map).map_err(fleet_err(name))
     }
 
