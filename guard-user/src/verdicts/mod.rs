@@ -10,6 +10,8 @@
 mod entry;
 mod error;
 mod history;
+mod index;
+mod persist;
 mod policy;
 pub mod regions;
 mod scan;
@@ -181,16 +183,6 @@ impl DynamicTable {
 
     pub fn allows_active(&self) -> usize {
         self.allows
-    }
-
-    /// Names this host (the origin of entries made here); entries of other origins are
-    /// counted as remote from here on.
-    pub fn set_node(&mut self, node: String) {
-        self.node = node;
-        self.remote_lengths.clear();
-        for e in self.entries.values().filter(|e| *e.origin != *self.node) {
-            *self.remote_lengths.entry(length_of(&e.net)).or_default() += 1;
-        }
     }
 
     /// Sources with an escalation history (`BAN_HIST` entries).
@@ -392,115 +384,5 @@ impl DynamicTable {
             }
         }
         Ok(out)
-    }
-
-    /// The changes since the last call, for the durable state, oldest first.
-    /// Changes made outside the table's own calls (a prepared batch's), in order.
-    pub fn record(&mut self, changes: Vec<Change>) {
-        self.journal.extend(changes);
-    }
-
-    pub fn take_journal(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.journal)
-    }
-
-    /// Every entry and escalation history, as the durable state keeps them.
-    pub fn snapshot(&self, now_mono: u64) -> (Vec<Stored>, Vec<StoredHistory>) {
-        let now_unix = unix_now_ns();
-        let entries = self
-            .entries
-            .values()
-            .map(|e| Stored::from_entry(e, now_mono, now_unix))
-            .collect();
-        let histories = self
-            .history
-            .iter()
-            .map(|(net, h)| stored_history(net, h))
-            .collect();
-        (entries, histories)
-    }
-
-    /// Writes entries and histories kept across a reboot into the (empty) maps, as they were:
-    /// expiry, reason, ban number, history. Entries already expired are skipped; lengths are
-    /// set through `set_lens` before the first entry.
-    pub fn restore(
-        &mut self,
-        stored: &[Stored],
-        histories: &[StoredHistory],
-        now_mono: u64,
-        mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
-    ) -> Result<usize, DynError> {
-        let now_unix = unix_now_ns();
-        let (mut keys, mut values) = (Vec::new(), Vec::new());
-        for h in histories {
-            let hist = BanHistory {
-                last_unix_ns: h.last_unix_ns,
-                count: h.count,
-                _reserved: 0,
-            };
-            keys.push(meta_key(&h.net));
-            values.push(hist);
-            self.history.set(h.net, hist);
-        }
-        crate::kernel::batch::update(self.maps.hist.map(), &keys, &values)
-            .map_err(map_err("BAN_HIST"))?;
-        let plan: Vec<policy::Planned> = stored
-            .iter()
-            .filter(|s| !self.entries.contains_key(&s.net))
-            .filter_map(|s| s.to_entry(now_mono, now_unix))
-            .map(policy::restored)
-            .collect();
-        let lens = self.lens_with(plan.iter().map(|p| &p.entry.net))?;
-        set_lens(&lens).map_err(DynError::Lens)?;
-        let mut undo = Undo::default();
-        self.write(&plan, &[], &mut undo)?;
-        for p in &plan {
-            self.index(p.entry.clone());
-        }
-        Ok(plan.len())
-    }
-
-    fn index(&mut self, e: Entry) {
-        match e.kind {
-            Kind::Ban => self.bans += 1,
-            Kind::Allow => {
-                self.allows += 1;
-                self.allow_nets.insert(e.net);
-            }
-        }
-        *self.lengths.entry(length_of(&e.net)).or_default() += 1;
-        if *e.origin != *self.node {
-            *self.remote_lengths.entry(length_of(&e.net)).or_default() += 1;
-        }
-        if e.expires_mono_ns != 0 {
-            self.expiry.insert((e.expires_mono_ns, e.net));
-        }
-        self.entries.insert(e.net, e);
-    }
-
-    fn unindex(&mut self, net: &IpNet) -> Option<Entry> {
-        let e = self.entries.remove(net)?;
-        match e.kind {
-            Kind::Ban => self.bans -= 1,
-            Kind::Allow => {
-                self.allows -= 1;
-                self.allow_nets.remove(net);
-            }
-        }
-        let length = length_of(net);
-        let remote = *e.origin != *self.node;
-        for (counts, of_it) in [
-            (&mut self.lengths, true),
-            (&mut self.remote_lengths, remote),
-        ] {
-            if let Some(n) = counts.get_mut(&length).filter(|_| of_it) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&length);
-                }
-            }
-        }
-        self.expiry.remove(&(e.expires_mono_ns, e.net));
-        Some(e)
     }
 }
