@@ -72,13 +72,19 @@ pub mod guardctl {
         /// Print JSON instead of tables.
         #[arg(long, global = true)]
         pub json: bool,
+        /// How long to wait for guardd's answer (a hung guardd fails the command, and
+        /// `systemctl reload` with it, instead of hanging).
+        #[arg(long, global = true, value_name = "DURATION", default_value = "30s",
+              value_parser = humantime::parse_duration)]
+        pub timeout: Duration,
         #[command(subcommand)]
         pub command: Command,
     }
 
     #[derive(Debug, Subcommand)]
     pub enum Command {
-        /// Daemon, interfaces and XDP attachment.
+        /// Daemon, interfaces and XDP attachment (exit status 3 when guardd is not
+        /// running: what the pins say is printed, as `systemctl status` does).
         Status,
         /// Packets by verdict and reason.
         Stats {
@@ -89,18 +95,26 @@ pub mod guardctl {
         /// Ban an address or CIDR (TTL omitted: escalation from [bans]).
         Ban(EntryArgs),
         /// Lift a ban.
-        Unban { cidr: String },
+        Unban {
+            #[arg(value_parser = crate::control::requests::cidr_text)]
+            cidr: String,
+        },
         /// Active bans with expiry and reason (from the pins when guardd is down).
         Bans,
         /// Allow an address or CIDR past every rule (TTL omitted: until removed).
         Allow(EntryArgs),
         /// Remove a temporary allow.
-        Unallow { cidr: String },
+        Unallow {
+            #[arg(value_parser = crate::control::requests::cidr_text)]
+            cidr: String,
+        },
         /// Temporary allows (from the pins when guardd is down).
         Allows,
         /// Charge TOKENS from the source's bucket in one rule or all.
         Penalize {
+            #[arg(value_parser = crate::control::requests::ip_text)]
             ip: String,
+            #[arg(value_parser = clap::value_parser!(u64).range(1..=crate::control::requests::MAX_PENALTY_TOKENS))]
             tokens: u64,
             #[arg(long)]
             rule: Option<String>,
@@ -121,6 +135,7 @@ pub mod guardctl {
     /// What `ban` and `allow` take.
     #[derive(Debug, clap::Args)]
     pub struct EntryArgs {
+        #[arg(value_parser = crate::control::requests::cidr_text)]
         pub cidr: String,
         /// e.g. 10m, 1h, 2d (1s to 30 days).
         #[arg(long, value_parser = crate::control::requests::ttl_text)]

@@ -1,7 +1,10 @@
 //! A small client for the control API on the Unix socket (used by guardctl and the tests;
 //! the README shows the same calls with curl).
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, body::Bytes};
@@ -25,6 +28,8 @@ pub enum ClientError {
     Refused { status: StatusCode, message: String },
     #[error("talking to guardd: {0}")]
     Protocol(String),
+    #[error("guardd at {socket} did not answer within {secs}s (hung, or overloaded)")]
+    Timeout { socket: PathBuf, secs: u64 },
 }
 
 fn protocol(e: impl std::fmt::Display) -> ClientError {
@@ -33,13 +38,22 @@ fn protocol(e: impl std::fmt::Display) -> ClientError {
 
 pub struct Client {
     socket: PathBuf,
+    /// How long a request may take, connecting included; None: as long as it takes.
+    timeout: Option<Duration>,
 }
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Client {
         Client {
             socket: socket.into(),
+            timeout: None,
         }
+    }
+
+    /// Requests fail with `ClientError::Timeout` after `limit`.
+    pub fn with_timeout(mut self, limit: Duration) -> Client {
+        self.timeout = Some(limit);
+        self
     }
 
     pub fn socket(&self) -> &Path {
@@ -65,6 +79,25 @@ impl Client {
 
     /// Any request; the status and body as they came (tests of error answers use it).
     pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let Some(limit) = self.timeout else {
+            return self.exchange(method, path, body).await;
+        };
+        tokio::time::timeout(limit, self.exchange(method, path, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Timeout {
+                    socket: self.socket.clone(),
+                    secs: limit.as_secs(),
+                })
+            })
+    }
+
+    async fn exchange(
         &self,
         method: Method,
         path: &str,

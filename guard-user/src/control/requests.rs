@@ -71,6 +71,21 @@ pub fn ttl_text(text: &str) -> Result<Duration, String> {
     ttl_duration(d).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// An address or CIDR as the API takes it (checked where it is typed: guardctl says a bad
+/// one is a usage error whether or not guardd runs). The text as given.
+pub fn cidr_text(text: &str) -> Result<String, String> {
+    crate::lists::parse_net(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// A single address, as a penalty takes it. The text as given.
+pub fn ip_text(text: &str) -> Result<String, String> {
+    text.parse::<IpAddr>()
+        .map(|_| text.to_string())
+        .map_err(|_| format!("{text:?}: not an IP address"))
+}
+
 /// Whole seconds from 1 s to 30 days.
 pub fn ttl_duration(d: Duration) -> Result<Duration, String> {
     if d.subsec_nanos() != 0 || ttl(d.as_secs()).is_err() {

@@ -1,5 +1,7 @@
-//! guardctl's refusals: a TTL outside the API's bounds is a usage error (exit 2), and
-//! `detach` removes the pins only when it knows no daemon owns them.
+//! guardctl's refusals: a TTL, address or CIDR outside the API's bounds is a usage error
+//! (exit 2) whether or not guardd runs, `status` exits 3 when guardd is not running, a
+//! guardd that never answers fails the command after `--timeout`, and `detach` removes the
+//! pins only when it knows no daemon owns them.
 
 use std::{
     io::{Read, Write},
@@ -34,6 +36,75 @@ fn a_ttl_outside_the_bounds_is_a_usage_error() {
         assert_eq!(out.status.code(), Some(2), "--ttl {ttl}: {err}");
         assert!(err.contains("--ttl"), "--ttl {ttl}: {err}");
     }
+}
+
+#[test]
+fn a_bad_address_or_cidr_is_a_usage_error_whether_or_not_guardd_runs() {
+    for args in [
+        &["ban", "1.2.3.0/33"][..],
+        &["ban", "198.18.0.1/24"],
+        &["allow", "0.0.0.0/0"],
+        &["unban", "not-an-ip"],
+        &["unallow", "2001:db8::/129"],
+        &["penalize", "198.18.0.0/24", "5"],
+        &["penalize", "198.18.0.1", "0"],
+    ] {
+        // No guardd on that socket: the usage is still judged first.
+        let mut all = vec!["--socket", "/nonexistent.sock"];
+        all.extend_from_slice(args);
+        let out = guardctl(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("cannot reach guardd"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn status_exits_3_when_guardd_is_not_running_and_says_what_the_pins_hold() {
+    let bed = Testbed::new();
+    let mut g = Guardd::start(&bed.server, &bed.server_if, "");
+    assert_eq!(g.ctl(&["status"]).status.code(), Some(0), "running");
+    assert!(g.stop().success());
+    let out = g.ctl(&["--json", "status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offline: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    assert_eq!(offline["daemon"], "down");
+}
+
+#[test]
+fn a_guardd_that_never_answers_fails_the_command_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("hung.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    // Accepts and reads, never answers: a hung daemon as the client sees it.
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf);
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    });
+    let started = std::time::Instant::now();
+    let out = guardctl(&[
+        "--socket",
+        socket.to_str().unwrap(),
+        "--timeout",
+        "1s",
+        "reload",
+    ]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("did not answer within 1s"), "{err}");
+    assert!(
+        took < std::time::Duration::from_millis(2500),
+        "gave up after {took:?}"
+    );
+    server.join().unwrap();
 }
 
 #[test]

@@ -116,7 +116,9 @@ fn enforcement_outlives_guardd_and_detach_removes_it() {
     assert_enforced(&blast(&bed, &rx, &srcs), &srcs, "guardd stopped");
 
     // guardctl answers from the pins.
-    let offline = guardd.ctl_json(&["status"]);
+    let out = guardd.ctl(&["--json", "status"]);
+    assert_eq!(out.status.code(), Some(3), "status of a guardd not running");
+    let offline: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
     assert_eq!(offline["daemon"], "down");
     assert_eq!(offline["interfaces"][0]["name"], bed.server_if.as_str());
     let stats = guardd.ctl_json(&["stats"]);

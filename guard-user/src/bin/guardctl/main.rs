@@ -1,6 +1,7 @@
 //! guardctl: drives guardd over its control API; reads the pinned maps when it is down.
 //!
-//! Exit status: 0 success, 1 refused or failed (the reason printed), 2 usage error.
+//! Exit status: 0 success, 1 refused or failed (the reason printed), 2 usage error (a bad
+//! address, CIDR or TTL, whether or not guardd runs), 3 `status` when guardd is not running.
 
 mod offline;
 mod render;
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("guardctl: {e:#}");
             ExitCode::FAILURE
@@ -38,19 +39,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.socket);
+/// Exit status of `status` when guardd is not running (as `systemctl status`'s "not
+/// running").
+const NOT_RUNNING: u8 = 3;
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&cli.socket).with_timeout(cli.timeout);
     let pins = PinLayout::new(&cli.pin_dir);
-    match cli.command {
-        Command::Status => match client.get::<Status>("/v1/status").await {
-            Ok(s) => render::print(cli.json, &s, render::status),
-            Err(e @ ClientError::Unreachable { .. }) => offline::status(&pins, &e, cli.json),
+    if let Command::Status = cli.command {
+        return match client.get::<Status>("/v1/status").await {
+            Ok(s) => render::print(cli.json, &s, render::status).map(|()| ExitCode::SUCCESS),
+            Err(e @ ClientError::Unreachable { .. }) => {
+                offline::status(&pins, &e, cli.json)?;
+                Ok(ExitCode::from(NOT_RUNNING))
+            }
             Err(e) => Err(e.into()),
-        },
+        };
+    }
+    command(cli, &client, &pins)
+        .await
+        .map(|()| ExitCode::SUCCESS)
+}
+
+async fn command(cli: Cli, client: &Client, pins: &PinLayout) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Status => unreachable!("answered by run"),
         Command::Stats { watch } => loop {
             match client.get::<Stats>("/v1/stats").await {
                 Ok(s) => render::print(cli.json, &s, render::stats)?,
-                Err(e @ ClientError::Unreachable { .. }) => offline::stats(&pins, &e, cli.json)?,
+                Err(e @ ClientError::Unreachable { .. }) => offline::stats(pins, &e, cli.json)?,
                 Err(e) => return Err(e.into()),
             }
             if !watch {
@@ -59,12 +76,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             println!();
         },
-        Command::Ban(a) => add(&client, "/v1/bans", a.request(), cli.json).await,
-        Command::Allow(a) => add(&client, "/v1/allows", a.request(), cli.json).await,
-        Command::Unban { cidr } => remove(&client, "/v1/bans", &cidr, cli.json).await,
-        Command::Unallow { cidr } => remove(&client, "/v1/allows", &cidr, cli.json).await,
-        Command::Bans => list(&client, &pins, Kind::Ban, cli.json).await,
-        Command::Allows => list(&client, &pins, Kind::Allow, cli.json).await,
+        Command::Ban(a) => add(client, "/v1/bans", a.request(), cli.json).await,
+        Command::Allow(a) => add(client, "/v1/allows", a.request(), cli.json).await,
+        Command::Unban { cidr } => remove(client, "/v1/bans", &cidr, cli.json).await,
+        Command::Unallow { cidr } => remove(client, "/v1/allows", &cidr, cli.json).await,
+        Command::Bans => list(client, pins, Kind::Ban, cli.json).await,
+        Command::Allows => list(client, pins, Kind::Allow, cli.json).await,
         Command::Penalize { ip, tokens, rule } => {
             let r: PenaltyResult = client
                 .post("/v1/penalties", &PenaltyRequest { ip, tokens, rule })
@@ -85,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::CheckConfig { file } => check_config(&file, cli.json),
-        Command::Detach => detach(&client, &pins).await,
+        Command::Detach => detach(client, pins).await,
     }
 }
 
