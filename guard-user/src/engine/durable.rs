@@ -11,7 +11,7 @@ use super::Engine;
 use crate::{
     config::Config,
     kernel::clock::monotonic_ns,
-    state::{Change, Commit, Contents, OutboxRow, StateDb, changes_between},
+    state::{Change, Commit, Contents, OutboxRow, StateDb, StateError, changes_between},
     verdicts::{BULK_FROM, Batch, DynamicTable, Kind, Prepared},
 };
 
@@ -36,13 +36,13 @@ pub(super) struct Durable {
 }
 
 impl Durable {
-    /// Opens `state_dir`'s database; none when `state_dir` is empty. A database that cannot
-    /// be read is set aside and a new one started; one that cannot be opened at all leaves
-    /// guard without durable state, said loudly.
-    pub(super) fn open(config: &Config) -> Mutex<Durable> {
+    /// Opens `state_dir`'s database; none when `state_dir` is empty. A corrupt database is
+    /// set aside and a new one started (`StateDb::open`); any other error stops the start,
+    /// the file left as it was.
+    pub(super) fn open(config: &Config) -> Result<Mutex<Durable>, StateError> {
         let mut d = Durable::default();
         if config.state_dir.as_os_str().is_empty() {
-            return Mutex::new(d);
+            return Ok(Mutex::new(d));
         }
         match StateDb::open(&config.state_dir) {
             Ok(opened) => {
@@ -59,12 +59,9 @@ impl Durable {
                 d.opened_outbox = opened.outbox;
                 d.opened_superseded = opened.superseded;
             }
-            Err(e) => error!(
-                "no durable state: {}; bans and allows live in the pinned maps only",
-                crate::error_chain(&e)
-            ),
+            Err(e) => return Err(e),
         }
-        Mutex::new(d)
+        Ok(Mutex::new(d))
     }
 
     /// The fleet outbox the database held (once).

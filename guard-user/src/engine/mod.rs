@@ -70,6 +70,11 @@ pub enum EngineError {
     NoSuchRule { name: String },
     #[error("no rate rule is configured")]
     NoRules,
+    #[error(
+        "{}: left as it is (only a corrupt database is set aside); fix it and start guardd again",
+        crate::error_chain(.0)
+    )]
+    State(Box<crate::state::StateError>),
     #[error(transparent)]
     DenyCoversProtected(#[from] Box<crate::protect::DenyCoversProtected>),
 }

@@ -90,6 +90,7 @@ impl Engine {
                 datapath,
             )
         });
+        let durable = durable.map_err(|e| EngineError::State(Box::new(e)))?;
         let mut datapath = datapath?;
         let ticks = ticks_per_period(config.refill_period, config.refill_batches_per_second);
         let work = first_refill(&datapath, &rules, ticks);

@@ -68,6 +68,43 @@ pub enum StateError {
     Record { path: PathBuf, reason: String },
 }
 
+impl StateError {
+    /// What only a damaged file explains: the one case where the file is set aside.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StateError::Record { .. } => true,
+            StateError::Db { source, .. } => match source {
+                redb::Error::Corrupted(_)
+                | redb::Error::TableTypeMismatch { .. }
+                | redb::Error::TypeDefinitionChanged { .. }
+                | redb::Error::TableIsMultimap(_)
+                | redb::Error::TableIsNotMultimap(_) => true,
+                // What redb says of a file that is no redb database at all.
+                redb::Error::Io(e) => e.kind() == std::io::ErrorKind::InvalidData,
+                _ => false,
+            },
+            StateError::Dir { .. } => false,
+        }
+    }
+}
+
+/// The database holds every verdict: readable and writable by its owner only (the unit's
+/// UMask leaves group `guard`, every API client, room to write it otherwise).
+fn owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), "cannot make the state database owner-only: {e}");
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// One change to the durable state.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -144,8 +181,11 @@ pub struct Opened {
 }
 
 impl StateDb {
-    /// Opens (or creates) `<dir>/guard.redb`. A file that cannot be opened as a database is
-    /// renamed `guard.redb.broken-<unix time>` and a new one created.
+    /// Opens (or creates) `<dir>/guard.redb`, readable by its owner only. A file redb
+    /// reports corrupt (or panics on) is renamed `guard.redb.broken-<unix time>` and a new
+    /// one created; any other error (no permission, an I/O error, another guardd holding it)
+    /// is returned with the file left as it was: a transient error must not cost the
+    /// verdicts it holds.
     pub fn open(dir: &Path) -> Result<Opened, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
             path: dir.to_path_buf(),
@@ -159,32 +199,47 @@ impl StateDb {
                 source: e.into(),
             }
         };
-        let opened = open_file(&path).map_err(db_err(&path)).and_then(|db| {
-            let s = StateDb {
-                db,
-                path: path.clone(),
-            };
-            s.migrate()?;
-            let contents = s.load()?;
-            let outbox = s.outbox()?;
-            let superseded = s.superseded()?;
-            Ok((s, contents, outbox, superseded))
-        });
+        let read = || {
+            open_file(&path).map_err(db_err(&path)).and_then(|db| {
+                let s = StateDb {
+                    db,
+                    path: path.clone(),
+                };
+                s.migrate()?;
+                let contents = s.load()?;
+                let outbox = s.outbox()?;
+                let superseded = s.superseded()?;
+                Ok((s, contents, outbox, superseded))
+            })
+        };
+        // redb checks some of what it reads with assertions (debug builds): a panic while
+        // reading the file is corruption too.
+        let opened =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+                Err(StateError::Record {
+                    path: path.clone(),
+                    reason: format!("reading it panicked: {}", panic_text(&panic)),
+                })
+            });
         match opened {
-            Ok((db, contents, outbox, superseded)) => Ok(Opened {
-                db,
-                contents,
-                outbox,
-                superseded,
-                set_aside: None,
-            }),
-            Err(e) if path.exists() => {
+            Ok((db, contents, outbox, superseded)) => {
+                owner_only(&path);
+                Ok(Opened {
+                    db,
+                    contents,
+                    outbox,
+                    superseded,
+                    set_aside: None,
+                })
+            }
+            Err(e) if path.exists() && e.is_corruption() => {
                 let aside = dir.join(format!("{FILE}.broken-{}", unix_now_secs()));
                 std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
                     path: aside.clone(),
                     source,
                 })?;
                 let db = open_file(&path).map_err(db_err(&path))?;
+                owner_only(&path);
                 Ok(Opened {
                     db: StateDb { db, path },
                     contents: Contents::default(),

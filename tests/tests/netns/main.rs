@@ -9,6 +9,7 @@ mod auto_proof;
 mod bulk;
 mod daemon_errors;
 mod durable;
+mod durable_errors;
 mod faults;
 mod fleet;
 mod fleet_tls;
