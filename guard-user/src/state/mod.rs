@@ -9,6 +9,8 @@
 //! them. After a reboot (no pins) the database refills the kernel before guardd attaches.
 
 mod diff;
+mod error;
+mod open;
 mod record;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use ipnet::IpNet;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use diff::changes_between;
+pub use error::StateError;
 use record::key_of;
 pub use record::{Stored, StoredHistory};
 
@@ -48,61 +51,6 @@ fn open_file(path: &Path) -> Result<Database, redb::DatabaseError> {
     redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
         .create(path)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("cannot create the state directory {path}")]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("state database {path}")]
-    Db {
-        path: PathBuf,
-        #[source]
-        source: redb::Error,
-    },
-    #[error("state database {path}: a record does not decode: {reason}")]
-    Record { path: PathBuf, reason: String },
-}
-
-impl StateError {
-    /// What only a damaged file explains: the one case where the file is set aside.
-    pub fn is_corruption(&self) -> bool {
-        match self {
-            StateError::Record { .. } => true,
-            StateError::Db { source, .. } => match source {
-                redb::Error::Corrupted(_)
-                | redb::Error::TableTypeMismatch { .. }
-                | redb::Error::TypeDefinitionChanged { .. }
-                | redb::Error::TableIsMultimap(_)
-                | redb::Error::TableIsNotMultimap(_) => true,
-                // What redb says of a file that is no redb database at all.
-                redb::Error::Io(e) => e.kind() == std::io::ErrorKind::InvalidData,
-                _ => false,
-            },
-            StateError::Dir { .. } => false,
-        }
-    }
-}
-
-/// The database holds every verdict: readable and writable by its owner only (the unit's
-/// UMask leaves group `guard`, every API client, room to write it otherwise).
-fn owner_only(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        tracing::warn!(path = %path.display(), "cannot make the state database owner-only: {e}");
-    }
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
 }
 
 /// One change to the durable state.
@@ -181,77 +129,6 @@ pub struct Opened {
 }
 
 impl StateDb {
-    /// Opens (or creates) `<dir>/guard.redb`, readable by its owner only. A file redb
-    /// reports corrupt (or panics on) is renamed `guard.redb.broken-<unix time>` and a new
-    /// one created; any other error (no permission, an I/O error, another guardd holding it)
-    /// is returned with the file left as it was: a transient error must not cost the
-    /// verdicts it holds.
-    pub fn open(dir: &Path) -> Result<Opened, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let path = dir.join(FILE);
-        let db_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |e: redb::DatabaseError| StateError::Db {
-                path,
-                source: e.into(),
-            }
-        };
-        let read = || {
-            open_file(&path).map_err(db_err(&path)).and_then(|db| {
-                let s = StateDb {
-                    db,
-                    path: path.clone(),
-                };
-                s.migrate()?;
-                let contents = s.load()?;
-                let outbox = s.outbox()?;
-                let superseded = s.superseded()?;
-                Ok((s, contents, outbox, superseded))
-            })
-        };
-        // redb checks some of what it reads with assertions (debug builds): a panic while
-        // reading the file is corruption too.
-        let opened =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
-                Err(StateError::Record {
-                    path: path.clone(),
-                    reason: format!("reading it panicked: {}", panic_text(&panic)),
-                })
-            });
-        match opened {
-            Ok((db, contents, outbox, superseded)) => {
-                owner_only(&path);
-                Ok(Opened {
-                    db,
-                    contents,
-                    outbox,
-                    superseded,
-                    set_aside: None,
-                })
-            }
-            Err(e) if path.exists() && e.is_corruption() => {
-                let aside = dir.join(format!("{FILE}.broken-{}", unix_now_secs()));
-                std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
-                    path: aside.clone(),
-                    source,
-                })?;
-                let db = open_file(&path).map_err(db_err(&path))?;
-                owner_only(&path);
-                Ok(Opened {
-                    db: StateDb { db, path },
-                    contents: Contents::default(),
-                    outbox: Vec::new(),
-                    superseded: Default::default(),
-                    set_aside: Some((aside, crate::error_chain(&e))),
-                })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
