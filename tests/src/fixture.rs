@@ -48,7 +48,9 @@ impl Fixture {
             allow: allow.to_vec(),
             deny: deny.to_vec(),
         };
-        let engine = Engine::start(&config, lists, None, Refilling::None)
+        let engine = lists
+            .check(&config)
+            .and_then(|lists| Engine::start(&config, lists, None, Refilling::None))
             .unwrap_or_else(|e| panic!("loading the XDP program: {}", guard_user::error_chain(&e)));
         Fixture {
             rules: engine.rules(),

@@ -35,9 +35,8 @@ impl Engine {
     /// Applies `config` with `lists`, all or nothing; on any error the configuration in
     /// force stays as it was.
     pub fn apply_lists(&self, config: &Config, lists: Lists) -> Result<Applied, EngineError> {
-        let tables = Tables::build(&lists.allow, &lists.deny)?;
-        let protection = protection(config, &lists, &tables)?;
-        self.commit(config, tables, lists.allow, protection, Check::RestartOnly)
+        let c = lists.check(config)?;
+        self.commit(config, c.tables, c.allow, c.protection, Check::RestartOnly)
     }
 
     /// Writes `config`, its list `tables` and `allow` entries to the kernel (lists, rules,

@@ -29,7 +29,7 @@ pub use apply::{Applied, restart_only_change};
 pub use auto::AutoBan;
 pub use fleet::{RemoteApplied, RemoteOp};
 pub use ops::Added;
-pub use start::{Lists, Refilling};
+pub use start::{Checked, Lists, Refilling};
 
 use crate::{
     config::Config,

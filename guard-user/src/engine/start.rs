@@ -44,12 +44,26 @@ impl Lists {
         })
     }
 
-    /// What applying them with `config` would refuse before the kernel is touched: lists
-    /// that do not fit the tables, a deny entry over a protected address.
-    pub fn check(&self, config: &Config) -> Result<(), EngineError> {
+    /// Everything applying them with `config` refuses, found before the kernel is touched:
+    /// lists that do not fit the tables, a deny entry over a protected address. What the
+    /// checks built is what gets applied (`Engine::start`, `apply_lists`).
+    pub fn check(self, config: &Config) -> Result<Checked, EngineError> {
         let tables = Tables::build(&self.allow, &self.deny)?;
-        super::apply::protection(config, self, &tables).map(drop)
+        let protection = super::apply::protection(config, &self, &tables)?;
+        Ok(Checked {
+            allow: self.allow,
+            tables,
+            protection,
+        })
     }
+}
+
+/// Lists that passed `Lists::check` for a configuration: the kernel's tables built from
+/// them, the allow entries (a ban inside one is refused), the protected addresses.
+pub struct Checked {
+    pub(super) allow: Vec<IpNet>,
+    pub(super) tables: Tables,
+    pub(super) protection: Protection,
 }
 
 /// Who refills the buckets.
@@ -64,16 +78,18 @@ pub enum Refilling {
 impl Engine {
     /// Loads the program with every map pinned under `pins` (adopting what an earlier guardd
     /// pinned: counters, buckets, bans, the key) or private without, and applies `config`
-    /// and `lists`. Nothing is attached.
+    /// and the `lists` checked for it. Nothing is attached.
     pub fn start(
         config: &Config,
-        lists: Lists,
+        lists: Checked,
         pins: Option<&PinLayout>,
         refilling: Refilling,
     ) -> Result<Engine, EngineError> {
-        // Built before the kernel is touched: lists that do not fit load nothing.
-        let tables = Tables::build(&lists.allow, &lists.deny)?;
-        let protection = super::apply::protection(config, &lists, &tables)?;
+        let Checked {
+            allow,
+            tables,
+            protection,
+        } = lists;
         let rules = RuleSet::compile(&config.rules);
         let sizes = Sizes {
             buckets: rules.total_buckets(),
@@ -149,7 +165,7 @@ impl Engine {
         engine.commit(
             config,
             tables,
-            lists.allow,
+            allow,
             protection,
             super::apply::Check::First,
         )?;

@@ -69,6 +69,32 @@ pub fn unique_pin_dir() -> PathBuf {
     PathBuf::from(format!("/sys/fs/bpf/guard-test-{}", unique_tag()))
 }
 
+/// A unique pin directory for a one-off guardd (`run_guardd`), removed on drop: also when the
+/// test fails, or when a guardd that should have refused to start pinned its maps after all.
+pub struct PinDir(pub PathBuf);
+
+impl PinDir {
+    pub fn new() -> PinDir {
+        PinDir(unique_pin_dir())
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("utf-8 pin dir")
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        PinDir::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub struct Guardd {
     child: Option<Child>,
     /// A guardd that went to the background (no `--foreground`): not our child.

@@ -4,17 +4,17 @@
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 
-use guard_tests::{bed::GuardBed, daemon::run_guardd};
+use guard_tests::{
+    bed::GuardBed,
+    daemon::{PinDir, run_guardd},
+};
 
 /// Starts another guardd on `b`'s config and state, with its own socket and pins; its exit
 /// status and what it printed.
-fn second_start(b: &GuardBed, tag: &str) -> (Option<i32>, String) {
+fn second_start(b: &GuardBed) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("second.sock");
-    let pins = format!(
-        "/sys/fs/bpf/guard-test-durable-{}-{tag}",
-        std::process::id()
-    );
+    let pins = PinDir::new();
     let out = run_guardd(
         &b.bed.server,
         &[
@@ -26,11 +26,10 @@ fn second_start(b: &GuardBed, tag: &str) -> (Option<i32>, String) {
             "--socket",
             socket.to_str().expect("utf-8"),
             "--pin-dir",
-            &pins,
+            pins.as_str(),
         ],
         Duration::from_secs(30),
     );
-    let _ = std::fs::remove_dir_all(&pins);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -61,7 +60,7 @@ fn a_database_another_guardd_holds_is_left_alone() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "owner-only: {:o}", mode & 0o777);
-    let (code, err) = second_start(&b, "held");
+    let (code, err) = second_start(&b);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("left as it is"), "{err}");
     assert_eq!(files(&b), ["guard.redb"], "nothing renamed");
@@ -86,7 +85,7 @@ fn a_database_guardd_may_not_read_stops_the_start_and_keeps_its_verdicts() {
     let db = b.g.state_dir().join("guard.redb");
     let before = std::fs::read(&db).expect("the database");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).expect("chmod");
-    let (code, err) = second_start(&b, "eacces");
+    let (code, err) = second_start(&b);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("guard.redb") && err.contains("left as it is"),

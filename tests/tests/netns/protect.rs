@@ -11,7 +11,7 @@ use std::{
 
 use guard_tests::{
     bed::GuardBed,
-    daemon::{Guardd, bin, run_guardd},
+    daemon::{Guardd, PinDir, bin, run_guardd},
     netns::{Netns, Testbed},
     packet::udp_from,
 };
@@ -232,22 +232,19 @@ fn a_deny_list_covering_the_host_is_refused_at_check_config_start_and_reload() {
         !ok && out.contains(&refusal) && out.contains("allow list"),
         "check-config: {out}"
     );
-    let pin_dir = format!("/sys/fs/bpf/guard-test-protect-{}", std::process::id());
+    let pin_dir = PinDir::new();
     let args = [
         "--foreground",
         "--config",
         config.to_str().expect("utf-8"),
         "--pin-dir",
-        &pin_dir,
+        pin_dir.as_str(),
     ];
     let started = run_guardd(&bed.server, &args, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&started.stderr);
     assert_eq!(started.status.code(), Some(1), "{err}");
     assert!(err.contains(&refusal), "start: {err}");
-    assert!(
-        !std::path::Path::new(&pin_dir).exists(),
-        "nothing was loaded or pinned"
-    );
+    assert!(!pin_dir.0.exists(), "nothing was loaded or pinned");
     // The fix the message gives: allow the host's own network.
     std::fs::write(&allow, "198.18.0.0/24\n2001:db8::/64\n").expect("allow");
     let (ok, out) = check_config(&bed.server, &config);

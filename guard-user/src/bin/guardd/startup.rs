@@ -78,8 +78,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         bail!("another guardd is serving {}", config.api.socket.display());
     }
     // Lists are read whole before anything else: a bad line loads nothing.
-    let lists = Lists::load(&config)?;
-    lists.check(&config)?;
+    let lists = Lists::load(&config)?.check(&config)?;
     let pins = PinLayout::new(&config.pin_dir);
     pins.prepare()?;
     // Flags, lists and rules are in the maps, buckets full or adopted and the refill running
