@@ -89,6 +89,14 @@ phase1() {
     check "systemctl enable --now guard: active (READY)" "$(systemctl show -p ActiveState,SubState --value guard | paste -sd/)" \
         is_active
 
+    # The unit's sandbox, as systemd scores it on this host; every step after runs under it.
+    exposure=$(systemd-analyze security guard.service 2>/dev/null | awk '/Overall exposure level/ { print $(NF-2) }')
+    say "FIGURES exposure=$exposure"
+    check "systemd-analyze security guard.service: exposure at most 2.0" "$exposure" \
+        awk -v e="$exposure" 'BEGIN { exit !(e != "" && e + 0 <= 2.0) }'
+    nofile=$(awk '/Max open files/ { print $4 }' "/proc/$(main_pid)/limits")
+    check "guardd's descriptor limit is the unit's" "soft $nofile" eq "$nofile" 65536
+
     legit=$(received 198.18.0.2 5 0.3)
     denied=$(received 198.18.0.3 3 0.3)
     # The limited source floods (ping -f: as fast as replies come, at least every 10 ms);

@@ -170,7 +170,9 @@ impl Config {
     /// The name entries made here carry as their origin: `[fleet] node`, else the hostname.
     pub fn node_name(&self) -> String {
         self.fleet.node.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let host: String = host
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))

@@ -19,15 +19,23 @@ pub const MAX_PENALTY_TOKENS: u64 = 1_000_000_000;
 /// call spent a tenth of its time building one).
 pub fn one_or_many<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'[') {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-        return match value {
-            v @ serde_json::Value::Object(_) => Ok(vec![
-                serde_json::from_value::<T>(v).map_err(|e| e.to_string())?,
-            ]),
-            _ => Err("expected a JSON object or an array of objects".into()),
-        };
+    match first {
+        Some(b'[') => {}
+        // Straight into the type: no JSON tree of a body that may be 16 MiB.
+        Some(b'{') => {
+            return serde_json::from_slice::<T>(body)
+                .map(|one| vec![one])
+                .map_err(|e| match e.classify() {
+                    serde_json::error::Category::Data => strip_position(&e),
+                    _ => format!("invalid JSON: {e}"),
+                });
+        }
+        _ => {
+            // Still say "invalid JSON" for what is not JSON at all.
+            serde_json::from_slice::<serde::de::IgnoredAny>(body)
+                .map_err(|e| format!("invalid JSON: {e}"))?;
+            return Err("expected a JSON object or an array of objects".into());
+        }
     }
     let items: Vec<&serde_json::value::RawValue> =
         serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;

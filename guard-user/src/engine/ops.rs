@@ -159,6 +159,11 @@ impl Engine {
         self.verdicts().list(kind)
     }
 
+    /// A slice of them: up to `max` after `after`, in prefix order.
+    pub fn entries_page(&self, kind: Kind, after: Option<&IpNet>, max: usize) -> Vec<Entry> {
+        self.verdicts().page(kind, after, max)
+    }
+
     /// Charges `tokens` to the source's bucket in one rule or all (`rate::penalty`).
     pub fn penalize(
         &self,

@@ -109,10 +109,11 @@ pub fn log_level() -> aya::VerifierLogLevel {
     }
 }
 
-/// The running kernel's release ("6.1.0-57-amd64"), or "unknown".
+/// The running kernel's release ("6.1.0-57-amd64"), or "unknown". From uname(2): the unit's
+/// `ProcSubset=pid` hides /proc/sys.
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| r.trim().to_string())
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into())
 }
 

@@ -199,6 +199,20 @@ impl DynamicTable {
         self.of_kind(kind).cloned().collect()
     }
 
+    /// Up to `max` entries of `kind` after `after`, in prefix order: a listing in slices,
+    /// each under the lock for a bounded time.
+    pub fn page(&self, kind: Kind, after: Option<&IpNet>, max: usize) -> Vec<Entry> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        self.entries
+            .range((from, Unbounded))
+            .map(|(_, e)| e)
+            .filter(|e| e.kind == kind)
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
     /// The entries of `kind`, without copying them.
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Entry> {
         self.entries.values().filter(move |e| e.kind == kind)

@@ -123,6 +123,7 @@ fn figures(consoles: &[String], passed: usize, steps: usize) -> anyhow::Result<(
         "bans_acknowledged": acked as u64,
         "bans_lost": lost as u64,
         "start_to_ready_secs_tcg": ready,
+        "unit_exposure": value(&consoles[0], "GUARD-VM: FIGURES", "exposure"),
         "steps_passed": passed,
         "steps": steps,
     });

@@ -8,8 +8,7 @@ use anyhow::{Context, bail};
 const MIN_KERNEL: (u32, u32) = (5, 17);
 
 pub fn kernel() -> anyhow::Result<()> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .context("reading the kernel release")?;
+    let release = guard_user::kernel::verifier::kernel_release();
     let mut parts = release
         .trim()
         .split(|c: char| !c.is_ascii_digit())

@@ -6,6 +6,7 @@ mod auto;
 mod checks;
 mod daemonize;
 mod events;
+mod http;
 mod ifaces;
 mod logging;
 mod memory;

@@ -10,7 +10,7 @@ use tokio::{
 };
 use tracing::{error, info};
 
-use crate::{api, daemonize::Ready, events, metrics, state::Shared};
+use crate::{api, daemonize::Ready, events, http, metrics, state::Shared};
 
 pub async fn serve(
     daemon: Shared,
@@ -28,7 +28,14 @@ pub async fn serve(
     let requests = metrics::ApiRequests::default();
     let metrics_listener = metrics::bind(metrics_listen).await?;
     let registry = metrics::registry(daemon.clone(), requests.clone());
-    tokio::spawn(metrics::serve(metrics_listener, registry));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(http::serve(
+        metrics_listener,
+        metrics::router(registry),
+        http::METRICS,
+        "metrics",
+        stop_rx.clone(),
+    ));
     let ring = daemon.engine.with_datapath(|d| d.take_drop_events());
     let top = daemon.top.clone();
     match ring {
@@ -42,18 +49,8 @@ pub async fn serve(
     }
     tokio::spawn(guard_user::fleet::run(daemon.engine.clone()));
     info!(listen = %metrics_listen, "metrics listening");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(daemon.clone(), requests);
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<api::Peer>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
+    let server = tokio::spawn(http::serve(listener, app, http::API, "api", stop_rx));
     info!(socket = %socket.display(), "control API listening");
     if let Some(ready) = ready {
         ready.done();
@@ -121,8 +118,8 @@ pub async fn serve(
     info!(
         "stopping; enforcement stays attached through the pinned links (guardctl detach removes it)"
     );
-    let _ = stop_tx.send(());
-    server.await??;
+    let _ = stop_tx.send(true);
+    server.await?;
     let _ = std::fs::remove_file(socket);
     Ok(())
 }
@@ -150,10 +147,13 @@ fn bind_socket(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
-    // Group-owned by `guard` when that group exists, so its members may use the API.
+    // Group-owned by `guard` when that group exists, so its members may use the API. Under
+    // the unit guardd's group is guard already, and its syscall filter refuses chown.
     if let Ok(Some(group)) = nix::unistd::Group::from_name("guard") {
-        nix::unistd::chown(path, None, Some(group.gid))
-            .with_context(|| format!("chown {}", path.display()))?;
+        if nix::unistd::getegid() != group.gid {
+            nix::unistd::chown(path, None, Some(group.gid))
+                .with_context(|| format!("chown {}", path.display()))?;
+        }
     }
     Ok(listener)
 }

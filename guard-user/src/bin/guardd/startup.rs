@@ -133,7 +133,10 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
         top: Arc::default(),
         started: Instant::now(),
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // Two workers: a request being answered (a long list, a bulk decode) never holds up
+    // signals, scrapes and the other clients.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     let api = &config.api;

@@ -2,35 +2,84 @@
 
 use axum::{
     Json,
-    body::Body,
+    body::{Body, Bytes},
     extract::{ConnectInfo, Path, State},
     http::header,
     response::{IntoResponse, Response},
 };
 use guard_user::{
-    control::model::{Applied, EntryList, EntryRequest, EntryView},
+    control::model::{Applied, EntryRequest, EntryView},
     control::requests,
     lists::parse_net,
     verdicts::{Entry, Kind},
 };
+use ipnet::IpNet;
 use tracing::info;
 
 use super::{ApiError, Peer, bad_request, blocking, read_body};
 use crate::state::Shared;
 
-pub async fn list_bans(State(d): State<Shared>) -> Json<EntryList> {
+pub async fn list_bans(State(d): State<Shared>) -> Response {
     list(d, Kind::Ban)
 }
 
-pub async fn list_allows(State(d): State<Shared>) -> Json<EntryList> {
+pub async fn list_allows(State(d): State<Shared>) -> Response {
     list(d, Kind::Allow)
 }
 
-fn list(d: Shared, kind: Kind) -> Json<EntryList> {
-    let entries = d.engine.entries(kind);
-    Json(EntryList {
-        entries: entries.iter().map(Entry::view).collect(),
-    })
+/// Entries per slice of a listing: the table lock is held for one slice at a time.
+const PAGE: usize = 4096;
+
+/// An `EntryList` written as it is read, a slice at a time: a million bans neither hold the
+/// table nor sit whole in memory, and a client that stops reading stops the listing. It is
+/// not a snapshot: what changes meanwhile may or may not be in it.
+fn list(d: Shared, kind: Kind) -> Response {
+    enum At {
+        Start,
+        After(Option<IpNet>),
+        Done,
+    }
+    let chunks = futures_util::stream::unfold(At::Start, move |at| {
+        let d = d.clone();
+        async move {
+            let after = match at {
+                At::Done => return None,
+                At::Start => {
+                    return Some((Ok(Bytes::from_static(b"{\"entries\":[")), At::After(None)));
+                }
+                At::After(after) => after,
+            };
+            let first = after.is_none();
+            let page = tokio::task::spawn_blocking(move || {
+                let page = d.engine.entries_page(kind, after.as_ref(), PAGE);
+                let mut out = Vec::with_capacity(page.len() * 160 + 2);
+                for (i, e) in page.iter().enumerate() {
+                    if i > 0 || !first {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut out, &e.view())?;
+                }
+                let next = if page.len() < PAGE {
+                    out.extend_from_slice(b"]}");
+                    At::Done
+                } else {
+                    At::After(page.last().map(|e| e.net))
+                };
+                Ok::<_, serde_json::Error>((Bytes::from(out), next))
+            })
+            .await;
+            match page {
+                Ok(Ok((bytes, next))) => Some((Ok(bytes), next)),
+                Ok(Err(e)) => Some((Err(std::io::Error::other(e)), At::Done)),
+                Err(e) => Some((Err(std::io::Error::other(e)), At::Done)),
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 pub async fn add_bans(

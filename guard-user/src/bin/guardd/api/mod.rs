@@ -10,13 +10,10 @@ pub use errors::{ApiError, bad_request};
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::connect_info::Connected,
     http::{Method, StatusCode, Uri},
     routing::{delete, get, post},
-    serve::IncomingStream,
 };
 use guard_user::control::requests::MAX_BODY;
-use tokio::net::UnixListener;
 
 use crate::state::Shared;
 
@@ -43,34 +40,7 @@ pub fn router(daemon: Shared, requests: crate::metrics::ApiRequests) -> Router {
         .with_state(daemon)
 }
 
-/// Who is on the other end of the socket (SO_PEERCRED).
-#[derive(Clone, Copy, Debug)]
-pub struct Peer {
-    pub uid: Option<u32>,
-    pub pid: Option<i32>,
-}
-
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Peer {
-        let cred = stream.io().peer_cred().ok();
-        Peer {
-            uid: cred.map(|c| c.uid()),
-            pid: cred.and_then(|c| c.pid()),
-        }
-    }
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
-        write!(
-            f,
-            "uid={} pid={}",
-            show(self.uid.map(|u| u.to_string())),
-            show(self.pid.map(|p| p.to_string()))
-        )
-    }
-}
+pub use crate::http::Peer;
 
 /// Reads a body of at most `MAX_BODY` bytes.
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {

@@ -157,15 +157,11 @@ pub async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
         .with_context(|| format!("metrics: cannot listen on {listen}"))
 }
 
-/// Serves `GET /metrics` until the task is dropped.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
-) -> std::io::Result<()> {
-    let app = Router::new()
+/// `GET /metrics`.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
         .route("/metrics", get(scrape))
-        .with_state(registry);
-    axum::serve(listener, app).await
+        .with_state(registry)
 }
 
 async fn scrape(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
