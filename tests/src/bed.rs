@@ -91,4 +91,23 @@ impl GuardBed {
     pub fn map_pin(&self, name: &str) -> std::path::PathBuf {
         guard_user::kernel::pins::PinLayout::new(&self.g.pin_dir).map(name)
     }
+
+    /// What a reboot does to guard: guardd gone, bpffs empty (which also detaches XDP, once
+    /// the kernel releases the unpinned link: waited for, as after a real reboot).
+    pub fn reboot(&mut self) {
+        assert!(self.g.stop().success(), "{}", self.g.log());
+        std::fs::remove_dir_all(&self.g.pin_dir).expect("remove the pins");
+        let (ns, iface) = (&self.bed.server.name, &self.bed.server_if);
+        let gone = crate::fleet::within(Duration::from_secs(5), || {
+            let out = std::process::Command::new("ip")
+                .args(["-n", ns, "link", "show", "dev", iface])
+                .output()
+                .expect("ip link show");
+            !String::from_utf8_lossy(&out.stdout).contains("xdp")
+        });
+        assert!(
+            gone.is_some(),
+            "guard still attached 5 s after its pins were removed"
+        );
+    }
 }

@@ -5,6 +5,7 @@ pub mod bed;
 pub mod bench_record;
 pub mod connections;
 pub mod daemon;
+pub mod disk;
 pub mod fixture;
 pub mod fleet;
 pub mod http;

@@ -6,12 +6,10 @@ use std::{path::Path, process::Command};
 
 use crate::{daemon::bin, netns::Netns};
 
-/// The capabilities of the unit's `AmbientCapabilities=` (which its bounding set equals),
+/// The capabilities of the unit's `CapabilityBoundingSet=` (root's capabilities under it),
 /// as setpriv spells them: `bpf`, `perfmon`, ...
 pub fn unit_capabilities() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/guard.service");
-    let unit = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let (path, unit) = unit_file();
     let caps = |key: &str| -> Vec<String> {
         let mut caps: Vec<String> = unit
             .lines()
@@ -22,19 +20,29 @@ pub fn unit_capabilities() -> Vec<String> {
         caps.sort();
         caps
     };
-    let ambient = caps("AmbientCapabilities");
+    let bounding = caps("CapabilityBoundingSet");
     assert!(
-        !ambient.is_empty(),
-        "{}: no AmbientCapabilities",
+        !bounding.is_empty(),
+        "{}: no CapabilityBoundingSet",
         path.display()
     );
-    assert_eq!(
-        ambient,
-        caps("CapabilityBoundingSet"),
-        "{}: ambient and bounding sets differ",
-        path.display()
-    );
-    ambient
+    bounding
+}
+
+fn unit_file() -> (std::path::PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/guard.service");
+    let unit = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    (path, unit)
+}
+
+/// The unit's `LimitNOFILE=`: guardd's descriptor limit under systemd.
+pub fn unit_nofile() -> u64 {
+    let (path, unit) = unit_file();
+    unit.lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}: no numeric LimitNOFILE", path.display()))
 }
 
 /// `nsenter --net=<ns> setpriv ... guardd`: guardd in `ns` under the unit's capabilities.
@@ -48,8 +56,14 @@ pub fn guardd_with_caps(ns: &Netns, caps: &[String]) -> Command {
         "-all{}",
         caps.iter().map(|c| format!(",+{c}")).collect::<String>()
     );
+    // The unit's limit, or the hard limit this runner may not raise (no CAP_SYS_RESOURCE).
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(u64::MAX, |(_, hard)| hard);
+    let nofile = unit_nofile().min(hard);
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net={}", ns.path()))
+        .arg("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
         .arg("setpriv")
         .arg("--no-new-privs")
         .arg(format!("--inh-caps={set}"))

@@ -5,13 +5,15 @@
 
 use std::sync::Mutex;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use tracing::{error, info, warn};
 
 use super::Engine;
 use crate::{
     config::Config,
     kernel::clock::monotonic_ns,
-    state::{Change, Commit, Contents, OutboxRow, StateDb, StateError, changes_between},
+    state::{Change, Commit, Contents, OutboxRow, StateDb, StateError, Unsaved, changes_between},
     verdicts::{BULK_FROM, Batch, DynamicTable, Kind, Prepared},
 };
 
@@ -22,9 +24,12 @@ pub(super) struct Durable {
     path: Option<std::path::PathBuf>,
     /// Open unless a write failed (redb then wants it reopened).
     db: Option<StateDb>,
-    unsaved: Vec<Change>,
+    unsaved: Unsaved,
     /// The last write error, logged once until it changes.
     failing: Option<String>,
+    /// While writes fail, when the last one was tried: they are tried again once a second
+    /// (the sweep), not on every call.
+    tried: Option<std::time::Instant>,
     /// What the database held when opened, until the start has settled it.
     opened_with: Contents,
     /// The fleet outbox it held, until the fleet takes it.
@@ -123,7 +128,10 @@ impl Engine {
                         crate::error_chain(&e)
                     );
                     d.failing = Some(e.to_string());
-                    d.unsaved = changes;
+                    d.unsaved.extend(changes);
+                    self.published
+                        .unsaved
+                        .store(d.unsaved.len(), std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }
@@ -163,6 +171,7 @@ impl Engine {
             unsaved,
             deferred,
             failing,
+            tried,
             ..
         } = &mut *d;
         let Some(path) = path else { return true };
@@ -170,14 +179,19 @@ impl Engine {
         if unsaved.is_empty() && !(*deferred && commit == Commit::Durable) {
             return true;
         }
-        if failing.is_some() || db.is_none() {
+        if failing.is_some() {
+            if tried.is_some_and(|t| t.elapsed() < RETRY) {
+                self.published.unsaved.store(unsaved.len(), Relaxed);
+                return false;
+            }
             // Closed first: the open file holds the lock a reopen needs.
             *db = None;
         }
+        *tried = Some(std::time::Instant::now());
         let written = match db {
-            Some(open) => open.apply_with(unsaved, commit),
+            Some(open) => write_oldest_first(open, unsaved, commit),
             None => StateDb::reopen(path).and_then(|open| {
-                let res = open.apply_with(unsaved, commit);
+                let res = write_oldest_first(&open, unsaved, commit);
                 *db = Some(open);
                 res
             }),
@@ -202,7 +216,7 @@ impl Engine {
         let taken = {
             let mut d = self.durable.lock().expect("durable lock");
             match d.failing.is_none() && changes.len() >= BULK_FROM {
-                true => d.db.take().map(|db| (db, std::mem::take(&mut d.unsaved))),
+                true => d.db.take().map(|db| (db, d.unsaved.take_all())),
                 false => None,
             }
         };
@@ -226,18 +240,18 @@ impl Engine {
             _ => None,
         };
         let mut d = self.durable.lock().expect("durable lock");
-        let meanwhile = std::mem::replace(&mut d.unsaved, earlier);
+        let meanwhile = std::mem::replace(&mut d.unsaved, Unsaved::from(earlier));
         d.db = Some(db);
         if let Some(Ok(())) = committed {
             let durable = self.settle_write(&mut d, Ok(()), Commit::Durable);
-            d.unsaved = meanwhile;
+            d.unsaved.extend(meanwhile.into_changes());
             return (res, durable);
         }
         // Not staged, not committed, or the batch failed: written the usual way.
         if res.is_ok() {
             d.unsaved.extend(changes);
         }
-        d.unsaved.extend(meanwhile);
+        d.unsaved.extend(meanwhile.into_changes());
         drop(d);
         (res, self.persist(t, more))
     }
@@ -256,20 +270,14 @@ impl Engine {
             deferred,
             ..
         } = d;
-        self.published.unsaved.store(
-            if written.is_ok() { 0 } else { unsaved.len() },
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.published.unsaved.store(unsaved.len(), Relaxed);
         match written {
             Ok(()) => {
                 if failing.take().is_some() {
-                    info!(
-                        written = unsaved.len(),
-                        "the state database takes writes again; nothing was lost"
-                    );
+                    info!("the state database takes writes again; nothing was lost");
                 }
                 // Not just cleared: a 100,000-entry call would keep its capacity for good.
-                *unsaved = Vec::new();
+                *unsaved = Unsaved::default();
                 *deferred = commit == Commit::WithTheNext;
                 true
             }
@@ -286,4 +294,29 @@ impl Engine {
             }
         }
     }
+}
+
+/// While writes fail, how often they are tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Changes per transaction when catching up: the oldest go first, so a disk with a little
+/// room takes some of them rather than none.
+const CHUNK: usize = 4096;
+
+/// Writes `unsaved` oldest first, a transaction per `CHUNK`, forgetting each chunk written;
+/// stops at the first failure with the rest still waiting.
+fn write_oldest_first(
+    db: &StateDb,
+    unsaved: &mut Unsaved,
+    commit: Commit,
+) -> Result<(), StateError> {
+    if unsaved.is_empty() {
+        // A commit the deferred ones wait for.
+        return db.apply_with(&[], commit);
+    }
+    while !unsaved.is_empty() {
+        let chunk = unsaved.oldest(CHUNK);
+        db.apply_with(&chunk, commit)?;
+        unsaved.written(chunk.len());
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod diff;
 mod error;
 mod open;
 mod record;
+mod unsaved;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ pub use diff::changes_between;
 pub use error::StateError;
 use record::key_of;
 pub use record::{Stored, StoredHistory};
+pub use unsaved::Unsaved;
 
 use crate::{kernel::clock::unix_now_ns, verdicts::Kind};
 

@@ -82,7 +82,8 @@ fn bulk_ban_fails_part_way(bulk: u32) {
     // Nor in the state database: after a reboot (the pins and the junk gone) only the
     // earlier ban comes back.
     junk.clear();
-    reboot(&mut b);
+    b.reboot();
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
     let bans = b.g.ctl_json(&["bans"]);
     assert_eq!(
         bans["entries"].as_array().unwrap().len(),
@@ -95,7 +96,8 @@ fn bulk_ban_fails_part_way(bulk: u32) {
     assert_eq!(applied["applied"].as_array().unwrap().len(), bulk as usize);
     assert_eq!(applied["durable"], true, "{}", applied["durable"]);
     assert_eq!(b.deliver(IpAddr::V4(bulk_addr(7)), 20), 0, "enforced");
-    reboot(&mut b);
+    b.reboot();
+    b.g.spawn(&b.bed.server, &b.bed.server_if);
     let bans = b.g.ctl_json(&["bans"]);
     assert_eq!(
         bans["entries"].as_array().unwrap().len(),
@@ -103,13 +105,6 @@ fn bulk_ban_fails_part_way(bulk: u32) {
         "all restored"
     );
     assert_eq!(b.deliver(IpAddr::V4(bulk_addr(7)), 20), 0, "enforced");
-}
-
-/// What a reboot does to guard: guardd gone, bpffs empty; then guardd starts again.
-fn reboot(b: &mut GuardBed) {
-    assert!(b.g.stop().success(), "{}", b.g.log());
-    std::fs::remove_dir_all(&b.g.pin_dir).expect("remove the pins");
-    b.g.spawn(&b.bed.server, &b.bed.server_if);
 }
 
 /// `deny.txt` of the reloaded config: the old entry, a new one, 300 IPv4 hosts in 300

@@ -5,33 +5,7 @@
 
 use std::time::Duration;
 
-use guard_tests::{bed::GuardBed, daemon::bulk_bans_body, netns::client4};
-
-/// What a reboot does to guard: guardd gone, bpffs empty (which also detaches XDP).
-fn reboot(b: &mut GuardBed) {
-    assert!(b.g.stop().success(), "{}", b.g.log());
-    std::fs::remove_dir_all(&b.g.pin_dir).expect("remove the pins");
-    // The kernel releases an unpinned link later, not at the unlink: wait until the
-    // interface runs no XDP program, as after a real reboot.
-    let gone = guard_tests::fleet::within(Duration::from_secs(5), || {
-        let out = std::process::Command::new("ip")
-            .args([
-                "-n",
-                &b.bed.server.name,
-                "link",
-                "show",
-                "dev",
-                &b.bed.server_if,
-            ])
-            .output()
-            .expect("ip link show");
-        !String::from_utf8_lossy(&out.stdout).contains("xdp")
-    });
-    assert!(
-        gone.is_some(),
-        "guard still attached 5 s after its pins were removed"
-    );
-}
+use guard_tests::{bed::GuardBed, daemon::bulk_bans_body, disk::SmallDisk, netns::client4};
 
 fn cidrs(list: &serde_json::Value) -> Vec<String> {
     let mut v: Vec<String> = list["entries"]
@@ -70,7 +44,7 @@ fn bans_allows_and_escalation_survive_a_reboot() {
         r#"{"cidr":"198.18.0.6","reason":"proved itself"}"#,
     );
     assert_eq!(b.deliver(client4(2), 20), 0);
-    reboot(&mut b);
+    b.reboot();
     assert_eq!(b.deliver(client4(2), 20), 20, "no guard while rebooted");
     // The 1 s ban expires while the host is down.
     std::thread::sleep(Duration::from_millis(1500));
@@ -114,7 +88,7 @@ fn a_restart_keeps_the_database_in_step_with_the_pins() {
         r#"{"cidr":"198.18.0.3","ttl_secs":600}"#,
     );
     b.ok("DELETE", "/v1/bans/198.18.0.2", "");
-    reboot(&mut b);
+    b.reboot();
     b.g.spawn(&b.bed.server, &b.bed.server_if);
     assert_eq!(cidrs(&b.g.ctl_json(&["bans"])), ["198.18.0.3/32"]);
     assert_eq!(b.deliver(client4(3), 20), 0);
@@ -129,7 +103,7 @@ fn a_database_that_cannot_be_read_is_kept_aside() {
         "/v1/bans",
         r#"{"cidr":"198.18.0.2","ttl_secs":600}"#,
     );
-    reboot(&mut b);
+    b.reboot();
     let db = b.g.state_dir().join("guard.redb");
     std::fs::write(&db, b"not a database, whatever it was".repeat(100)).unwrap();
     b.g.spawn(&b.bed.server, &b.bed.server_if);
@@ -164,45 +138,9 @@ fn a_database_that_cannot_be_read_is_kept_aside() {
         "/v1/bans",
         r#"{"cidr":"198.18.0.4","ttl_secs":600}"#,
     );
-    reboot(&mut b);
+    b.reboot();
     b.g.spawn(&b.bed.server, &b.bed.server_if);
     assert_eq!(cidrs(&b.g.ctl_json(&["bans"])), ["198.18.0.4/32"]);
-}
-
-/// A tmpfs of `size` mounted at `dir` for the test's life: a disk that can fill up.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount a tmpfs at {}", dir.display());
-        SmallDisk(dir.to_path_buf())
-    }
-
-    /// Fills what is left with a junk file; returns its path.
-    fn fill(&self) -> std::path::PathBuf {
-        use std::io::Write;
-        let junk = self.0.join("junk");
-        let mut f = std::fs::File::create(&junk).unwrap();
-        let block = vec![0u8; 64 * 1024];
-        while f.write_all(&block).is_ok() {}
-        junk
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[test]
@@ -257,7 +195,7 @@ fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
         r#"{"cidr":"198.18.0.3","ttl_secs":600}"#,
     );
     assert_eq!(later["durable"], true, "{later}");
-    reboot(&mut b);
+    b.reboot();
     b.g.spawn(&b.bed.server, &b.bed.server_if);
     let bans = b.g.ctl_json(&["bans"]);
     let restored = cidrs(&bans);

@@ -2,6 +2,7 @@
 //! namespaces, with real traffic, real sockets and real servers; one module per feature.
 //! Needs root.
 
+mod abuse;
 mod api;
 mod atomic;
 mod auto_bans;

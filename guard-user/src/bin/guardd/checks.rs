@@ -39,7 +39,7 @@ pub fn privileges() -> anyhow::Result<()> {
         .collect();
     bail!(
         "missing privileges: guardd needs {}; run it as root or grant them \
-         (the shipped unit's AmbientCapabilities)",
+         (the shipped unit's CapabilityBoundingSet)",
         list.join(", ")
     )
 }
