@@ -21,7 +21,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use diff::changes_between;
 pub use error::StateError;
-use record::key_of;
+pub use record::key_of;
 pub use record::{Stored, StoredHistory};
 pub use unsaved::Unsaved;
 

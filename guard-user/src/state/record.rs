@@ -59,7 +59,8 @@ impl Stored {
         let expires_mono_ns = match self.expires_unix_ns {
             0 => 0,
             t if t <= now_unix => return None,
-            t => now_mono + (t - now_unix),
+            // Saturating: a record from a file someone wrote may say any time.
+            t => now_mono.saturating_add(t - now_unix),
         };
         Some(Entry {
             net: self.net,
@@ -77,7 +78,7 @@ impl Stored {
     /// flags (bit 0: ban, bit 1: local, bit 2: unverified) | ban_number u32 | expires u64 | created u64 |
     /// origin length u8 | origin | reason (UTF-8), little-endian: a tenth of JSON's bytes,
     /// and none of its encoding time in a bulk call.
-    pub(super) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let origin = &self.origin.as_bytes()[..self.origin.len().min(u8::MAX as usize)];
         let mut v = Vec::with_capacity(HEAD + origin.len() + self.reason.len());
         let ban = u8::from(self.kind == Kind::Ban);
@@ -91,7 +92,7 @@ impl Stored {
         v
     }
 
-    pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Stored, String> {
+    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Stored, String> {
         let net = net_of(key)?;
         let short = || format!("{net}: a short record");
         let flags = *bytes.first().ok_or_else(short)?;
@@ -129,14 +130,14 @@ impl Stored {
 
 impl StoredHistory {
     /// count u32 | last ban u64, little-endian.
-    pub(super) fn encode(&self) -> [u8; 12] {
+    pub fn encode(&self) -> [u8; 12] {
         let mut v = [0; 12];
         v[..4].copy_from_slice(&self.count.to_le_bytes());
         v[4..].copy_from_slice(&self.last_unix_ns.to_le_bytes());
         v
     }
 
-    pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredHistory, String> {
+    pub fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredHistory, String> {
         let net = net_of(key)?;
         if bytes.len() != 12 {
             return Err(format!("{net}: a history of {} bytes", bytes.len()));
@@ -166,7 +167,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// A prefix as a table key: family (4 or 6), length, the address's 16 bytes (IPv4 in the
 /// first 4). Fixed size; sorts by family, then length, then address.
-pub(super) fn key_of(net: &IpNet) -> [u8; 18] {
+pub fn key_of(net: &IpNet) -> [u8; 18] {
     let mut k = [0; 18];
     k[1] = net.prefix_len();
     match net {
@@ -192,7 +193,13 @@ pub(super) fn net_of(key: &[u8]) -> Result<IpNet, String> {
         6 => <[u8; 16]>::try_from(&key[2..]).expect("16 bytes").into(),
         _ => return Err(bad()),
     };
-    IpNet::new(addr, key[1]).map_err(|_| bad())
+    let net = IpNet::new(addr, key[1]).map_err(|_| bad())?;
+    // One key per prefix (no host bits, nothing after an IPv4 address), and no /0: a file
+    // someone wrote may hold anything, guard writes only these.
+    if key_of(&net) != key || net.prefix_len() == 0 {
+        return Err(format!("{}: not a key guard writes", bad()));
+    }
+    Ok(net)
 }
 
 #[cfg(test)]
