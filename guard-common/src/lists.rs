@@ -214,6 +214,13 @@ pub mod flags {
     pub const DROP_MALFORMED: u32 = 1 << 1;
     /// `FLEET_PEERS` holds servers: their connections' segments skip the rules.
     pub const FLEET_PEERS: u32 = 1 << 2;
+    /// A rule (not in monitor mode) names ports or `tcp_syn_only` and covers TCP: a TCP
+    /// packet whose transport header cannot be read (a tiny first fragment, a cut segment)
+    /// is dropped as `malformed`, since that rule cannot tell whether it matches; so is a
+    /// packet whose IPv6 header chain is longer than the walk, whatever it carries.
+    pub const L4_RULES_TCP: u32 = 1 << 3;
+    /// The same for UDP.
+    pub const L4_RULES_UDP: u32 = 1 << 4;
 }
 
 /// The single element of the `CONFIG` array: settings the daemon can change at run time.

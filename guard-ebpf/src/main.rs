@@ -1,8 +1,13 @@
 //! guard's XDP program: the verdict pipeline.
 //!
-//! 1. malformed or truncated headers: counted, passed (dropped when configured);
+//! 1. a frame whose source address cannot be read: counted `malformed`, passed (dropped
+//!    when configured);
 //! 2. allow list, then temporary allows: pass, bypassing everything below;
 //! 3. deny list, then active bans (TTL checked here): drop;
+//!    a frame cut short after its source address takes steps 2 and 3 too, then is dropped
+//!    as `malformed` when configured or when a rule needs its transport header to judge it,
+//!    else passed (the stack discards it) (`cut`); an IPv6 chain longer than the walk is
+//!    dropped the same way, else goes on through the rules that need no transport header;
 //!    a segment of an established connection with a fleet server: pass (`fleet`);
 //! 4. rate rules: every matching rule charges the source's bucket; an empty one drops;
 //!    a source a rule with `ban_after` reports limited is checked for proof that it is
@@ -21,6 +26,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod cut;
 mod dynamic;
 mod events;
 mod fleet;
@@ -63,28 +69,22 @@ pub fn guard(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
     let pkt = match parse::parse(ctx) {
+        Parsed::Ip(pkt) if pkt.truncated == parse::CUT => {
+            // SAFETY: a packet on this frame.
+            return unsafe { cut::guard_cut(&raw const pkt) };
+        }
         Parsed::Ip(pkt) => pkt,
         Parsed::NotIp => return count(Verdict::Pass, Reason::None),
         _ if cfg.flags & flags::DROP_MALFORMED != 0 => return drop(cfg, Reason::Malformed),
         _ => return count(Verdict::Pass, Reason::Malformed),
     };
-    let listed = lists::code(&pkt.source(), cfg);
-    if listed == ListCode::Allow {
-        return count(Verdict::Pass, Reason::Allow);
+    let judged = judge_source(cfg, &pkt);
+    if judged != JUDGE_ON {
+        return judged;
     }
-    let dynamic = if cfg.dyn_any == 0 {
-        Dynamic::None
-    } else {
-        dynamic::lookup(&pkt.source(), cfg)
-    };
-    if dynamic == Dynamic::Allow {
-        return count(Verdict::Pass, Reason::Allow);
-    }
-    if listed == ListCode::Deny {
-        return drop_from(cfg, Reason::Deny, &pkt, 0);
-    }
-    if dynamic == Dynamic::Ban {
-        return drop_from(cfg, Reason::Ban, &pkt, 0);
+    // A chain longer than the walk hides the transport header.
+    if pkt.truncated != 0 && unjudgeable(cfg, &pkt) {
+        return drop_from(cfg, Reason::Malformed, &pkt, 0);
     }
     if cfg.flags & flags::FLEET_PEERS != 0
         && pkt.proto == guard_common::rules::PROTO_TCP
@@ -104,11 +104,53 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
         unsafe { proof::guard_proof(ctx.ctx, &raw const pkt, now) };
     }
     match rated & outcome::MASK {
+        outcome::PASS if pkt.truncated != 0 => count(Verdict::Pass, Reason::Malformed),
         outcome::PASS => count(Verdict::Pass, Reason::None),
         outcome::LIMITED => drop_from(cfg, Reason::Rate, &pkt, now),
         outcome::MONITORED => count(Verdict::Monitor, Reason::Rate),
         _ => count(Verdict::Pass, Reason::StaleRefill),
     }
+}
+
+/// `judge_source`: no list or verdict decides; on to the rules.
+const JUDGE_ON: u32 = u32::MAX;
+
+/// Steps 2 and 3: the allow list and temporary allows pass, the deny list and bans drop;
+/// `JUDGE_ON` when none applies. (A sentinel, not an `Option`: see `parse::Packet`.)
+#[inline(always)]
+fn judge_source(cfg: &RuntimeConfig, pkt: &Packet) -> u32 {
+    let listed = lists::code(&pkt.source(), cfg);
+    if listed == ListCode::Allow {
+        return count(Verdict::Pass, Reason::Allow);
+    }
+    let dynamic = if cfg.dyn_any == 0 {
+        Dynamic::None
+    } else {
+        dynamic::lookup(&pkt.source(), cfg)
+    };
+    if dynamic == Dynamic::Allow {
+        return count(Verdict::Pass, Reason::Allow);
+    }
+    if listed == ListCode::Deny {
+        return drop_from(cfg, Reason::Deny, pkt, 0);
+    }
+    if dynamic == Dynamic::Ban {
+        return drop_from(cfg, Reason::Ban, pkt, 0);
+    }
+    JUDGE_ON
+}
+
+/// A truncated packet no rule can pass judgement on: malformed ones are dropped, or a rule
+/// names ports or `tcp_syn_only` for its protocol (any, when the chain hid the protocol).
+#[inline(always)]
+fn unjudgeable(cfg: &RuntimeConfig, pkt: &Packet) -> bool {
+    let needs = match pkt.proto {
+        guard_common::rules::PROTO_TCP => flags::L4_RULES_TCP,
+        guard_common::rules::PROTO_UDP => flags::L4_RULES_UDP,
+        0 => flags::L4_RULES_TCP | flags::L4_RULES_UDP,
+        _ => 0,
+    };
+    cfg.flags & (needs | flags::DROP_MALFORMED) != 0
 }
 
 /// A would-drop: dropped, or counted as `monitor` and passed in monitor mode.

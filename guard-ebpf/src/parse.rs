@@ -1,9 +1,12 @@
 //! Header parsing for the XDP program.
 //!
-//! Every read is bounds-checked against `data_end`; a header that does not fit is
-//! [`Parsed::Malformed`]. Anything that is not IPv4 or IPv6 is [`Parsed::NotIp`] and passes.
-//! Non-first fragments and IPv6 packets whose extension-header chain is longer than the
-//! bounded walk carry no L4 header: they are classified by their source address only.
+//! Every read is bounds-checked against `data_end`. A frame whose source address cannot be
+//! read (Ethernet, VLAN tags or the fixed IP header cut short, a bad version) is
+//! [`Parsed::Malformed`]; anything that is not IPv4 or IPv6 is [`Parsed::NotIp`] and passes.
+//! A frame whose source can be read is [`Parsed::Ip`] whatever follows, so that the lists
+//! and bans judge it; when what follows does not fit (IPv4 options, an extension header, the
+//! transport header) or the IPv6 chain is longer than the walk, it is marked `truncated`.
+//! Non-first fragments carry no transport header by design: not truncated, `l4_present` 0.
 
 use aya_ebpf::programs::XdpContext;
 
@@ -55,7 +58,11 @@ pub struct Packet {
     /// rare stage that reads more of them (`proof`): the common path copies no more.
     pub l3_off: u16,
     pub l4_off: u16,
-    pub _pad: u16,
+    /// `CUT` when a header after the IP source does not fit, `LONG_CHAIN` when the IPv6
+    /// chain is longer than the walk (then `proto` is 0), else 0. Either is counted
+    /// `malformed`, and dropped when a rule needs the transport header to judge it.
+    pub truncated: u8,
+    pub _pad: u8,
 }
 
 impl Packet {
@@ -68,6 +75,7 @@ impl Packet {
         dport: 0,
         l3_off: 0,
         l4_off: 0,
+        truncated: 0,
         _pad: 0,
     };
 
@@ -94,6 +102,18 @@ impl Packet {
             ..Packet::EMPTY
         }
     }
+}
+
+/// `Packet::truncated`: a header after the source does not fit.
+pub const CUT: u8 = 1;
+/// `Packet::truncated`: an IPv6 chain longer than the walk.
+pub const LONG_CHAIN: u8 = 2;
+
+/// `pkt`, cut short after its source.
+#[inline(always)]
+fn truncated(mut pkt: Packet) -> Parsed {
+    pkt.truncated = CUT;
+    Parsed::Ip(pkt)
 }
 
 pub enum Parsed {
@@ -157,14 +177,14 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize) -> Parsed {
     if ver_ihl >> 4 != 4 || ihl < 20 {
         return Parsed::Malformed;
     }
-    // Options, if any, must be in the packet too.
-    if bytes_at(ctx, l3, ihl).is_none() {
-        return Parsed::Malformed;
-    }
     let frag = u16::from_be(unsafe { (h.add(6) as *const u16).read_unaligned() });
     let proto = unsafe { *h.add(9) };
     let src = u32::from_be(unsafe { (h.add(12) as *const u32).read_unaligned() });
     let pkt = Packet::new(Source::V4(src), proto, l3);
+    // Options, if any, must be in the packet too.
+    if bytes_at(ctx, l3, ihl).is_none() {
+        return truncated(pkt);
+    }
     if frag & 0x1fff != 0 {
         // Non-first fragment: no transport header to look at.
         return Parsed::Ip(pkt);
@@ -191,7 +211,7 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
         // kept 2+ bytes wide: LLVM turns a 1-byte check into `p >= end`, which the
         // verifier does not accept as a bound at offset 0.
         let Some(h) = bytes_at(ctx, off, 4) else {
-            return Parsed::Malformed;
+            return truncated(Packet::new(src, 0, l3));
         };
         let (kind, hdr_len) = (next, unsafe { *h.add(1) } as usize);
         next = unsafe { *h };
@@ -211,8 +231,10 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize) -> Parsed {
         };
     }
     if is_ext_header(next) {
-        // Longer chain than we walk: judge by the source address alone.
-        return Parsed::Ip(Packet::new(src, 0, l3));
+        // Longer chain than we walk: no protocol to judge by.
+        let mut pkt = Packet::new(src, 0, l3);
+        pkt.truncated = LONG_CHAIN;
+        return Parsed::Ip(pkt);
     }
     // One transport parse after the walk, not one per place the walk can end.
     parse_l4(ctx, Packet::new(src, next, l3), off)
@@ -229,10 +251,10 @@ fn parse_l4(ctx: &XdpContext, mut pkt: Packet, off: usize) -> Parsed {
     let (dport, tcp_flags) = match pkt.proto {
         PROTO_TCP => {
             let Some(h) = bytes_at(ctx, off, 20) else {
-                return Parsed::Malformed;
+                return truncated(pkt);
             };
             if unsafe { *h.add(12) } >> 4 < 5 {
-                return Parsed::Malformed;
+                return truncated(pkt);
             }
             (
                 u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
@@ -241,7 +263,7 @@ fn parse_l4(ctx: &XdpContext, mut pkt: Packet, off: usize) -> Parsed {
         }
         PROTO_UDP => {
             let Some(h) = bytes_at(ctx, off, 8) else {
-                return Parsed::Malformed;
+                return truncated(pkt);
             };
             (
                 u16::from_be(unsafe { (h.add(2) as *const u16).read_unaligned() }),
@@ -250,7 +272,7 @@ fn parse_l4(ctx: &XdpContext, mut pkt: Packet, off: usize) -> Parsed {
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
             if bytes_at(ctx, off, 8).is_none() {
-                return Parsed::Malformed;
+                return truncated(pkt);
             }
             (0, 0)
         }

@@ -185,31 +185,62 @@ fn checksum(b: &[u8]) -> u16 {
 /// A TCP segment from `src:sport` to the testbed server's `dport` (either family) with
 /// `flags` and a valid checksum: a forged one, or one of a real connection's 4-tuple.
 pub fn tcp_from(src: std::net::IpAddr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let l4 = segment(src, sport, dport, flags);
+    let (ip, ethertype) = match src {
+        std::net::IpAddr::V4(a) => (ipv4(a, DST4, TCP, &[], 0, l4.len()), ETH_P_IP),
+        std::net::IpAddr::V6(a) => (ipv6(a, DST6, &[], TCP, l4.len()), ETH_P_IPV6),
+    };
+    [eth(&[], ethertype), ip, l4].concat()
+}
+
+/// The TCP header of `tcp_from`, checksummed for its addresses.
+fn segment(src: std::net::IpAddr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     let mut l4 = tcp(dport, flags);
     l4[0..2].copy_from_slice(&sport.to_be_bytes());
     // A window, so the segment looks like one a stack sends.
     l4[14..16].copy_from_slice(&64240u16.to_be_bytes());
     let len = (l4.len() as u16).to_be_bytes();
-    let (pseudo, ip, ethertype) = match src {
-        std::net::IpAddr::V4(a) => (
-            [&a.octets()[..], &DST4.octets(), &[0, TCP], &len].concat(),
-            ipv4(a, DST4, TCP, &[], 0, l4.len()),
-            ETH_P_IP,
-        ),
-        std::net::IpAddr::V6(a) => (
-            [
-                &a.octets()[..],
-                &DST6.octets(),
-                &[0, 0],
-                &len,
-                &[0, 0, 0, TCP],
-            ]
-            .concat(),
-            ipv6(a, DST6, &[], TCP, l4.len()),
-            ETH_P_IPV6,
-        ),
+    let pseudo = match src {
+        std::net::IpAddr::V4(a) => [&a.octets()[..], &DST4.octets(), &[0, TCP], &len].concat(),
+        std::net::IpAddr::V6(a) => [
+            &a.octets()[..],
+            &DST6.octets(),
+            &[0, 0],
+            &len,
+            &[0, 0, 0, TCP],
+        ]
+        .concat(),
     };
     let sum = checksum(&[pseudo, l4.clone()].concat());
     l4[16..18].copy_from_slice(&sum.to_be_bytes());
-    [eth(&[], ethertype), ip, l4].concat()
+    l4
+}
+
+/// A TCP segment from `src:sport` as two IPv4 fragments of datagram `id`, the first
+/// carrying only 8 bytes of its header (the ports; the flags come in the second): the
+/// tiny-fragment evasion.
+pub fn tiny_fragments(src: Ipv4Addr, id: u16, sport: u16, dport: u16, flags: u8) -> [Vec<u8>; 2] {
+    let l4 = segment(std::net::IpAddr::V4(src), sport, dport, flags);
+    let fragment = |frag: u16, payload: &[u8]| {
+        let mut ip = ipv4(src, DST4, TCP, &[], frag, payload.len());
+        ip[4..6].copy_from_slice(&id.to_be_bytes());
+        ip[10..12].fill(0);
+        let sum = checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        [eth(&[], ETH_P_IP), ip, payload.to_vec()].concat()
+    };
+    // More fragments at offset 0, then the rest at offset 1 (8 bytes), the last.
+    [fragment(0x2000, &l4[..8]), fragment(1, &l4[8..])]
+}
+
+/// A TCP segment from `src:sport` behind `n` Destination Options headers.
+pub fn tcp_behind_options(src: Ipv6Addr, sport: u16, dport: u16, flags: u8, n: usize) -> Vec<u8> {
+    let l4 = segment(std::net::IpAddr::V6(src), sport, dport, flags);
+    let exts: Vec<Ext> = (0..n).map(|_| Ext::options(60, 1)).collect();
+    [
+        eth(&[], ETH_P_IPV6),
+        ipv6(src, DST6, &exts, TCP, l4.len()),
+        l4,
+    ]
+    .concat()
 }

@@ -50,7 +50,8 @@ pub struct Config {
     pub xdp_mode: XdpModeSetting,
     #[serde(default)]
     pub monitor: bool,
-    /// Drop packets with malformed or truncated headers (default: count and pass them).
+    /// Drop packets with malformed or truncated headers (default: count and pass them;
+    /// those a rule with ports or `tcp_syn_only` cannot judge are dropped all the same).
     #[serde(default)]
     pub drop_malformed: bool,
     #[serde(default = "defaults::refill_period", with = "humantime_serde")]

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::{Engine, EngineError, start::Lists};
 use crate::{
-    config::Config,
+    config::{Config, Protocol},
     kernel::datapath::Change,
     lists::tables::{ListCounts, Tables},
     protect::{check_deny, host::Protection},
@@ -109,6 +109,18 @@ pub(super) fn runtime_flags(config: &Config) -> u32 {
     }
     if config.drop_malformed {
         f |= flags::DROP_MALFORMED;
+    }
+    // Rules that need the transport header: what hides it from them is dropped.
+    for r in config.rules.iter().filter(|r| !r.monitor) {
+        if r.ports.is_empty() && !r.tcp_syn_only {
+            continue;
+        }
+        match r.protocol {
+            Protocol::Tcp => f |= flags::L4_RULES_TCP,
+            Protocol::Udp => f |= flags::L4_RULES_UDP,
+            Protocol::Any => f |= flags::L4_RULES_TCP | flags::L4_RULES_UDP,
+            Protocol::Icmp => {}
+        }
     }
     f
 }

@@ -17,6 +17,7 @@ mod fleet_tls;
 mod fleet_traffic;
 mod fleet_trust;
 mod guardctl;
+mod judged;
 mod lists;
 mod logging;
 mod metrics;
