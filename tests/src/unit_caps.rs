@@ -61,9 +61,19 @@ pub fn guardd_with_caps(ns: &Netns, caps: &[String]) -> Command {
         .map_or(u64::MAX, |(_, hard)| hard);
     let nofile = unit_nofile().min(hard);
     let mut cmd = Command::new("nsenter");
+    // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                nofile,
+                nofile,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
     cmd.arg(format!("--net={}", ns.path()))
-        .arg("prlimit")
-        .arg(format!("--nofile={nofile}:{nofile}"))
         .arg("setpriv")
         .arg("--no-new-privs")
         .arg(format!("--inh-caps={set}"))
