@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(valid) = requests::entries(&reqs) {
             for r in valid {
                 assert!(r.net.prefix_len() > 0);
-                assert!(r.ttl.is_none_or(|t| (1..=requests::MAX_TTL_SECS).contains(&t.as_secs())));
+                assert!(
+                    r.ttl
+                        .is_none_or(|t| (1..=requests::MAX_TTL_SECS).contains(&t.as_secs()))
+                );
             }
         }
     }

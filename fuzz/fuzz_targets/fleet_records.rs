@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for kind in [Kind::Ban, Kind::Allow] {
         if let Ok(r) = Record::decode(value, kind, NOW_UNIX) {
-            assert!(!(kind == Kind::Ban && r.expires_unix_ns == 0), "a ban expires");
+            assert!(
+                !(kind == Kind::Ban && r.expires_unix_ns == 0),
+                "a ban expires"
+            );
             let again = Record::decode(&r.encode(), kind, NOW_UNIX).expect("re-decodes");
             assert_eq!(again, r);
             let _ = r.remote();

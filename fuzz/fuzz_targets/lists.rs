@@ -5,7 +5,9 @@ use guard_user::lists;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(nets) = lists::parse(text, "fuzz.txt") {
         for n in nets {
             assert_eq!(n.trunc(), n);

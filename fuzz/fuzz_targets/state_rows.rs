@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(h) = StoredHistory::decode(key, value) {
-        assert_eq!(StoredHistory::decode(key, &h.encode()).expect("re-decodes"), h);
+        assert_eq!(
+            StoredHistory::decode(key, &h.encode()).expect("re-decodes"),
+            h
+        );
     }
 });

@@ -5,6 +5,7 @@ use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Mutex};
 use guard_user::{
     control::client::Client,
     control::model::{Applied, EntryRequest, PenaltyRequest, PenaltyResult},
+    control::routes,
 };
 use tracing::{info, warn};
 
@@ -39,7 +40,7 @@ impl Reporter {
                 reason: Some(format!("junk events: {why}")),
                 local: false,
             };
-            match self.client.post::<_, Applied>("/v1/bans", &req).await {
+            match self.client.post::<_, Applied>(routes::BANS, &req).await {
                 Ok(a) => {
                     info!(%ip, strikes, expires = ?a.applied[0].expires_at, "banned");
                     self.strikes.lock().expect("strikes").remove(&ip);
@@ -54,7 +55,7 @@ impl Reporter {
             };
             if let Err(e) = self
                 .client
-                .post::<_, PenaltyResult>("/v1/penalties", &req)
+                .post::<_, PenaltyResult>(routes::PENALTIES, &req)
                 .await
             {
                 warn!(%ip, error = %e, "penalty refused");

@@ -148,8 +148,3 @@ impl Client {
         serde_json::from_slice(&body).map_err(protocol)
     }
 }
-
-/// A CIDR as a path segment: `/` percent-encoded.
-pub fn path_cidr(cidr: &str) -> String {
-    cidr.replace('/', "%2F")
-}

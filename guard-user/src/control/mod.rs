@@ -4,4 +4,5 @@ pub mod cli;
 pub mod client;
 pub mod model;
 pub mod requests;
+pub mod routes;
 pub mod top;

@@ -12,11 +12,12 @@ use anyhow::Context;
 use clap::Parser;
 use guard_user::{
     config::Config,
-    control::client::{Client, ClientError, path_cidr},
+    control::client::{Client, ClientError},
     control::model::{
         Applied, EntryList, EntryRequest, EntryView, PenaltyRequest, PenaltyResult, Reloaded,
         Stats, Status,
     },
+    control::routes,
     control::top::Top,
     kernel::pins::PinLayout,
     verdicts::Kind,
@@ -47,7 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::new(&cli.socket).with_timeout(cli.timeout);
     let pins = PinLayout::new(&cli.pin_dir);
     if let Command::Status = cli.command {
-        return match client.get::<Status>("/v1/status").await {
+        return match client.get::<Status>(routes::STATUS).await {
             Ok(s) => render::print(cli.json, &s, render::status).map(|()| ExitCode::SUCCESS),
             Err(e @ ClientError::Unreachable { .. }) => {
                 offline::status(&pins, &e, cli.json)?;
@@ -65,7 +66,7 @@ async fn command(cli: Cli, client: &Client, pins: &PinLayout) -> anyhow::Result<
     match cli.command {
         Command::Status => unreachable!("answered by run"),
         Command::Stats { watch } => loop {
-            match client.get::<Stats>("/v1/stats").await {
+            match client.get::<Stats>(routes::STATS).await {
                 Ok(s) => render::print(cli.json, &s, render::stats)?,
                 Err(e @ ClientError::Unreachable { .. }) => offline::stats(pins, &e, cli.json)?,
                 Err(e) => return Err(e.into()),
@@ -76,24 +77,24 @@ async fn command(cli: Cli, client: &Client, pins: &PinLayout) -> anyhow::Result<
             tokio::time::sleep(Duration::from_secs(1)).await;
             println!();
         },
-        Command::Ban(a) => add(client, "/v1/bans", a.request(), cli.json).await,
-        Command::Allow(a) => add(client, "/v1/allows", a.request(), cli.json).await,
-        Command::Unban { cidr } => remove(client, "/v1/bans", &cidr, cli.json).await,
-        Command::Unallow { cidr } => remove(client, "/v1/allows", &cidr, cli.json).await,
+        Command::Ban(a) => add(client, routes::BANS, a.request(), cli.json).await,
+        Command::Allow(a) => add(client, routes::ALLOWS, a.request(), cli.json).await,
+        Command::Unban { cidr } => remove(client, Kind::Ban, &cidr, cli.json).await,
+        Command::Unallow { cidr } => remove(client, Kind::Allow, &cidr, cli.json).await,
         Command::Bans => list(client, pins, Kind::Ban, cli.json).await,
         Command::Allows => list(client, pins, Kind::Allow, cli.json).await,
         Command::Penalize { ip, tokens, rule } => {
             let r: PenaltyResult = client
-                .post("/v1/penalties", &PenaltyRequest { ip, tokens, rule })
+                .post(routes::PENALTIES, &PenaltyRequest { ip, tokens, rule })
                 .await?;
             render::print(cli.json, &r, render::penalty)
         }
         Command::Top { n } => {
-            let t: Top = client.get(&format!("/v1/top?n={n}")).await?;
+            let t: Top = client.get(&format!("{}?n={n}", routes::TOP)).await?;
             render::print(cli.json, &t, render::top)
         }
         Command::Reload => {
-            let r: Reloaded = client.post("/v1/reload", &serde_json::json!({})).await?;
+            let r: Reloaded = client.post(routes::RELOAD, &serde_json::json!({})).await?;
             render::print(cli.json, &r, |r| {
                 format!(
                     "reloaded: {} allow entries, {} deny entries, {} rules\n",
@@ -117,19 +118,13 @@ async fn add(client: &Client, route: &str, req: EntryRequest, json: bool) -> any
     render::print(json, &applied, |a| render::entries(&a.applied))
 }
 
-async fn remove(client: &Client, route: &str, cidr: &str, json: bool) -> anyhow::Result<()> {
-    let gone: EntryView = client
-        .delete(&format!("{route}/{}", path_cidr(cidr)))
-        .await?;
+async fn remove(client: &Client, kind: Kind, cidr: &str, json: bool) -> anyhow::Result<()> {
+    let gone: EntryView = client.delete(&routes::entry(kind, cidr)).await?;
     render::print(json, &gone, |e| format!("removed {}\n", e.cidr))
 }
 
 async fn list(client: &Client, pins: &PinLayout, kind: Kind, json: bool) -> anyhow::Result<()> {
-    let route = match kind {
-        Kind::Ban => "/v1/bans",
-        Kind::Allow => "/v1/allows",
-    };
-    let list = match client.get::<EntryList>(route).await {
+    let list = match client.get::<EntryList>(routes::entries(kind)).await {
         Ok(l) => l,
         Err(e @ ClientError::Unreachable { .. }) => offline::entries(pins, kind, &e, json)?,
         Err(e) => return Err(e.into()),
@@ -174,7 +169,7 @@ fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
 /// Removes the pins, only when no daemon owns them: none answers on the socket, and no
 /// process holds the pinned maps (a guardd on another socket, or one that is hung).
 async fn detach(client: &Client, pins: &PinLayout) -> anyhow::Result<()> {
-    match client.get::<Status>("/v1/status").await {
+    match client.get::<Status>(routes::STATUS).await {
         Ok(s) => anyhow::bail!(
             "guardd (pid {}) is running on {}: stop it first (systemctl stop guard), then detach",
             s.pid,

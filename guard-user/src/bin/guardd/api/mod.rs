@@ -13,31 +13,29 @@ use axum::{
     http::{Method, StatusCode, Uri},
     routing::{delete, get, post},
 };
-use guard_user::control::requests::MAX_BODY;
+use guard_user::control::{requests::MAX_BODY, routes};
 
 use crate::state::Shared;
 
 pub fn router(daemon: Shared, requests: crate::metrics::ApiRequests) -> Router {
-    Router::new()
-        .route("/v1/status", get(misc::status))
-        .route("/v1/stats", get(misc::stats))
-        .route("/v1/bans", get(entries::list_bans).post(entries::add_bans))
-        .route("/v1/bans/{cidr}", delete(entries::remove_ban))
-        .route(
-            "/v1/allows",
-            get(entries::list_allows).post(entries::add_allows),
-        )
-        .route("/v1/allows/{cidr}", delete(entries::remove_allow))
-        .route("/v1/penalties", post(misc::penalize))
-        .route("/v1/reload", post(misc::reload))
-        .route("/v1/top", get(misc::top))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            requests,
-            crate::metrics::count_requests,
-        ))
-        .with_state(daemon)
+    routes::router(routes::Handlers {
+        status: get(misc::status),
+        stats: get(misc::stats),
+        bans: get(entries::list_bans).post(entries::add_bans),
+        ban: delete(entries::remove_ban),
+        allows: get(entries::list_allows).post(entries::add_allows),
+        allow: delete(entries::remove_allow),
+        penalties: post(misc::penalize),
+        reload: post(misc::reload),
+        top: get(misc::top),
+    })
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(axum::middleware::from_fn_with_state(
+        requests,
+        crate::metrics::count_requests,
+    ))
+    .with_state(daemon)
 }
 
 pub use crate::http::Peer;
