@@ -39,10 +39,19 @@ impl Fixture {
         Fixture::with_lists(&parse(allow), &parse(deny), rules_toml, 4096)
     }
 
-    /// Lists already parsed, and room for `bans` bans (`[bans] max_entries`).
+    /// Lists already parsed, and room for `bans` bans (`[bans] max_entries`; `rules_toml` may
+    /// have a `[bans]` section of its own).
     pub fn with_lists(allow: &[IpNet], deny: &[IpNet], rules_toml: &str, bans: u32) -> Fixture {
         // No durable state: fixtures start from nothing, like a first start.
-        let text = format!("state_dir = \"\"\n{rules_toml}\n[bans]\nmax_entries = {bans}\n");
+        // Room for `bans` in the config's own `[bans]` section, or in one of its own.
+        let room = format!("[bans]\nmax_entries = {bans}\n");
+        let text = match rules_toml.contains("[bans]") {
+            true => format!(
+                "state_dir = \"\"\n{}",
+                rules_toml.replacen("[bans]\n", &room, 1)
+            ),
+            false => format!("state_dir = \"\"\n{rules_toml}\n{room}"),
+        };
         let config = Config::parse(&text, "fixture config").expect("test config");
         let lists = Lists {
             allow: allow.to_vec(),
