@@ -422,10 +422,12 @@ fn automatic_verdicts_reach_the_fleet() {
     wait("the aggregate alone", &|| cidrs(b) == ["198.19.81.0/24"]);
     // Lifted on B: A gives the members back, and shares them again.
     b.ok("DELETE", "/v1/bans/198.19.81.0%2F24", "");
-    wait("the members back", &|| {
-        cidrs(b).len() == 8 && cidrs(b).iter().all(|c| c.ends_with("/32"))
-    });
-    assert_eq!(cidrs(a).len(), 8, "{:?}", cidrs(a));
+    let members = |h: &GuardBed| cidrs(h).len() == 8 && cidrs(h).iter().all(|c| c.ends_with("/32"));
+    wait("the members back", &|| members(b));
+    // A may hold its own aggregate again for a moment, when the bucket delivers its put
+    // after the removal; the removal follows it, as for the members above.
+    let back_on_a = guard_tests::fleet::within(Duration::from_secs(5), || members(a));
+    assert!(back_on_a.is_some(), "A: {:?}", cidrs(a));
 }
 
 #[test]
