@@ -109,7 +109,7 @@ pub async fn serve<L: Listen>(
     mut stop: watch::Receiver<bool>,
 ) {
     let conns = Arc::new(Conns::new(limits.connections));
-    let mut full_warned: Option<tokio::time::Instant> = None;
+    let (mut full, mut starved) = (OnceAMinute::default(), OnceAMinute::default());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -121,7 +121,9 @@ pub async fn serve<L: Listen>(
                 // Out of descriptors (or another passing error): wait rather than spin;
                 // the idle closes free some.
                 if is_resource_error(&e) {
-                    warn!("{name}: cannot accept a connection: {e}");
+                    if starved.due() {
+                        warn!("{name}: cannot accept a connection: {e} (said once a minute)");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 continue;
@@ -130,9 +132,7 @@ pub async fn serve<L: Listen>(
         let conn = match conns.admit() {
             Admitted::Room(c) => c,
             Admitted::Evicted(c) => {
-                let now = tokio::time::Instant::now();
-                if full_warned.is_none_or(|t| now - t > Duration::from_secs(60)) {
-                    full_warned = Some(now);
+                if full.due() {
                     warn!(
                         "{name}: {} connections open, the most it keeps: closing those idle \
                          the longest to take new ones (said once a minute)",
@@ -156,6 +156,21 @@ pub async fn serve<L: Listen>(
     let deadline = tokio::time::Instant::now() + DRAIN;
     while conns.open() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A warning that repeats at most once a minute: an abuser must not flood the log.
+#[derive(Default)]
+struct OnceAMinute(Option<tokio::time::Instant>);
+
+impl OnceAMinute {
+    fn due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let due = self.0.is_none_or(|t| now - t > Duration::from_secs(60));
+        if due {
+            self.0 = Some(now);
+        }
+        due
     }
 }
 
