@@ -87,6 +87,18 @@ impl GuardBed {
         crate::http::get(&rt, route, "/metrics").1
     }
 
+    /// The value on the scraped line that starts with `line` (a name and its labels, if
+    /// any); panics with the scrape when there is none.
+    pub fn metric(&self, line: &str) -> f64 {
+        let body = self.scrape();
+        value_of(&body, line).unwrap_or_else(|| panic!("no {line:?} in:\n{body}"))
+    }
+
+    /// A counter's value, 0 while absent (a labelled series appears on its first count).
+    pub fn count(&self, line: &str) -> u64 {
+        value_of(&self.scrape(), line).unwrap_or(0)
+    }
+
     /// The path of a pinned map.
     pub fn map_pin(&self, name: &str) -> std::path::PathBuf {
         guard_user::kernel::pins::PinLayout::new(&self.g.pin_dir).map(name)
@@ -110,4 +122,10 @@ impl GuardBed {
             "guard still attached 5 s after its pins were removed"
         );
     }
+}
+
+fn value_of<T: std::str::FromStr>(scrape: &str, line: &str) -> Option<T> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
 }

@@ -83,13 +83,18 @@ impl Drop for Holder {
     }
 }
 
-/// `setpriv` to nobody with `gid` and no other group.
-fn as_nobody(gid: u32) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={gid}"))
-        .arg("--clear-groups");
-    cmd
+/// `guard-hold` (at `hold`) with `args`, in the server's namespace, as nobody with no
+/// group but nobody's (which the test gives the socket).
+fn hold_as_nobody(b: &GuardBed, hold: &std::path::Path, args: &[&str]) -> Holder {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net={}", b.bed.server.path()))
+        .arg("setpriv")
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(hold)
+        .args(args);
+    Holder::spawn(cmd)
 }
 
 /// Lists every ban over a raw connection; the bytes of the answer.
@@ -127,9 +132,12 @@ fn the_control_plane_answers_while_local_users_abuse_it() {
         quiet[0], quiet[1]
     );
     let rss_before = b.g.rss_kib();
-    let fds_before = std::fs::read_dir(format!("/proc/{}/fd", b.g.pid()))
-        .unwrap()
-        .count();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", b.g.pid()))
+            .expect("guardd's descriptors")
+            .count()
+    };
+    let fds_before = fds();
 
     // The socket as its group's members reach it: nobody, in the socket's group.
     let dir = b.g.dir.path();
@@ -139,24 +147,10 @@ fn the_control_plane_answers_while_local_users_abuse_it() {
     std::fs::copy(env!("CARGO_BIN_EXE_guard-hold"), &hold).expect("copy guard-hold");
     std::fs::set_permissions(&hold, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let mut idle = Command::new("nsenter");
-    idle.arg(format!("--net={}", b.bed.server.path()))
-        .arg("setpriv")
-        .arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(&hold)
-        .args([
-            "tcp:127.0.0.1:9752",
-            &CONNECTIONS.to_string(),
-            &HOLD_SECS.to_string(),
-        ]);
-    let idle = Holder::spawn(idle);
-    let mut half = as_nobody(NOBODY);
-    half.arg(&hold)
-        .arg(format!("unix:{}", b.g.socket.display()))
-        .args([&CONNECTIONS.to_string(), &HOLD_SECS.to_string(), "partial"]);
-    let half = Holder::spawn(half);
+    let (count, secs) = (CONNECTIONS.to_string(), HOLD_SECS.to_string());
+    let idle = hold_as_nobody(&b, &hold, &["tcp:127.0.0.1:9752", &count, &secs]);
+    let socket = format!("unix:{}", b.g.socket.display());
+    let half = hold_as_nobody(&b, &hold, &[&socket, &count, &secs, "partial"]);
     let held_idle = idle.line("held", Duration::from_secs(20));
     let held_half = half.line("held", Duration::from_secs(20));
     let abuse_start = Instant::now();
@@ -209,9 +203,7 @@ fn the_control_plane_answers_while_local_users_abuse_it() {
             *w = (*w).max(t);
         }
     }
-    let fds_during = std::fs::read_dir(format!("/proc/{}/fd", b.g.pid()))
-        .unwrap()
-        .count();
+    let fds_during = fds();
     let left = Duration::from_secs(HOLD_SECS + 5).saturating_sub(abuse_start.elapsed());
     let idle_closed = idle.line("closed_by_server", left + Duration::from_secs(10));
     let half_closed = half.line("closed_by_server", Duration::from_secs(10));

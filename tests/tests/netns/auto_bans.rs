@@ -44,14 +44,6 @@ fn ban_of(b: &GuardBed, cidr: &str) -> Option<Value> {
     bans(b).into_iter().find(|e| e["cidr"] == cidr)
 }
 
-/// The value of a metric line (`name{labels}`), 0 when absent.
-fn metric(b: &GuardBed, line: &str) -> u64 {
-    b.scrape()
-        .lines()
-        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Floods `frames` (round robin) at `pps` in a thread until `cidr` is banned or `limit`;
 /// returns the time from the flood's start to the ban seen through the API, and the ban.
 fn flood_until_banned(
@@ -139,7 +131,7 @@ fn a_source_limited_for_ban_after_is_banned_with_the_escalation() {
             b.g.packets("drop", "ban") > ban_before + 200,
             "its traffic counts as ban now"
         );
-        assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), round);
+        assert_eq!(b.count("guard_auto_bans_total{kind=\"rule\"}"), round);
         if round == 1 {
             // The first ban expires (5 s): then the source passes again.
             std::thread::sleep(Duration::from_secs(ttl) + Duration::from_millis(1500));
@@ -168,7 +160,7 @@ fn a_source_bursting_one_second_in_five_is_never_banned() {
         "it was limited"
     );
     assert!(bans(&b).is_empty(), "never banned: {:?}", bans(&b));
-    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 0);
+    assert_eq!(b.count("guard_auto_bans_total{kind=\"rule\"}"), 0);
 }
 
 /// 16 sources, each with a real connection to the server's `port`, flooding bare ACKs on
@@ -215,7 +207,7 @@ fn sixteen_sources_in_one_slash_24_become_one_ban_and_come_back_when_it_goes() {
         listed.contains("198.19.77.0/24") && listed.contains("aggregate"),
         "{listed}"
     );
-    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"aggregate\"}"), 1);
+    assert_eq!(b.count("guard_auto_bans_total{kind=\"aggregate\"}"), 1);
     assert_eq!(
         b.deliver(IpAddr::V4(Ipv4Addr::new(198, 19, 77, 250)), 20),
         0,
@@ -263,7 +255,7 @@ fn an_allow_inside_the_slash_24_prevents_aggregation() {
         "no prefix ban: {all:?}"
     );
     assert_eq!(all.len(), 16, "{all:?}");
-    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"aggregate\"}"), 0);
+    assert_eq!(b.count("guard_auto_bans_total{kind=\"aggregate\"}"), 0);
 }
 
 #[test]
@@ -319,7 +311,7 @@ fn a_forged_flood_over_2_pow_24_sources_bans_only_the_real_flooder() {
     let all = bans(&b);
     assert_eq!(all.len(), 1, "only the real flooder: {all:?}");
     assert_eq!(all[0]["cidr"], "198.18.40.9/32");
-    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 1);
+    assert_eq!(b.count("guard_auto_bans_total{kind=\"rule\"}"), 1);
 }
 
 /// Eight API bans inside 198.19.`third`.0/24 with a 10-minute TTL (aggregation counts bans
@@ -446,10 +438,10 @@ fn monitor_mode_logs_and_counts_would_be_automatic_bans() {
     );
     assert!(b.g.packets("monitor", "rate") > 2000, "would-drops counted");
     let monitored = "guard_auto_bans_monitored_total{kind=\"rule\"}";
-    let took = guard_tests::fleet::within(Duration::from_secs(2), || metric(&b, monitored) == 1);
+    let took = guard_tests::fleet::within(Duration::from_secs(2), || b.count(monitored) == 1);
     assert!(took.is_some(), "one would-be ban counted:\n{}", b.scrape());
     assert!(bans(&b).is_empty(), "nothing banned: {:?}", bans(&b));
-    assert_eq!(metric(&b, "guard_auto_bans_total{kind=\"rule\"}"), 0);
+    assert_eq!(b.count("guard_auto_bans_total{kind=\"rule\"}"), 0);
     assert!(
         b.g.log().contains("monitor mode: would ban automatically"),
         "{}",
@@ -459,7 +451,7 @@ fn monitor_mode_logs_and_counts_would_be_automatic_bans() {
     eight_bans(&b, 82);
     assert_eq!(bans(&b).len(), 8);
     assert_eq!(
-        metric(&b, "guard_auto_bans_monitored_total{kind=\"aggregate\"}"),
+        b.count("guard_auto_bans_monitored_total{kind=\"aggregate\"}"),
         1
     );
 }

@@ -173,7 +173,7 @@ fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
         "{}",
         b.g.log()
     );
-    let stats_unsaved = scrape_unsaved(&b);
+    let stats_unsaved = b.metric(UNSAVED);
     assert!(
         stats_unsaved >= 1.0,
         "guard_state_unsaved_changes {stats_unsaved}"
@@ -188,7 +188,7 @@ fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
         "{}",
         b.g.log()
     );
-    assert_eq!(scrape_unsaved(&b), 0.0);
+    assert_eq!(b.metric(UNSAVED), 0.0);
     let later = b.ok(
         "POST",
         "/v1/bans",
@@ -221,15 +221,8 @@ fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
     drop(b);
 }
 
+const UNSAVED: &str = "guard_state_unsaved_changes ";
+
 /// A bulk of the size that is staged on a second thread (`verdicts::BULK_FROM` is 1,024).
 const BULK: u32 = 5000;
 const BULK_FIRST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 64, 0);
-
-/// `guard_state_unsaved_changes` from a scrape of guardd's metrics.
-fn scrape_unsaved(b: &GuardBed) -> f64 {
-    let body = b.scrape();
-    body.lines()
-        .find_map(|l| l.strip_prefix("guard_state_unsaved_changes "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no guard_state_unsaved_changes in:\n{body}"))
-}

@@ -112,14 +112,7 @@ fn a_database_guardd_may_not_read_stops_the_start_and_keeps_its_verdicts() {
     assert!(bans.to_string().contains("198.18.0.2/32"), "{bans}");
 }
 
-/// `guard_state_unsaved_changes` from a scrape.
-fn unsaved(b: &GuardBed) -> f64 {
-    let body = b.scrape();
-    body.lines()
-        .find_map(|l| l.strip_prefix("guard_state_unsaved_changes "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no guard_state_unsaved_changes in:\n{body}"))
-}
+const UNSAVED: &str = "guard_state_unsaved_changes ";
 
 #[test]
 fn ten_thousand_single_bans_on_a_full_disk_are_all_kept_and_the_file_never_renamed() {
@@ -143,7 +136,7 @@ fn ten_thousand_single_bans_on_a_full_disk_are_all_kept_and_the_file_never_renam
     let took = t.elapsed();
     // What waits is one change per row, however often a row changes: the same ban made
     // again and again adds nothing.
-    let waiting = unsaved(&b);
+    let waiting = b.metric(UNSAVED);
     for _ in 0..500 {
         b.ok(
             "POST",
@@ -151,7 +144,7 @@ fn ten_thousand_single_bans_on_a_full_disk_are_all_kept_and_the_file_never_renam
             r#"{"cidr":"198.18.128.1","ttl_secs":3600,"reason":"full disk"}"#,
         );
     }
-    let again = unsaved(&b);
+    let again = b.metric(UNSAVED);
     eprintln!(
         "{BANS} single bans on a full disk in {:.1} s; {waiting} changes waiting, {again} after \
          500 more of one ban",
@@ -179,7 +172,7 @@ fn ten_thousand_single_bans_on_a_full_disk_are_all_kept_and_the_file_never_renam
         "{}",
         b.g.log()
     );
-    assert_eq!(unsaved(&b), 0.0);
+    assert_eq!(b.metric(UNSAVED), 0.0);
     assert_eq!(files_in(&state), ["guard.redb"], "nothing renamed");
     b.reboot();
     b.g.spawn(&b.bed.server, &b.bed.server_if);

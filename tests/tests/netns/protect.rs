@@ -31,13 +31,6 @@ fn banned(b: &GuardBed) -> Vec<String> {
         .collect()
 }
 
-fn metric(b: &GuardBed, line: &str) -> u64 {
-    b.scrape()
-        .lines()
-        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// The first resolver of this host's /etc/resolv.conf, if any (guardd reads the same file).
 fn resolver() -> Option<IpAddr> {
     let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
@@ -144,14 +137,14 @@ fn automatic_bans_skip_protected_addresses_and_aggregates_stop_short() {
         });
         let skipped = "guard_auto_bans_skipped_total{kind=\"rule\",reason=\"protected\"} ";
         let start = Instant::now();
-        while metric(&b, skipped) == 0 && start.elapsed() < Duration::from_secs(5) {
+        while b.count(skipped) == 0 && start.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Twice ban_after in all.
         std::thread::sleep(Duration::from_secs(4).saturating_sub(start.elapsed()));
         stop.store(true, Ordering::Relaxed);
         flood.join().expect("flood");
-        assert!(metric(&b, skipped) >= 1, "counted:\n{}", b.scrape());
+        assert!(b.count(skipped) >= 1, "counted:\n{}", b.scrape());
     });
     assert!(banned(&b).is_empty(), "{:?}", banned(&b));
     assert!(
@@ -192,7 +185,7 @@ fn automatic_bans_skip_protected_addresses_and_aggregates_stop_short() {
         "only the unprotected prefix is aggregated"
     );
     let stopped = "guard_auto_bans_skipped_total{kind=\"aggregate\",reason=\"protected\"} ";
-    assert_eq!(metric(&b, stopped), 1, "{}", b.scrape());
+    assert_eq!(b.count(stopped), 1, "{}", b.scrape());
 }
 
 /// guardctl check-config in `ns` (where the interfaces and routes are).
