@@ -5,7 +5,7 @@
 
 use guard_user::{
     fleet::record::{Record, key_of, net_of},
-    verdicts::Kind,
+    model::Kind,
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -15,7 +15,7 @@ use guard_tests::{
     fixture::{Fixture, XDP_DROP, XDP_PASS},
     packet::udp_from,
 };
-use guard_user::verdicts::{Kind, Request};
+use guard_user::model::{Kind, Request};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 

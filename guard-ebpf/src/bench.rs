@@ -31,20 +31,20 @@ use guard_common::{
 };
 use guard_ebpf::parse::{self, Parsed, Source};
 
-#[map(name = "LPM_V4")]
+#[map]
 static LPM_V4: LpmTrie<u32, u32> = LpmTrie::with_max_entries(1 << 20, 0);
 
-#[map(name = "LPM_V6")]
+#[map]
 static LPM_V6: LpmTrie<[u32; 4], u32> = LpmTrie::with_max_entries(1 << 18, 0);
 
-#[map(name = "HREF_TOP24")]
+#[map]
 static HREF_TOP24: Array<Bitmap512> = Array::with_max_entries(V6_TOP24_ENTRIES, 0);
 
-#[map(name = "HREF_V6")]
+#[map]
 static HREF_V6: HashMap<V6Key, u32> = HashMap::with_max_entries(1 << 18, BPF_F_NO_PREALLOC);
 
 /// The lengths longest first; element `MAX_V6_LENS` holds their count in `prefix_len`.
-#[map(name = "HREF_LENS")]
+#[map]
 static HREF_LENS: Array<V6Len> = Array::with_max_entries(MAX_V6_LENS as u32 + 1, 0);
 
 #[xdp]

@@ -18,26 +18,26 @@ use guard_common::{
 };
 use guard_ebpf::parse::Source;
 
-#[map(name = "DYN_V4")]
+#[map]
 static DYN_V4: HashMap<DynKeyV4, DynEntry> =
     HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
 
-#[map(name = "DYN_V6")]
+#[map]
 static DYN_V6: HashMap<V6Key, DynEntry> =
     HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Regions holding entries: a clear bit answers "no entry" without probing the hashes.
-#[map(name = "DYN_REGIONS")]
+#[map]
 static DYN_REGIONS: Array<Bitmap512> = Array::with_max_entries(DYN_REGION_ELEMS, 0);
 
 /// Reasons and creation times: the daemon's, never read here; declared in the object so
 /// they are created and pinned with the rest.
-#[map(name = "DYN_META")]
+#[map]
 static DYN_META: HashMap<DynMetaKey, DynMeta> =
     HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Escalation history: the daemon's, like `DYN_META`.
-#[map(name = "BAN_HIST")]
+#[map]
 static BAN_HIST: HashMap<DynMetaKey, BanHistory> =
     HashMap::with_max_entries(DYN_CAPACITY, BPF_F_NO_PREALLOC);
 

@@ -13,18 +13,18 @@ use guard_common::events::{
 };
 use guard_ebpf::parse::Source;
 
-#[map(name = "DROP_EVENTS")]
+#[map]
 static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);
 
-#[map(name = "EVENT_BUDGET")]
+#[map]
 static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 
-#[map(name = "LIMIT_REPORTS")]
+#[map]
 static LIMIT_REPORTS: RingBuf = RingBuf::with_byte_size(LIMIT_REPORTS_BYTES, 0);
 
 /// Per bucket (sized like `BUCKETS` at load): the last second a limited packet of the
 /// bucket was reported, plus one (0: never).
-#[map(name = "LIMIT_SEEN")]
+#[map]
 static LIMIT_SEEN: Array<u32> = Array::with_max_entries(1, 0);
 
 /// A rule with `ban_after` found `bucket` empty for this source: reported once per bucket

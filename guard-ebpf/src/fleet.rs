@@ -16,10 +16,10 @@ use aya_ebpf::{
 use guard_common::fleet::{FleetPeer, MAX_FLEET_PEERS, hint_bit};
 use guard_ebpf::parse::Packet;
 
-#[map(name = "FLEET_PEERS")]
+#[map]
 static FLEET_PEERS: HashMap<FleetPeer, u32> = HashMap::with_max_entries(MAX_FLEET_PEERS, 0);
 
-#[map(name = "FLEET_HINT")]
+#[map]
 static FLEET_HINT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Whether the source may be a fleet server (no false negatives).

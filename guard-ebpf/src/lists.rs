@@ -15,24 +15,24 @@ use guard_common::{
 };
 use guard_ebpf::parse::Source;
 
-#[map(name = "V4_DIR24")]
+#[map]
 static V4_DIR24: Array<Bitmap512> = Array::with_max_entries(V4_DIR24_ENTRIES, 0);
 
-#[map(name = "V4_TBL8")]
+#[map]
 static V4_TBL8: HashMap<u32, Bitmap512> =
     HashMap::with_max_entries(V4_TBL8_ENTRIES, BPF_F_NO_PREALLOC);
 
-#[map(name = "V6_TOP24")]
+#[map]
 static V6_TOP24: Array<Bitmap512> = Array::with_max_entries(V6_TOP24_ENTRIES, 0);
 
-#[map(name = "V6_PREFIX")]
+#[map]
 static V6_PREFIX: HashMap<V6Key, u32> =
     HashMap::with_max_entries(V6_PREFIX_ENTRIES, BPF_F_NO_PREALLOC);
 
-#[map(name = "V6_ROOT")]
+#[map]
 static V6_ROOT: Array<u32> = Array::with_max_entries(V6_ROOT_ENTRIES, 0);
 
-#[map(name = "V6_NODES")]
+#[map]
 static V6_NODES: Array<V6Node> = Array::with_max_entries(V6_NODES_ENTRIES, 0);
 
 #[inline(always)]

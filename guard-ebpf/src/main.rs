@@ -50,10 +50,10 @@ use guard_ebpf::parse::{self, Packet, Parsed};
 
 use crate::{dynamic::Dynamic, rate::outcome};
 
-#[map(name = "CONFIG")]
+#[map]
 static CONFIG: Array<RuntimeConfig> = Array::with_max_entries(1, 0);
 
-#[map(name = "STATS")]
+#[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
 #[xdp]

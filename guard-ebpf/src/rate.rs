@@ -32,22 +32,22 @@ use guard_common::{
 };
 use guard_ebpf::parse::{Packet, TCP_FLAG_ACK, TCP_FLAG_SYN};
 
-#[map(name = "RULES")]
+#[map]
 static RULES: Array<RuleSpec> = Array::with_max_entries(MAX_RULES as u32, 0);
 
-#[map(name = "RULE_PORTS")]
+#[map]
 static RULE_PORTS: Array<Bitmap512> =
     Array::with_max_entries(MAX_RULES as u32 * PORT_ELEMS_PER_RULE, 0);
 
-#[map(name = "RULE_STATS")]
+#[map]
 static RULE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RULE_STATS_LEN, 0);
 
 /// Sized by the daemon at load time (the sum of the rules' bucket counts).
-#[map(name = "BUCKETS")]
+#[map]
 static BUCKETS: Array<Bucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// CLOCK_MONOTONIC ns of the daemon's last refill tick, written through an mmap.
-#[map(name = "HEARTBEAT")]
+#[map]
 static HEARTBEAT: Array<u64> = Array::with_max_entries(HEARTBEAT_WORDS, BPF_F_MMAPABLE);
 
 /// What the rate stage answers.

@@ -1,5 +1,6 @@
 //! guard's userspace: the daemon `guardd`, the CLI `guardctl`, and what they share.
 //!
+//! - `model`: entries, kinds, TTL bounds, address words, clocks: what all the rest speaks of.
 //! - `config`: the TOML config, validated field by field.
 //! - `lists`: allow and deny files, flattened into the kernel's direct tables.
 //! - `rate`: rate rules, the refill of their buckets, penalties.
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod fleet;
 pub mod kernel;
 pub mod lists;
+pub mod model;
 pub mod protect;
 pub mod rate;
 pub mod state;

@@ -32,7 +32,7 @@ impl GuardBed {
 
     /// As `start_on`, guarding `ifaces` (the testbed's own first).
     pub fn start_guarding(bed: Testbed, ifaces: &[String], config: &str) -> GuardBed {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::daemon::workdir();
         std::fs::write(dir.path().join("deny.txt"), "").expect("deny.txt");
         let config = config.replace("{dir}", dir.path().to_str().expect("utf-8 tempdir"));
         let names: Vec<&str> = ifaces.iter().map(String::as_str).collect();

@@ -28,7 +28,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 impl Pki {
     /// A CA and a server certificate for `server_ips`.
     pub fn new(server_ips: &[String]) -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = crate::daemon::workdir();
         let d = dir.path();
         let ec = [
             "-newkey",
@@ -104,10 +104,11 @@ impl Pki {
                 &extfile,
             ],
         );
-        // As the docs say to keep a key: readable by its owner only.
+        // As the docs say to keep a key: readable by its owner, guardd's user, only.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(d.join(&key), std::fs::Permissions::from_mode(0o600))
             .expect("chmod key");
+        crate::unit_caps::give_to_guardd(&d.join(&key));
     }
 
     /// A client certificate for node `node` (subject `CN=<node>`, the NATS user it maps to).

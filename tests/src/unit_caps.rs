@@ -1,6 +1,6 @@
-//! guardd as the shipped unit runs it: root, with only the capabilities that
-//! `packaging/guard.service` grants, and no new privileges. Read from the unit file, so the
-//! tests and the package cannot drift apart.
+//! guardd as the shipped unit runs it: a user other than root, with only the capabilities
+//! that `packaging/guard.service` grants, and no new privileges. Read from the unit file, so
+//! the tests and the package cannot drift apart.
 
 use std::{path::Path, process::Command};
 
@@ -45,12 +45,24 @@ pub fn unit_nofile() -> u64 {
         .unwrap_or_else(|| panic!("{}: no numeric LimitNOFILE", path.display()))
 }
 
+/// The uid and gid guardd runs as in tests, standing in for the unit's `User=guard` (a test
+/// host has no such user): no account's, so it owns only what the tests give it.
+pub const GUARDD_UID: u32 = 64_841;
+
+/// Makes `path` guardd's, as the unit's ExecStartPre= and StateDirectory= make its pin and
+/// state directories the guard user's.
+pub fn give_to_guardd(path: &Path) {
+    let id = Some(nix::unistd::Uid::from_raw(GUARDD_UID));
+    nix::unistd::chown(path, id, Some(nix::unistd::Gid::from_raw(GUARDD_UID)))
+        .unwrap_or_else(|e| panic!("chown {} to guardd's uid: {e}", path.display()));
+}
+
 /// `nsenter --net=<ns> setpriv ... guardd`: guardd in `ns` under the unit's capabilities.
 pub fn guardd_in(ns: &Netns) -> Command {
     guardd_with_caps(ns, &unit_capabilities())
 }
 
-/// guardd in `ns` with only `caps` (setpriv's names), as root without new privileges.
+/// guardd in `ns` with only `caps` (setpriv's names), as `GUARDD_UID` without new privileges.
 pub fn guardd_with_caps(ns: &Netns, caps: &[String]) -> Command {
     let set = format!(
         "-all{}",
@@ -75,6 +87,9 @@ pub fn guardd_with_caps(ns: &Netns, caps: &[String]) -> Command {
     }
     cmd.arg(format!("--net={}", ns.path()))
         .arg("setpriv")
+        .arg(format!("--reuid={GUARDD_UID}"))
+        .arg(format!("--regid={GUARDD_UID}"))
+        .arg("--clear-groups")
         .arg("--no-new-privs")
         .arg(format!("--inh-caps={set}"))
         .arg(format!("--ambient-caps={set}"))

@@ -152,15 +152,33 @@ pub fn install(prefix: &Path) -> anyhow::Result<()> {
         &prefix.join("share/bash-completion/completions/guardctl"),
         0o644,
     )?;
-    if Command::new("getent")
-        .args(["group", "guard"])
-        .output()?
-        .status
-        .success()
-    {
+    // guardd runs as user guard; members of group guard may use the API (as the postinst).
+    let exists = |db: &str| -> anyhow::Result<bool> {
+        Ok(Command::new("getent")
+            .args([db, "guard"])
+            .output()?
+            .status
+            .success())
+    };
+    if exists("group")? {
         println!("group guard exists");
     } else {
         setup::run(Command::new("groupadd").args(["--system", "guard"]))?;
+    }
+    if exists("passwd")? {
+        println!("user guard exists");
+    } else {
+        setup::run(Command::new("useradd").args([
+            "--system",
+            "--gid",
+            "guard",
+            "--home-dir",
+            "/var/lib/guard",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "guard",
+        ]))?;
     }
     let _ = Command::new("chgrp")
         .args(["guard", "/etc/guard/guard.toml"])

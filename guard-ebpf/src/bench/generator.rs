@@ -11,10 +11,10 @@ use aya_ebpf::{
 };
 use guard_common::bench::*;
 
-#[map(name = "GEN")]
+#[map]
 static GEN: Array<u32> = Array::with_max_entries(gen_cfg::LEN, 0);
 
-#[map(name = "GEN_SEQ")]
+#[map]
 static GEN_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]

@@ -25,7 +25,7 @@ pub struct Limiter {
     last_ns: u64,
 }
 
-#[map(name = "LRU_REF")]
+#[map]
 static LRU_REF: LruHashMap<[u32; 4], Limiter> = LruHashMap::with_max_entries(LRU_ENTRIES, 0);
 
 #[xdp]

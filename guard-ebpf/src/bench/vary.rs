@@ -13,11 +13,11 @@ use guard_common::bench::VARY_STEP;
 /// Offset of the IPv4 source in an untagged frame.
 const SRC_OFF: usize = 14 + 12;
 
-#[map(name = "NEXT")]
+#[map]
 static NEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// The number of low source bits to vary.
-#[map(name = "VARY_BITS")]
+#[map]
 static VARY_BITS: Array<u32> = Array::with_max_entries(1, 0);
 
 #[xdp]

@@ -122,7 +122,7 @@ impl Config {
             );
         }
         // The API's bounds (`ttl_secs`), so a config cannot make a ban the API would refuse.
-        let ttl = |key: String, d: Duration| match crate::control::requests::ttl_duration(d) {
+        let ttl = |key: String, d: Duration| match crate::model::ttl::ttl_duration(d) {
             Ok(_) => Ok(()),
             Err(e) => err(key, e),
         };

@@ -1,116 +1,20 @@
 //! The JSON shapes of the control API, shared by the server and `guardctl`.
 
-use guard_common::{Reason, Verdict, stats::stat_slot};
 use serde::{Deserialize, Serialize};
+
+pub use crate::model::report::{
+    Counters, FleetStatus, ListCounts, PacketCount, PenaltyResult, RefillSummary, RuleCount,
+    RulePenalty, Stats, Totals,
+};
 
 pub use crate::kernel::verifier::ProgramLoad;
 
-use crate::{kernel::attach::AttachMode, lists::tables::ListCounts};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// One `guard_packets_total` series.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PacketCount {
-    pub verdict: String,
-    pub reason: String,
-    pub packets: u64,
-}
-
-/// Packets by verdict and reason, every pair listed (zeros too) in a fixed order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    pub packets: Vec<PacketCount>,
-}
-
-impl Counters {
-    pub fn add(&mut self, index: u32, packets: u64) {
-        if let Some((v, r)) = stat_slot(index) {
-            self.packets.push(PacketCount {
-                verdict: v.as_str().to_string(),
-                reason: r.as_str().to_string(),
-                packets,
-            });
-        }
-    }
-
-    pub fn get(&self, verdict: Verdict, reason: Reason) -> u64 {
-        self.packets
-            .iter()
-            .find(|p| p.verdict == verdict.as_str() && p.reason == reason.as_str())
-            .map_or(0, |p| p.packets)
-    }
-
-    pub fn total(&self, verdict: Verdict) -> u64 {
-        self.packets
-            .iter()
-            .filter(|p| p.verdict == verdict.as_str())
-            .map(|p| p.packets)
-            .sum()
-    }
-}
-
-/// `GET /v1/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    pub totals: Totals,
-    pub packets: Vec<PacketCount>,
-    pub rules: Vec<RuleCount>,
-    pub lists: ListCounts,
-    pub bans_active: usize,
-    pub allows_active: usize,
-    /// Ban or allow requests refused because the table was full.
-    pub bans_refused_full: u64,
-    pub refill: Option<RefillSummary>,
-}
-
-/// Packets a rule charged (passed) and found its bucket empty for (limited).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleCount {
-    pub rule: String,
-    pub passed: u64,
-    pub limited: u64,
-}
-
-/// The refill's own cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RefillSummary {
-    pub ticks: u64,
-    pub buckets_per_tick: f64,
-    pub last_tick_us: f64,
-    pub max_tick_us: f64,
-    /// Share of one CPU spent refilling since start.
-    pub cpu_share: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    pub pass: u64,
-    pub drop: u64,
-    pub monitor: u64,
-}
-
-impl Stats {
-    pub fn new(
-        counters: Counters,
-        rules: Vec<RuleCount>,
-        lists: ListCounts,
-        refill: Option<RefillSummary>,
-    ) -> Stats {
-        Stats {
-            totals: Totals {
-                pass: counters.total(Verdict::Pass),
-                drop: counters.total(Verdict::Drop),
-                monitor: counters.total(Verdict::Monitor),
-            },
-            packets: counters.packets,
-            rules,
-            lists,
-            bans_active: 0,
-            allows_active: 0,
-            bans_refused_full: 0,
-            refill,
-        }
-    }
-}
+use crate::{
+    kernel::attach::AttachMode,
+    model::{Entry, Kind},
+};
 
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,21 +34,6 @@ pub struct Status {
     /// With `[fleet]`: the link to the other hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FleetStatus {
-    /// Connected to a NATS server.
-    pub connected: bool,
-    /// The buckets' state is applied here (since the last connection).
-    pub in_sync: bool,
-    pub servers: Vec<String>,
-    /// This host's name in the fleet: the origin of what it makes.
-    pub node: String,
-    /// Verdicts made here that NATS has not acknowledged yet.
-    pub outbox: usize,
-    /// When a verdict from another node was last applied (RFC 3339).
-    pub last_applied: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +87,26 @@ pub struct EntryView {
     pub unverified: bool,
 }
 
+impl EntryView {
+    /// `e` as the API shows it: monotonic expiry turned into wall-clock time.
+    pub fn of(e: &Entry) -> EntryView {
+        let remaining = e.remaining();
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        EntryView {
+            cidr: e.net.to_string(),
+            expires_at: remaining.map(|r| rfc3339(SystemTime::now() + r)),
+            ttl_remaining_secs: remaining.map(|r| r.as_secs()),
+            reason: e.reason.clone(),
+            created_at: (e.created_unix_ns != 0)
+                .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(e.created_unix_ns))),
+            ban_number: (e.kind == Kind::Ban && e.ban_number > 0).then_some(e.ban_number),
+            origin: (!e.origin.is_empty()).then(|| e.origin.to_string()),
+            local: e.local,
+            unverified: e.unverified,
+        }
+    }
+}
+
 /// Answer of `POST /v1/bans` and `POST /v1/allows`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
@@ -223,21 +132,6 @@ pub struct PenaltyRequest {
     /// Omitted: every rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PenaltyResult {
-    pub ip: String,
-    pub rules: Vec<RulePenalty>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RulePenalty {
-    pub rule: String,
-    /// Tokens taken (less than asked when the debt bound of 60 s of refill was reached).
-    pub tokens_charged: f64,
-    /// Tokens left in the bucket afterwards; negative is debt.
-    pub tokens_available: f64,
 }
 
 /// Answer of `POST /v1/reload`.

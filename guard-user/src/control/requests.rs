@@ -5,13 +5,13 @@ use std::{net::IpAddr, time::Duration};
 use guard_common::dynamic::REASON_MAX;
 use serde::de::DeserializeOwned;
 
-use crate::{control::model::EntryRequest, lists::parse_net, verdicts::Request};
+pub use crate::model::ttl::{MAX_TTL_SECS, ttl, ttl_duration};
+use crate::{control::model::EntryRequest, lists::parse_net, model::Request};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 << 20;
 /// Entries in one `POST /v1/bans` or `/v1/allows`.
 pub const MAX_BULK: usize = 100_000;
-pub const MAX_TTL_SECS: u64 = 30 * 24 * 3600;
 pub const MAX_PENALTY_TOKENS: u64 = 1_000_000_000;
 
 /// One object or an array of them, each decoded with its index in errors. An array is
@@ -92,24 +92,6 @@ pub fn ip_text(text: &str) -> Result<String, String> {
     text.parse::<IpAddr>()
         .map(|_| text.to_string())
         .map_err(|_| format!("{text:?}: not an IP address"))
-}
-
-/// Whole seconds from 1 s to 30 days.
-pub fn ttl_duration(d: Duration) -> Result<Duration, String> {
-    if d.subsec_nanos() != 0 || ttl(d.as_secs()).is_err() {
-        return Err("must be whole seconds between 1s and 30 days".into());
-    }
-    Ok(d)
-}
-
-pub fn ttl(secs: u64) -> Result<Duration, String> {
-    if (1..=MAX_TTL_SECS).contains(&secs) {
-        Ok(Duration::from_secs(secs))
-    } else {
-        Err(format!(
-            "ttl_secs {secs}: must be between 1 and {MAX_TTL_SECS} (30 days)"
-        ))
-    }
 }
 
 pub fn reason(r: Option<&str>) -> Result<String, String> {

@@ -3,7 +3,7 @@
 
 use axum::{Router, routing::MethodRouter};
 
-use crate::verdicts::Kind;
+use crate::model::Kind;
 
 pub const STATUS: &str = "/v1/status";
 pub const STATS: &str = "/v1/stats";

@@ -10,7 +10,8 @@ use super::{Engine, EngineError, start::Lists};
 use crate::{
     config::{Config, Protocol},
     kernel::datapath::Change,
-    lists::tables::{ListCounts, Tables},
+    lists::tables::Tables,
+    model::report::ListCounts,
     protect::{check_deny, host::Protection},
     rate::{
         refill::{refill_params, ticks_per_period},

@@ -19,9 +19,10 @@ use crate::{
         aggregate::{self, Aggregation},
         streaks::Due,
     },
-    kernel::clock::{monotonic_ns, unix_now_ns},
+    model::clock::{monotonic_ns, unix_now_ns},
+    model::{Entry, Kind, Remote, Request},
     state::Change,
-    verdicts::{DynError, DynamicTable, Entry, Kind, Remote, Request},
+    verdicts::{DynError, DynamicTable},
 };
 
 #[derive(Debug, Default)]

@@ -12,9 +12,10 @@ use tracing::{error, info, warn};
 use super::Engine;
 use crate::{
     config::Config,
-    kernel::clock::monotonic_ns,
+    model::Kind,
+    model::clock::monotonic_ns,
     state::{Change, Commit, Contents, OutboxRow, StateDb, StateError, Unsaved, changes_between},
-    verdicts::{BULK_FROM, Batch, DynamicTable, Kind, Prepared},
+    verdicts::{BULK_FROM, Batch, DynamicTable, Prepared},
 };
 
 /// The database, and what it has not taken yet.
@@ -35,7 +36,7 @@ pub(super) struct Durable {
     /// The fleet outbox it held, until the fleet takes it.
     opened_outbox: Vec<OutboxRow>,
     /// The bans aggregates replaced, until the start has settled them.
-    opened_superseded: crate::verdicts::SupersededSet,
+    opened_superseded: crate::state::SupersededSet,
     /// A commit waits for the next durable one (`Commit::WithTheNext`).
     deferred: bool,
 }

@@ -13,9 +13,10 @@ use crate::{
         Fleet,
         record::{Record, Refusal, Refused, key_of},
     },
-    kernel::clock::{monotonic_ns, unix_now_ns},
+    model::clock::{monotonic_ns, unix_now_ns},
+    model::{Entry, Kind, Request},
     state::{Change, Commit, OutboxRow},
-    verdicts::{DynError, DynamicTable, Entry, Kind, Request},
+    verdicts::{DynError, DynamicTable},
 };
 
 /// A change another node made, as its bucket delivered it.

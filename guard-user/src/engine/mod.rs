@@ -33,8 +33,9 @@ pub use start::{Checked, Lists, Refilling};
 
 use crate::{
     config::Config,
-    kernel::{clock::monotonic_ns, datapath::Datapath},
-    lists::tables::ListCounts,
+    kernel::datapath::Datapath,
+    model::clock::monotonic_ns,
+    model::report::ListCounts,
     protect::{Protected, host::Protection},
     rate::{
         buckets::{Buckets, Heartbeat},

@@ -7,10 +7,11 @@ use ipnet::IpNet;
 
 use super::{Engine, EngineError};
 use crate::{
-    control::model::{PenaltyResult, RefillSummary, RuleCount, RulePenalty, Stats},
-    kernel::{clock::monotonic_ns, datapath::DatapathError},
+    kernel::datapath::DatapathError,
+    model::report::{PenaltyResult, RefillSummary, RuleCount, RulePenalty, Stats},
+    model::{Entry, Kind, Request, clock::monotonic_ns},
     rate::penalty,
-    verdicts::{Batch, DynError, DynamicTable, Entry, Guards, Kind, Prepared, Request},
+    verdicts::{Batch, DynError, DynamicTable, Guards, Prepared},
 };
 
 /// What `add_durably` applied.

@@ -9,15 +9,12 @@ use super::{Engine, EngineError, Kernel, MAX_ALLOWS, Published};
 use crate::{
     config::Config,
     kernel::{
-        clock::monotonic_ns,
         datapath::{Datapath, Sizes},
         objects,
         pins::PinLayout,
     },
-    lists::{
-        self,
-        tables::{ListCounts, Tables},
-    },
+    lists::{self, tables::Tables},
+    model::{clock::monotonic_ns, report::ListCounts},
     protect::host::Protection,
     rate::{
         refill::{Refill, Refiller, refill_params, ticks_per_period},

@@ -15,7 +15,7 @@ use async_nats::{
 use tracing::{error, info, warn};
 
 use super::{Fleet, record};
-use crate::{engine::Engine, state::OutboxRow, verdicts::Kind};
+use crate::{engine::Engine, model::Kind, state::OutboxRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -47,8 +47,7 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// How long a publication or a bucket request may wait for JetStream.
 const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest a ban lives: older records have expired everywhere and may go.
-const BANS_MAX_AGE: Duration =
-    Duration::from_secs(crate::control::requests::MAX_TTL_SECS + 24 * 3600);
+const BANS_MAX_AGE: Duration = Duration::from_secs(crate::model::ttl::MAX_TTL_SECS + 24 * 3600);
 
 /// Runs the fleet link of `engine` for as long as guardd runs (nothing without `[fleet]`).
 pub async fn run(engine: Arc<Engine>) {

@@ -20,7 +20,11 @@ pub use link::run;
 use outbox::Outbox;
 use record::{Refusal, Refused};
 
-use crate::{config::Config, control::model::FleetStatus, state::OutboxRow, verdicts::Kind};
+use crate::{
+    config::Config,
+    model::{Kind, report::FleetStatus},
+    state::OutboxRow,
+};
 
 /// What the fleet link and the engine share, and what status and metrics read.
 pub struct Fleet {
@@ -111,7 +115,7 @@ impl Fleet {
     pub(crate) fn refuse(&self, kind: Kind, key: &str, why: &Refused) {
         let i = why.why as usize;
         let n = self.refused[i].fetch_add(1, Relaxed) + 1;
-        let now = crate::kernel::clock::unix_now_ns() / 1_000_000_000;
+        let now = crate::model::clock::unix_now_ns() / 1_000_000_000;
         let last = self.refusal_logged[i].load(Relaxed);
         if (last == 0 || now >= last + REFUSAL_LOG_EVERY_SECS)
             && self.refusal_logged[i]

@@ -14,7 +14,7 @@ use std::{
 use ipnet::IpNet;
 use tracing::error;
 
-use crate::{state::OutboxRow, verdicts::Kind};
+use crate::{model::Kind, state::OutboxRow};
 
 pub struct Outbox {
     queue: Mutex<Queue>,

@@ -21,9 +21,9 @@ use super::{
 };
 use crate::{
     engine::{Engine, RemoteOp},
-    kernel::clock::unix_now_ns,
+    model::clock::unix_now_ns,
+    model::{Kind, Request},
     state::Commit,
-    verdicts::{Kind, Request},
 };
 
 /// Changes applied per engine call (one write) while they arrive faster.

@@ -1,10 +1,9 @@
 //! The kernel side: the XDP object and its maps, the pin layout, attaching to interfaces,
 //! what the kernel says of links and programs, who holds the maps, the capabilities guardd
-//! needs, the clock the kernel uses, interface addresses, what the verifier spent.
+//! needs, interface addresses, what the verifier spent.
 pub mod attach;
 pub mod batch;
 pub mod bpf_info;
-pub mod clock;
 pub mod datapath;
 pub mod netif;
 pub mod objects;

@@ -37,12 +37,31 @@ pub enum PinError {
          detach it with the guardctl of that version (or remove the directory) first"
     )]
     OtherSchema { path: PathBuf, found: String },
+    #[error(
+        "cannot use pin directory {path}: permission denied to uid {uid}; make it guardd's \
+         (`install -d -o guard -g guard -m 0700 {path}`, and `chown -R` what is in it) and let \
+         guardd into its parent (`chmod o+x`), as the unit's ExecStartPre= lines do for \
+         /sys/fs/bpf/guard"
+    )]
+    Denied { path: PathBuf, uid: u32 },
     #[error("cannot use pin directory {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+}
+
+/// An error using `path`: a refusal names the fix.
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PinError {
+    let path = path.to_path_buf();
+    move |source| match source.kind() {
+        io::ErrorKind::PermissionDenied => PinError::Denied {
+            path,
+            uid: nix::unistd::Uid::effective().as_raw(),
+        },
+        _ => PinError::Io { path, source },
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,10 +109,6 @@ impl PinLayout {
 
     /// Checks the directory is on bpffs and holds no other schema, then creates it.
     pub fn prepare(&self) -> Result<(), PinError> {
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| PinError::Io { path, source }
-        };
         let probe = self
             .root
             .ancestors()
@@ -127,12 +142,7 @@ impl PinLayout {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(PinError::Io {
-                    path: self.root.clone(),
-                    source,
-                });
-            }
+            Err(e) => return Err(io_err(&self.root)(e)),
         };
         let ours = format!("v{SCHEMA_VERSION}");
         Ok(entries

@@ -1,7 +1,8 @@
 //! The capabilities guardd needs, and which of them the process lacks.
 //!
-//! This list and `packaging/guard.service` (`CapabilityBoundingSet`: guardd runs as root, so
-//! it has exactly that set) name the same set; a unit test keeps them equal.
+//! This list and `packaging/guard.service` (guardd runs as user guard, with this set as its
+//! `AmbientCapabilities` and `CapabilityBoundingSet`) name the same set; a unit test keeps
+//! them equal.
 
 /// A capability guardd needs, and why.
 #[derive(Debug, Clone, Copy)]
@@ -75,8 +76,10 @@ mod tests {
         let mut want: Vec<String> = REQUIRED.iter().map(|c| c.name.to_string()).collect();
         want.sort();
         assert_eq!(unit_caps("CapabilityBoundingSet"), want);
-        // Root gets its bounding set: ambient capabilities would add nothing.
-        assert!(unit_caps("AmbientCapabilities").is_empty());
+        // A user other than root has only what it is given.
+        assert_eq!(unit_caps("AmbientCapabilities"), want);
+        let unit = include_str!("../../../packaging/guard.service");
+        assert!(unit.lines().any(|l| l == "User=guard"), "{unit}");
     }
 
     #[test]

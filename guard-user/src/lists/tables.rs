@@ -18,6 +18,7 @@ use guard_common::{
 };
 
 use super::trie6::{TooManyNodes, Trie6};
+use crate::model::{report::ListCounts, v6_words};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -58,13 +59,6 @@ pub struct Tables {
     /// Prefix lengths present in `v6_prefix`, longest first.
     pub v6_lens: Vec<u32>,
     pub counts: ListCounts,
-}
-
-/// Entries loaded, for status and logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ListCounts {
-    pub allow: usize,
-    pub deny: usize,
 }
 
 impl std::fmt::Debug for Tables {
@@ -138,12 +132,6 @@ impl Tables {
             }
         }
     }
-}
-
-/// An IPv6 address as the kernel sees it: raw network-order words.
-pub fn v6_words(a: &Ipv6Addr) -> [u32; 4] {
-    let o = a.octets();
-    [0, 1, 2, 3].map(|i| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]))
 }
 
 fn split_families(nets: &[IpNet]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {

@@ -19,7 +19,7 @@ use guard_common::tokens::{earned_between, refilled, slice_bounds};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::{
-    kernel::clock::monotonic_ns,
+    model::clock::monotonic_ns,
     rate::buckets::{Buckets, Heartbeat},
     rate::rules::RuleSet,
 };

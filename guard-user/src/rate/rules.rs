@@ -117,7 +117,7 @@ impl RuleSet {
         let hash = match addr {
             std::net::IpAddr::V4(a) => siphash::hash_v4(key, u32::from(a), spec.ipv4_prefix),
             std::net::IpAddr::V6(a) => {
-                siphash::hash_v6(key, &crate::lists::tables::v6_words(&a), spec.ipv6_prefix)
+                siphash::hash_v6(key, &crate::model::v6_words(&a), spec.ipv6_prefix)
             }
         };
         Some(spec.bucket_base + (hash as u32 & spec.bucket_mask))

@@ -78,7 +78,7 @@ fn diff<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdicts::Kind;
+    use crate::model::Kind;
 
     fn ban(net: &str, expires: u64) -> Stored {
         Stored {

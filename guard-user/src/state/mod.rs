@@ -25,7 +25,7 @@ pub use record::key_of;
 pub use record::{Stored, StoredHistory};
 pub use unsaved::Unsaved;
 
-use crate::{kernel::clock::unix_now_ns, verdicts::Kind};
+use crate::model::{Kind, clock::unix_now_ns};
 
 /// Entries by prefix (`record::key_of`): a binary `Stored`.
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries.v2");
@@ -54,6 +54,10 @@ fn open_file(path: &Path) -> Result<Database, redb::DatabaseError> {
         .set_cache_size(CACHE_BYTES)
         .create(path)
 }
+
+/// Bans replaced by the ban of a prefix holding them, by that prefix (`verdicts`' superseded
+/// members, as kept here).
+pub type SupersededSet = std::collections::BTreeMap<IpNet, Vec<Stored>>;
 
 /// One change to the durable state.
 #[derive(Debug, Clone)]
@@ -125,7 +129,7 @@ pub struct Opened {
     /// Verdicts made here that the fleet has not acknowledged.
     pub outbox: Vec<OutboxRow>,
     /// Bans replaced by aggregate prefix bans.
-    pub superseded: crate::verdicts::SupersededSet,
+    pub superseded: SupersededSet,
     /// A database that could not be read, renamed aside (never deleted).
     pub set_aside: Option<(PathBuf, String)>,
 }
@@ -285,8 +289,8 @@ impl StateDb {
     }
 
     /// The bans aggregate prefix bans replaced, by prefix.
-    pub fn superseded(&self) -> Result<crate::verdicts::SupersededSet, StateError> {
-        let mut set = crate::verdicts::SupersededSet::new();
+    pub fn superseded(&self) -> Result<SupersededSet, StateError> {
+        let mut set = SupersededSet::new();
         self.each_row(SUPERSEDED, &mut |k, v| {
             if v.len() < 18 {
                 return Err(format!("a superseded row of {} bytes", v.len()));

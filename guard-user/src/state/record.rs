@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::verdicts::{Entry, Kind};
+use crate::model::{Entry, Kind};
 
 /// A ban or an allow as the database keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ impl Stored {
             created_unix_ns: self.created_unix_ns,
             reason: self.reason.clone(),
             ban_number: self.ban_number,
-            origin: crate::verdicts::origin(&self.origin),
+            origin: crate::model::origin(&self.origin),
             local: self.local,
             unverified: self.unverified,
         })

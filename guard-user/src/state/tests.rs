@@ -1,5 +1,5 @@
 use super::*;
-use crate::verdicts::Kind;
+use crate::model::Kind;
 
 fn ban(net: &str, reason: &str) -> Stored {
     Stored {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use ipnet::IpNet;
 
 use super::Change;
-use crate::verdicts::Kind;
+use crate::model::Kind;
 
 /// The row a change writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,7 +7,6 @@
 //! is written, and a kernel write that fails part-way puts back everything the batch wrote
 //! (`undo`): nothing is half-applied.
 
-mod entry;
 mod error;
 mod history;
 mod index;
@@ -29,14 +28,13 @@ use guard_common::{
 };
 use ipnet::IpNet;
 
-pub use entry::{Entry, Kind, Remote, Request, origin};
 pub use error::DynError;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;
-pub use superseded::SupersededSet;
 
 use crate::{
-    kernel::{clock::unix_now_ns, datapath::DatapathError},
+    kernel::datapath::DatapathError,
+    model::{Entry, Kind, Request, clock::unix_now_ns, origin},
     protect::Protected,
     verdicts::regions::Regions,
 };
@@ -44,7 +42,7 @@ use history::History;
 use scan::{length_of, lens_of_lengths, meta_key, net_of, scan};
 use undo::Undo;
 
-use crate::state::{Change, Stored, StoredHistory};
+use crate::state::{Change, Stored, StoredHistory, SupersededSet};
 
 fn stored_history(net: IpNet, h: BanHistory) -> StoredHistory {
     StoredHistory {

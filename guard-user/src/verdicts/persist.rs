@@ -6,7 +6,8 @@ use guard_common::dynamic::{BanHistory, DynLens};
 
 use super::{DynError, DynamicTable, map_err, meta_key, policy, stored_history, undo::Undo};
 use crate::{
-    kernel::{clock::unix_now_ns, datapath::DatapathError},
+    kernel::datapath::DatapathError,
+    model::clock::unix_now_ns,
     state::{Change, Stored, StoredHistory},
 };
 

@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn the_fleet_gets_four_prefix_lengths_per_family() {
         let remote = |net: &str| Request {
-            remote: Some(super::super::Remote {
+            remote: Some(crate::model::Remote {
                 origin: "web-2".into(),
                 expires_unix_ns: 0,
                 created_unix_ns: 0,

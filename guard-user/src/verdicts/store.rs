@@ -11,7 +11,7 @@ use super::{
     scan::meta_key,
     undo::{Record, Undo},
 };
-use crate::{kernel::batch, lists::tables::v6_words};
+use crate::{kernel::batch, model::v6_words};
 
 impl DynamicTable {
     /// Writes a planned batch, recording in `undo` what each write replaced. Regions are

@@ -2,18 +2,13 @@
 //! the prefix, written to the state database with the table's other changes, and given
 //! back when the prefix ban is removed (or dropped when it expires: none outlives it).
 
-use std::collections::BTreeMap;
-
 use ipnet::IpNet;
 
 use super::{DynamicTable, Entry, Kind};
 use crate::{
-    kernel::clock::unix_now_ns,
-    state::{Change, Stored},
+    model::clock::unix_now_ns,
+    state::{Change, Stored, SupersededSet},
 };
-
-/// Superseded members by the prefix that replaced them.
-pub type SupersededSet = BTreeMap<IpNet, Vec<Stored>>;
 
 impl DynamicTable {
     /// The bans strictly inside `prefix` still in force at `now_mono`.

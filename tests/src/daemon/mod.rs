@@ -64,9 +64,33 @@ pub fn run_guardd(ns: &Netns, args: &[&str], limit: Duration) -> Output {
     child.wait_with_output().expect("guardd output")
 }
 
-/// A pin directory on the host's bpffs no other test uses.
+/// A pin directory on the host's bpffs no other test uses, made guardd's (`pin_dir_for_guardd`).
 pub fn unique_pin_dir() -> PathBuf {
-    PathBuf::from(format!("/sys/fs/bpf/guard-test-{}", unique_tag()))
+    let dir = PathBuf::from(format!("/sys/fs/bpf/guard-test-{}", unique_tag()));
+    pin_dir_for_guardd(&dir);
+    dir
+}
+
+/// Creates `dir` (if missing) and makes it and what is in it guardd's, as the unit's
+/// ExecStartPre= does for /sys/fs/bpf/guard: bpffs's root is root's alone, guardd runs as
+/// another user, and an older guard (or a test standing in for one) pinned as root.
+pub fn pin_dir_for_guardd(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    let ok = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{0}:{0}", crate::unit_caps::GUARDD_UID))
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown -R {} to guardd's uid", dir.display());
+}
+
+/// A temporary directory guardd may read and write (its owner): for its config, state,
+/// socket and the files its config names. Files the test writes there (0644) it can read.
+pub fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::unit_caps::give_to_guardd(dir.path());
+    dir
 }
 
 /// A unique pin directory for a one-off guardd (`run_guardd`), removed on drop: also when the
@@ -121,7 +145,7 @@ impl Guardd {
 
     /// A temporary directory with `config`, a socket path and a pin directory of its own.
     fn prepared(config: &str) -> Guardd {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = workdir();
         let pin_dir = unique_pin_dir();
         let g = Guardd {
             child: None,
@@ -163,6 +187,8 @@ impl Guardd {
 
     fn spawn_on(&mut self, ns: &Netns, ifaces: &[&str]) {
         assert!(self.child.is_none(), "guardd is already running");
+        // Again after a detach removed it, as the unit's ExecStartPre= does at every start.
+        pin_dir_for_guardd(&self.pin_dir);
         let log = std::fs::File::options()
             .create(true)
             .append(true)

@@ -17,7 +17,7 @@ escalation = ["10m", "1h"]
 
 fn start() -> (Testbed, Guardd, tempfile::TempDir) {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let allow = dir.path().join("allow.txt");
     std::fs::write(&allow, "198.18.9.0/24\n").unwrap();
     let guardd = Guardd::start(

@@ -2,7 +2,24 @@
 
 use std::time::Duration;
 
-use guard_tests::{daemon::run_guardd, netns::Testbed};
+use guard_tests::{
+    daemon::{PinDir, run_guardd},
+    netns::Testbed,
+};
+
+/// guardd on the testbed's interface with its embedded config and `pins`.
+fn on_pins(bed: &Testbed, pins: &PinDir) -> (Option<i32>, String) {
+    stderr_of(
+        bed,
+        &[
+            "--foreground",
+            "--iface",
+            &bed.server_if,
+            "--pin-dir",
+            pins.as_str(),
+        ],
+    )
+}
 
 fn stderr_of(bed: &Testbed, args: &[&str]) -> (Option<i32>, String) {
     let out = run_guardd(&bed.server, args, Duration::from_secs(20));
@@ -12,13 +29,10 @@ fn stderr_of(bed: &Testbed, args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-fn pins(tag: &str) -> String {
-    format!("/sys/fs/bpf/guard-test-err-{}-{tag}", std::process::id())
-}
-
 #[test]
 fn unknown_interface() {
     let bed = Testbed::new();
+    let pins = PinDir::new();
     let (code, err) = stderr_of(
         &bed,
         &[
@@ -26,7 +40,7 @@ fn unknown_interface() {
             "--iface",
             "nosuch0",
             "--pin-dir",
-            &pins("a"),
+            pins.as_str(),
         ],
     );
     assert_eq!(code, Some(1), "{err}");
@@ -39,7 +53,8 @@ fn unknown_interface() {
 #[test]
 fn no_interface() {
     let bed = Testbed::new();
-    let (code, err) = stderr_of(&bed, &["--foreground", "--pin-dir", &pins("b")]);
+    let pins = PinDir::new();
+    let (code, err) = stderr_of(&bed, &["--foreground", "--pin-dir", pins.as_str()]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("no interface to protect"), "{err}");
 }
@@ -47,7 +62,7 @@ fn no_interface() {
 #[test]
 fn invalid_config_names_file_line_column_and_key() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let path = dir.path().join("bad.toml");
     let refuse = |config: &str| {
         std::fs::write(&path, config).unwrap();
@@ -81,9 +96,10 @@ fn invalid_config_names_file_line_column_and_key() {
 fn fleet_credentials_readable_by_others_are_refused() {
     use std::os::unix::fs::PermissionsExt;
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let creds = dir.path().join("nats.creds");
     std::fs::write(&creds, "-----BEGIN NATS USER JWT-----\n").unwrap();
+    guard_tests::unit_caps::give_to_guardd(&creds);
     let config = dir.path().join("guard.toml");
     std::fs::write(
         &config,
@@ -93,6 +109,7 @@ fn fleet_credentials_readable_by_others_are_refused() {
         ),
     )
     .unwrap();
+    let pins = PinDir::new();
     for mode in [0o640, 0o604, 0o660] {
         std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(mode)).unwrap();
         let args = [
@@ -102,7 +119,7 @@ fn fleet_credentials_readable_by_others_are_refused() {
             "--iface",
             &bed.server_if,
             "--pin-dir",
-            &pins("creds"),
+            pins.as_str(),
         ];
         let (code, err) = stderr_of(&bed, &args);
         assert_eq!(code, Some(1), "mode {mode:o}: {err}");
@@ -118,12 +135,12 @@ fn fleet_credentials_readable_by_others_are_refused() {
 #[test]
 fn bad_list_line_is_reported_and_nothing_loads() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let list = dir.path().join("deny.txt");
     std::fs::write(&list, "198.18.0.3\n198.18.0.300\n").unwrap();
     let config = dir.path().join("guard.toml");
     std::fs::write(&config, format!("[lists]\ndeny = [{list:?}]\n")).unwrap();
-    let pin_dir = pins("c");
+    let pins = PinDir::new();
     let (code, err) = stderr_of(
         &bed,
         &[
@@ -133,7 +150,7 @@ fn bad_list_line_is_reported_and_nothing_loads() {
             "--iface",
             &bed.server_if,
             "--pin-dir",
-            &pin_dir,
+            pins.as_str(),
         ],
     );
     assert_eq!(code, Some(1), "{err}");
@@ -141,34 +158,42 @@ fn bad_list_line_is_reported_and_nothing_loads() {
         err.contains(&format!("{}:2: \"198.18.0.300\"", list.display())),
         "{err}"
     );
+    let pinned: Vec<_> = std::fs::read_dir(&pins.0).expect("pin dir").collect();
     assert!(
-        !std::path::Path::new(&pin_dir).exists(),
-        "nothing was loaded or pinned"
+        pinned.is_empty(),
+        "nothing was loaded or pinned: {pinned:?}"
     );
 }
 
 #[test]
 fn pin_directory_of_another_schema_is_refused() {
     let bed = Testbed::new();
-    let pin_dir = pins("schema");
-    std::fs::create_dir_all(format!("{pin_dir}/v0/maps")).unwrap();
-    let (code, err) = stderr_of(
-        &bed,
-        &[
-            "--foreground",
-            "--iface",
-            &bed.server_if,
-            "--pin-dir",
-            &pin_dir,
-        ],
-    );
-    let _ = std::fs::remove_dir_all(&pin_dir);
+    let pins = PinDir::new();
+    std::fs::create_dir_all(pins.0.join("v0/maps")).unwrap();
+    let (code, err) = on_pins(&bed, &pins);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&format!(
             "holds guard state of schema v0, this guardd uses v{}",
             guard_common::SCHEMA_VERSION
         )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pin_directory_guardd_may_not_write_names_the_fix() {
+    // As after a reboot without the unit's ExecStartPre= (a pin_dir of one's own, say):
+    // the directory is root's, and guardd runs as another user.
+    let bed = Testbed::new();
+    let pins = PinDir::new();
+    nix::unistd::chown(&pins.0, Some(nix::unistd::Uid::from_raw(0)), None).expect("chown");
+    let (code, err) = on_pins(&bed, &pins);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot use pin directory {}", pins.as_str()))
+            && err.contains("permission denied")
+            && err.contains("install -d -o guard -g guard -m 0700"),
         "{err}"
     );
 }

@@ -145,7 +145,7 @@ fn a_database_that_cannot_be_read_is_kept_aside() {
 
 #[test]
 fn a_full_disk_keeps_verdicts_enforced_and_writes_them_later() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let state = dir.path().join("state");
     let disk = SmallDisk::mount(&state, "8m");
     let mut b = GuardBed::start(&format!("state_dir = {state:?}\n"));

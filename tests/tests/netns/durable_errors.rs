@@ -16,7 +16,7 @@ use guard_tests::{
 /// Starts another guardd on `b`'s config and state, with its own socket and pins; its exit
 /// status and what it printed.
 fn second_start(b: &GuardBed) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = guard_tests::daemon::workdir();
     let socket = dir.path().join("second.sock");
     let pins = PinDir::new();
     let out = run_guardd(
@@ -117,7 +117,7 @@ const UNSAVED: &str = "guard_state_unsaved_changes ";
 #[test]
 fn ten_thousand_single_bans_on_a_full_disk_are_all_kept_and_the_file_never_renamed() {
     const BANS: u32 = 10_000;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let state = dir.path().join("state");
     let disk = SmallDisk::mount(&state, "8m");
     let mut b = GuardBed::start(&format!("state_dir = {state:?}\n"));

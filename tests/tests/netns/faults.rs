@@ -10,30 +10,36 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use guard_tests::{
-    daemon::{Guardd, run_guardd},
+    daemon::{Guardd, PinDir, run_guardd},
     netns::{Testbed, sh, unique_tag},
     packet::udp4,
     traffic::RawSender,
 };
 use guard_user::kernel::pins::PinLayout;
 
-/// A second guardd on the testbed's interface with its own socket and pin directory: its
-/// exit code and stderr. Its pins are removed whatever happened.
-fn second_guardd(bed: &Testbed, socket: &str, pins: &str) -> (Option<i32>, String) {
+/// A second guardd on the testbed's interface with its own socket, pin directory and state
+/// (not the host's /var/lib/guard): its exit code and stderr. Its pins are removed whatever
+/// happened.
+fn second_guardd(bed: &Testbed, socket: &str) -> (Option<i32>, String) {
+    let pins = PinDir::new();
+    let dir = guard_tests::daemon::workdir();
+    let config = dir.path().join("guard.toml");
+    std::fs::write(&config, "state_dir = \"\"\n").expect("config");
     let out = run_guardd(
         &bed.server,
         &[
             "--foreground",
+            "--config",
+            config.to_str().expect("utf-8"),
             "--iface",
             &bed.server_if,
             "--socket",
             socket,
             "--pin-dir",
-            pins,
+            pins.as_str(),
         ],
         Duration::from_secs(20),
     );
-    let _ = std::fs::remove_dir_all(pins);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -43,7 +49,7 @@ fn second_guardd(bed: &Testbed, socket: &str, pins: &str) -> (Option<i32>, Strin
 #[test]
 fn pin_dir_off_bpffs_is_a_clear_error() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let pin_dir = dir.path().join("pins");
     let out = run_guardd(
         &bed.server,
@@ -69,11 +75,7 @@ fn a_stale_socket_file_is_replaced_but_a_live_daemon_is_not() {
     let bed = Testbed::new();
     let mut g = Guardd::start(&bed.server, &bed.server_if, "");
     // A live daemon on the socket: a second one refuses to take it over.
-    let (code, err) = second_guardd(
-        &bed,
-        g.socket.to_str().unwrap(),
-        "/sys/fs/bpf/guard-test-second",
-    );
+    let (code, err) = second_guardd(&bed, g.socket.to_str().unwrap());
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("another guardd is serving"), "{err}");
     // A crash leaves the socket file behind: the next guardd replaces it.
@@ -152,10 +154,9 @@ fn a_thousand_concurrent_api_clients_lose_no_ban() {
 fn an_interface_running_another_xdp_program_is_refused_clearly() {
     let bed = Testbed::new();
     let _g = Guardd::start(&bed.server, &bed.server_if, "");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let socket = dir.path().join("other.sock");
-    let pins = format!("/sys/fs/bpf/guard-test-other-{}", std::process::id());
-    let (code, err) = second_guardd(&bed, socket.to_str().unwrap(), &pins);
+    let (code, err) = second_guardd(&bed, socket.to_str().unwrap());
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("already runs another XDP program"), "{err}");
 }
@@ -319,7 +320,7 @@ impl SecondPair {
         let (server_x, client_x) = (format!("gx{tag}"), format!("cx{tag}"));
         veth_pair(&bed, &client_x, &server_x);
         bring_up(&bed, &client_x, &server_x);
-        let dir = tempfile::tempdir().unwrap();
+        let dir = guard_tests::daemon::workdir();
         let deny = dir.path().join("deny.txt");
         std::fs::write(&deny, "198.18.0.3\n").unwrap();
         let g = Guardd::start_on(

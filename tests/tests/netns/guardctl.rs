@@ -78,7 +78,7 @@ fn status_exits_3_when_guardd_is_not_running_and_says_what_the_pins_hold() {
 
 #[test]
 fn a_guardd_that_never_answers_fails_the_command_after_the_timeout() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let socket = dir.path().join("hung.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     // Accepts and reads, never answers: a hung daemon as the client sees it.
@@ -153,7 +153,7 @@ fn detach_refuses_when_something_else_answers_on_the_socket() {
     let bed = Testbed::new();
     let mut g = Guardd::start(&bed.server, &bed.server_if, "");
     assert!(g.stop().success());
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let socket = dir.path().join("other.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     let server = std::thread::spawn(move || {

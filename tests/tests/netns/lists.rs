@@ -72,7 +72,7 @@ fn assert_enforced(got: &HashMap<IpAddr, usize>, srcs: &[(IpAddr, bool)], when: 
 #[test]
 fn deny_drops_allow_bypasses_unlisted_passes() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let guardd = Guardd::start(&bed.server, &bed.server_if, &lists_config(dir.path()));
     let rx = Receiver::bind(&bed.server);
     let srcs = sources();
@@ -101,7 +101,7 @@ fn deny_drops_allow_bypasses_unlisted_passes() {
 #[test]
 fn enforcement_outlives_guardd_and_detach_removes_it() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let mut guardd = Guardd::start(&bed.server, &bed.server_if, &lists_config(dir.path()));
     let first_id = guardd.ctl_json(&["status"])["interfaces"][0]["program_id"]
         .as_u64()
@@ -168,7 +168,7 @@ fn enforcement_outlives_guardd_and_detach_removes_it() {
 #[test]
 fn sighup_reloads_lists() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let guardd = Guardd::start(&bed.server, &bed.server_if, &lists_config(dir.path()));
     let rx = Receiver::bind(&bed.server);
 

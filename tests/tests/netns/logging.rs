@@ -27,7 +27,7 @@ fn foreground_logs_to_a_file_are_plain_text() {
 #[test]
 fn background_guardd_logs_to_the_file_it_is_given() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let log = dir.path().join("guardd.log");
     let g = Guardd::start_background(
         &bed.server,
@@ -61,7 +61,7 @@ impl Drop for SyslogSink {
 #[test]
 fn background_guardd_logs_to_syslog() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let host_has_syslog = Path::new("/dev/log").exists();
     let path = if host_has_syslog {
         dir.path().join("log")
@@ -73,6 +73,8 @@ fn background_guardd_logs_to_syslog() {
         _dir: dir,
         created: !host_has_syslog,
     };
+    // guardd runs as another user, which must be able to write to it.
+    guard_tests::unit_caps::give_to_guardd(&path);
     assert!(
         !host_has_syslog,
         "this host runs a syslog on /dev/log: the test would need a mount namespace"

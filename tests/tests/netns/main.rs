@@ -5,6 +5,7 @@
 mod abuse;
 mod api;
 mod atomic;
+mod auto_aggregates;
 mod auto_bans;
 mod auto_proof;
 mod bulk;

@@ -53,7 +53,7 @@ fn scrape(bed: &Testbed) -> HashMap<String, f64> {
 #[test]
 fn scrape_parses_and_counts_what_was_sent() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     std::fs::write(dir.path().join("deny.txt"), "198.18.0.3\n").unwrap();
     std::fs::write(dir.path().join("allow.txt"), "198.18.0.4\n").unwrap();
     let config = format!(

@@ -1,6 +1,6 @@
-//! guardd under the shipped unit's capabilities (every netns test runs it so, through
-//! `unit_caps`): it holds exactly that set, and without one of them it refuses to start,
-//! naming the capability.
+//! guardd under the shipped unit's capabilities and as a user other than root (every netns
+//! test runs it so, through `unit_caps`): it holds exactly that set, and without one of them
+//! it refuses to start, naming the capability.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,13 @@ fn guardd_holds_exactly_the_units_capabilities() {
     }
     let status = std::fs::read_to_string(format!("/proc/{}/status", g.pid())).unwrap();
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    // Not root: a user of its own, as the unit's User=guard (the capabilities are ambient).
+    let uid = guard_tests::unit_caps::GUARDD_UID;
+    let ids = format!("\t{uid}\t{uid}\t{uid}\t{uid}\n");
+    assert!(
+        status.contains(&format!("Uid:{ids}")) && status.contains(&format!("Gid:{ids}")),
+        "{status}"
+    );
 }
 
 #[test]

@@ -204,7 +204,7 @@ fn check_config(ns: &Netns, config: &std::path::Path) -> (bool, String) {
 #[test]
 fn a_deny_list_covering_the_host_is_refused_at_check_config_start_and_reload() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = guard_tests::daemon::workdir();
     let (deny, allow) = (dir.path().join("deny.txt"), dir.path().join("allow.txt"));
     // A public blocklist's shape: a range with the host's own network in it, on line 3.
     std::fs::write(&deny, "198.18.5.0/24\n# reserved\n198.18.0.0/15\n").expect("deny");
@@ -237,7 +237,11 @@ fn a_deny_list_covering_the_host_is_refused_at_check_config_start_and_reload() {
     let err = String::from_utf8_lossy(&started.stderr);
     assert_eq!(started.status.code(), Some(1), "{err}");
     assert!(err.contains(&refusal), "start: {err}");
-    assert!(!pin_dir.0.exists(), "nothing was loaded or pinned");
+    let pinned: Vec<_> = std::fs::read_dir(&pin_dir.0).expect("pin dir").collect();
+    assert!(
+        pinned.is_empty(),
+        "nothing was loaded or pinned: {pinned:?}"
+    );
     // The fix the message gives: allow the host's own network.
     std::fs::write(&allow, "198.18.0.0/24\n2001:db8::/64\n").expect("allow");
     let (ok, out) = check_config(&bed.server, &config);

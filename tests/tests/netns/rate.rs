@@ -246,7 +246,7 @@ fn slash24_and_slash64_floods_share_one_bucket() {
 #[test]
 fn killed_daemon_fails_open_after_stale_but_deny_holds() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let deny = dir.path().join("deny.txt");
     std::fs::write(&deny, "198.18.0.3\n").unwrap();
     let rules = "[[rules]]\nname = \"per-source\"\nrate = 10.0\nburst = 10\nbuckets = 4096\n";

@@ -129,7 +129,7 @@ fn pin_foreign_program(bed: &Testbed, pin_dir: &Path) {
 #[test]
 fn a_changed_program_is_replaced_atomically() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let deny = dir.path().join("deny.txt");
     std::fs::write(&deny, "198.18.0.3\n").unwrap();
     let config = format!("[lists]\ndeny = [{deny:?}]\n");

@@ -13,7 +13,7 @@ use guard_tests::{
 #[test]
 fn guardctl_top_names_the_flooding_sources() {
     let bed = Testbed::new();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = guard_tests::daemon::workdir();
     let deny = dir.path().join("deny.txt");
     std::fs::write(&deny, "198.18.0.3\n198.18.0.5\n2001:db8::6\n").unwrap();
     let mut g = Guardd::start(

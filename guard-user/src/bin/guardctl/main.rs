@@ -20,7 +20,7 @@ use guard_user::{
     control::routes,
     control::top::Top,
     kernel::pins::PinLayout,
-    verdicts::Kind,
+    model::Kind,
 };
 
 use guard_user::control::cli::guardctl::{Cli, Command};

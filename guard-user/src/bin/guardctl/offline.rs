@@ -5,7 +5,7 @@ use guard_user::{
     control::model::{Counters, EntryList},
     kernel::datapath::read_pinned_counters,
     kernel::pins::PinLayout,
-    verdicts::Kind,
+    model::Kind,
 };
 use serde::Serialize;
 
@@ -94,17 +94,17 @@ pub fn entries(
     if !pins.exists() {
         anyhow::bail!("{why}, and no pinned state under {}", pins.root().display());
     }
-    let entries = guard_user::verdicts::pinned_entries(
-        pins,
-        kind,
-        guard_user::kernel::clock::monotonic_ns(),
-    )?;
+    let entries =
+        guard_user::verdicts::pinned_entries(pins, kind, guard_user::model::clock::monotonic_ns())?;
     if !json {
         eprintln!(
             "guardd is not running ({why}); entries from the pinned maps (the kernel still enforces them):"
         );
     }
     Ok(EntryList {
-        entries: entries.iter().map(|e| e.view()).collect(),
+        entries: entries
+            .iter()
+            .map(guard_user::control::model::EntryView::of)
+            .collect(),
     })
 }

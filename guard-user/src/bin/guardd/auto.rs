@@ -9,7 +9,7 @@ use guard_common::events::{LIMIT_WINDOW_NS, LimitReport, report_kind};
 use guard_user::{
     auto::streaks::{Due, Streaks},
     engine::Engine,
-    kernel::clock::monotonic_ns,
+    model::clock::monotonic_ns,
 };
 use ipnet::IpNet;
 use tokio::io::unix::AsyncFd;

@@ -39,7 +39,7 @@ pub fn privileges() -> anyhow::Result<()> {
         .collect();
     bail!(
         "missing privileges: guardd needs {}; run it as root or grant them \
-         (the shipped unit's CapabilityBoundingSet)",
+         (the shipped unit's AmbientCapabilities)",
         list.join(", ")
     )
 }
@@ -53,8 +53,13 @@ pub fn fleet(config: &guard_user::config::Config) -> anyhow::Result<()> {
         return Ok(());
     }
     for (key, path) in config.fleet.files() {
-        std::fs::read(path)
-            .with_context(|| format!("[fleet] {key}: cannot read {}", path.display()))?;
+        std::fs::read(path).with_context(|| {
+            format!(
+                "[fleet] {key}: cannot read {} as {}",
+                path.display(),
+                whoami()
+            )
+        })?;
     }
     for (key, path) in config.fleet.secrets() {
         let mode = std::fs::metadata(path)
@@ -64,13 +69,23 @@ pub fn fleet(config: &guard_user::config::Config) -> anyhow::Result<()> {
         if mode & 0o077 != 0 {
             bail!(
                 "[fleet] {key}: {} is readable or writable by group or others (mode {:04o}); \
-                 whoever reads it can ban any address on every host: `chmod 0600 {}` (guardd \
-                 runs as root)",
+                 whoever reads it can ban any address on every host: `chmod 0600 {}` (its \
+                 owner must be guardd's user, {})",
                 path.display(),
                 mode & 0o7777,
-                path.display()
+                path.display(),
+                whoami()
             );
         }
     }
     Ok(())
+}
+
+/// guardd's user, as a file's owner must be named for guardd to read it: `user guard`.
+pub fn whoami() -> String {
+    let uid = nix::unistd::Uid::effective();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => format!("user {}", user.name),
+        _ => format!("uid {uid}"),
+    }
 }

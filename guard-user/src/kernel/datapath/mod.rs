@@ -1,12 +1,13 @@
 //! The loaded XDP program and its maps: loading (adopting pinned maps), writing the list
 //! tables and the runtime config, reading the counters.
 
+mod error;
 mod writes;
 
 use std::{io::Read, sync::Arc};
 
 use aya::{
-    Ebpf, EbpfError, EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap, Map, MapData, MapError, MapInfo, PerCpuArray},
     programs::{ProgramError, Xdp},
 };
@@ -18,51 +19,19 @@ use guard_common::{
 };
 use tracing::warn;
 
+pub use error::DatapathError;
+
 use crate::{
-    control::model::Counters,
     kernel::{
         pins::PinLayout,
         verifier::{self, ProgramLoad, Refused},
     },
     lists::tables::Tables,
+    model::report::Counters,
     rate::buckets::{Buckets, Heartbeat},
     rate::rules::RuleSet,
     verdicts::DynamicMaps,
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum DatapathError {
-    #[error("cannot load the XDP object: {0}")]
-    Load(#[source] EbpfError),
-    #[error("the XDP object has no map {name}")]
-    MissingMap { name: &'static str },
-    #[error("map {name}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: MapError,
-    },
-    #[error("program {PROGRAM_NAME}: {0}")]
-    Program(#[source] ProgramError),
-    /// The verifier refused the program (the chain's next error, for whoever wants its log).
-    #[error("{0}")]
-    Refused(#[source] Box<Refused>),
-    #[error("the XDP object has no program {PROGRAM_NAME}")]
-    MissingProgram,
-    #[error("cannot map {name} into memory")]
-    Mmap {
-        name: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{error}; putting back the previous state failed too ({undo}): restart guardd")]
-    Undo {
-        error: Box<DatapathError>,
-        undo: Box<DatapathError>,
-    },
-    #[error("cannot read a random key from /dev/urandom: {0}")]
-    Random(#[source] std::io::Error),
-}
 
 /// Map sizes fixed at load.
 #[derive(Debug, Clone, Copy)]

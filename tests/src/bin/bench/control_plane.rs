@@ -13,7 +13,7 @@ use ipnet::IpNet;
 /// measured in-process on the real mmapped map, and the refill thread's CPU from getrusage.
 pub fn refill_bench() -> anyhow::Result<()> {
     use guard_user::{
-        kernel::clock::monotonic_ns,
+        model::clock::monotonic_ns,
         rate::refill::{Refill, Refiller, refill_params},
     };
     let mut toml = String::new();

@@ -11,7 +11,7 @@ use guard_user::{
     control::model::{Applied, EntryRequest, EntryView},
     control::requests,
     lists::parse_net,
-    verdicts::{Entry, Kind},
+    model::Kind,
 };
 use ipnet::IpNet;
 use tracing::info;
@@ -57,7 +57,7 @@ fn list(d: Shared, kind: Kind) -> Response {
                     if i > 0 || !first {
                         out.push(b',');
                     }
-                    serde_json::to_writer(&mut out, &e.view())?;
+                    serde_json::to_writer(&mut out, &EntryView::of(e))?;
                 }
                 let next = if page.len() < PAGE {
                     out.extend_from_slice(b"]}");
@@ -119,7 +119,7 @@ async fn add(
             many => info!(%peer, kind = kind.as_str(), count = many.len(), "added in bulk"),
         }
         let answer = Applied {
-            applied: applied.iter().map(Entry::view).collect(),
+            applied: applied.iter().map(EntryView::of).collect(),
             durable: added.durable,
         };
         if applied.len() >= crate::memory::BULK {
@@ -156,5 +156,5 @@ async fn remove(
     let net = parse_net(&cidr).map_err(|e| bad_request(format!("cidr {cidr:?}: {e}")))?;
     let gone = blocking(d, move |d| Ok(d.engine.remove(&net, kind)?)).await?;
     info!(%peer, kind = kind.as_str(), cidr = %net, "removed");
-    Ok(Json(gone.view()))
+    Ok(Json(EntryView::of(&gone)))
 }

@@ -2,7 +2,7 @@
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use guard_common::dynamic::{DynEntry, KIND_ALLOW, KIND_BAN};
@@ -18,7 +18,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub(super) fn code(self) -> u32 {
+    pub fn code(self) -> u32 {
         match self {
             Kind::Allow => KIND_ALLOW,
             Kind::Ban => KIND_BAN,
@@ -88,7 +88,7 @@ impl Entry {
         (self.expires_mono_ns != 0).then(|| {
             Duration::from_nanos(
                 self.expires_mono_ns
-                    .saturating_sub(crate::kernel::clock::monotonic_ns()),
+                    .saturating_sub(crate::model::clock::monotonic_ns()),
             )
         })
     }
@@ -99,24 +99,6 @@ impl Entry {
             expires_ns: self.expires_mono_ns,
             kind: self.kind.code(),
             _reserved: 0,
-        }
-    }
-
-    /// The entry as the API shows it: monotonic expiry turned into wall-clock time.
-    pub fn view(&self) -> crate::control::model::EntryView {
-        let remaining = self.remaining();
-        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-        crate::control::model::EntryView {
-            cidr: self.net.to_string(),
-            expires_at: remaining.map(|r| rfc3339(SystemTime::now() + r)),
-            ttl_remaining_secs: remaining.map(|r| r.as_secs()),
-            reason: self.reason.clone(),
-            created_at: (self.created_unix_ns != 0)
-                .then(|| rfc3339(UNIX_EPOCH + Duration::from_nanos(self.created_unix_ns))),
-            ban_number: (self.kind == Kind::Ban && self.ban_number > 0).then_some(self.ban_number),
-            origin: (!self.origin.is_empty()).then(|| self.origin.to_string()),
-            local: self.local,
-            unverified: self.unverified,
         }
     }
 }
