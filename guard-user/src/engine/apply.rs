@@ -67,13 +67,13 @@ impl Engine {
         let fleet_flag = k.datapath.set_fleet_peers(protection.fleet_servers())?;
         let change = Change {
             tables,
-            rules: &rules,
+            rules: &rules.rules,
             flags: runtime_flags(config) | fleet_flag,
             refill_ticks: ticks,
             stale_after: config.refill_stale_after,
         };
         let old_rules = k.rules.clone();
-        k.datapath.apply(change, &old_rules)?;
+        k.datapath.apply(change, &old_rules.rules)?;
         if let Some(r) = &k.refiller {
             r.set_rules(refill_params(&rules));
         }

@@ -270,9 +270,6 @@ impl Engine {
             }
         }
         t.supersede(prefix, &gone, now);
-        if let Err(e) = self.shrink_lens(t) {
-            warn!("{}", crate::error_chain(&e));
-        }
         self.auto.counts.count(AutoKind::Aggregate, false);
         info!(
             %prefix,

@@ -96,9 +96,7 @@ impl Engine {
                 }
                 _ => true,
             });
-            let restored = t.restore(&stored, &histories, monotonic_ns(), |lens| {
-                self.kernel().datapath.set_dyn_lens(lens)
-            })?;
+            let restored = t.restore(&stored, &histories, monotonic_ns())?;
             info!(
                 restored,
                 kept = stored.len(),

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::Engine;
 use crate::{
     fleet::{
-        Fleet,
+        Fleet, RemoteApplied, RemoteOp,
         record::{Record, Refusal, Refused, key_of},
     },
     model::clock::{monotonic_ns, unix_now_ns},
@@ -18,24 +18,6 @@ use crate::{
     state::{Change, Commit, OutboxRow},
     verdicts::{DynError, DynamicTable},
 };
-
-/// A change another node made, as its bucket delivered it.
-#[derive(Debug, Clone)]
-pub enum RemoteOp {
-    /// A request with `remote` set.
-    Put(Request),
-    Delete(IpNet),
-}
-
-/// What applying remote changes did.
-#[derive(Debug, Default)]
-pub struct RemoteApplied {
-    /// Creation times (wall-clock ns) of the entries written.
-    pub put: Vec<u64>,
-    /// Their prefixes.
-    pub nets: Vec<IpNet>,
-    pub deleted: usize,
-}
 
 impl Engine {
     pub fn fleet(&self) -> Option<&std::sync::Arc<Fleet>> {
@@ -223,8 +205,8 @@ impl Engine {
 
     /// Removes `net`'s entry of `kind`; false (logged) when the kernel refused.
     fn drop_entry(&self, t: &mut DynamicTable, net: &IpNet, kind: Kind) -> bool {
-        match t.remove(net, kind).and_then(|_| self.shrink_lens(t)) {
-            Ok(()) => true,
+        match t.remove(net, kind) {
+            Ok(_) => true,
             Err(e) => {
                 warn!(
                     "cannot remove {net} as the fleet asks: {}",
@@ -252,4 +234,27 @@ fn not_applied(r: &Request, e: &DynError) -> Refused {
             crate::error_chain(e)
         ),
     )
+}
+
+/// The fleet link reaches the daemon only through this.
+impl crate::fleet::Host for Engine {
+    fn fleet(&self) -> Option<&std::sync::Arc<Fleet>> {
+        Engine::fleet(self)
+    }
+
+    fn fleet_sent(&self, rows: &[OutboxRow]) {
+        Engine::fleet_sent(self, rows)
+    }
+
+    fn apply_remote(&self, kind: Kind, ops: Vec<RemoteOp>, commit: Commit) -> RemoteApplied {
+        Engine::apply_remote(self, kind, ops, commit)
+    }
+
+    fn forget_remote_missing(&self, kind: Kind, present: &HashSet<IpNet>) -> usize {
+        Engine::forget_remote_missing(self, kind, present)
+    }
+
+    fn commit_deferred(&self) {
+        Engine::commit_deferred(self)
+    }
 }

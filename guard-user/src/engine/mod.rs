@@ -27,18 +27,19 @@ use ipnet::IpNet;
 
 pub use apply::{Applied, restart_only_change};
 pub use auto::AutoBan;
-pub use fleet::{RemoteApplied, RemoteOp};
 pub use ops::Added;
 pub use start::{Checked, Lists, Refilling};
 
 use crate::{
     config::Config,
-    kernel::datapath::Datapath,
+    kernel::{
+        buckets::{Buckets, Heartbeat},
+        datapath::Datapath,
+    },
     model::clock::monotonic_ns,
     model::report::ListCounts,
     protect::{Protected, host::Protection},
     rate::{
-        buckets::{Buckets, Heartbeat},
         refill::{RefillStats, Refiller},
         rules::RuleSet,
     },
@@ -52,7 +53,7 @@ pub const MAX_ALLOWS: usize = 65_536;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
-    Datapath(#[from] crate::kernel::datapath::DatapathError),
+    Datapath(#[from] crate::kernel::KernelError),
     #[error(transparent)]
     Verdicts(#[from] crate::verdicts::DynError),
     #[error("{which} list")]

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use super::{Engine, EngineError};
 use crate::{
-    kernel::datapath::DatapathError,
+    kernel::KernelError,
     model::report::{PenaltyResult, RefillSummary, RuleCount, RulePenalty, Stats},
     model::{Entry, Kind, Request, clock::monotonic_ns},
     rate::penalty,
@@ -103,14 +103,13 @@ impl Engine {
     }
 
     fn write_batch(&self, t: &mut DynamicTable, batch: Batch) -> Result<Vec<Entry>, DynError> {
-        t.apply(batch, |lens| self.kernel().datapath.set_dyn_lens(lens))
+        t.apply(batch)
     }
 
     /// Removes a ban or an allow; the kernel forgets it at once, and so does the fleet.
     pub fn remove(&self, net: &IpNet, kind: Kind) -> Result<Entry, DynError> {
         let mut t = self.verdicts();
         let gone = t.remove(net, kind);
-        let shrunk = gone.is_ok().then(|| self.shrink_lens(&t));
         let queued = match &gone {
             Ok(e) => {
                 let mut q = self.queue_removed(e);
@@ -121,18 +120,13 @@ impl Engine {
         };
         self.persist(&mut t, queued);
         self.publish(&t);
-        let gone = gone?;
-        shrunk.transpose()?;
-        Ok(gone)
+        gone
     }
 
     /// Removes expired bans and allows and old histories; returns the entries removed.
     pub fn sweep(&self) -> Result<Vec<Entry>, DynError> {
         let mut t = self.verdicts();
         let gone = t.sweep(monotonic_ns())?;
-        if !gone.is_empty() {
-            self.shrink_lens(&t)?;
-        }
         // An expired aggregate: members still in force (none, unless it was re-made
         // shorter) come back, the others are forgotten.
         let queued: Vec<_> = gone
@@ -144,15 +138,6 @@ impl Engine {
         self.persist(&mut t, queued);
         self.publish(&t);
         Ok(gone)
-    }
-
-    /// After removals: the kernel stops probing lengths no entry uses.
-    pub(super) fn shrink_lens(&self, t: &DynamicTable) -> Result<(), DynError> {
-        let lens = t.lens()?;
-        self.kernel()
-            .datapath
-            .set_dyn_lens(&lens)
-            .map_err(DynError::Lens)
     }
 
     /// The bans or allows in force.
@@ -215,7 +200,7 @@ impl Engine {
 
     /// Packets by verdict and reason, per rule, lists, bans, the refill's cost. Never waits
     /// for the verdict table.
-    pub fn stats(&self) -> Result<Stats, DatapathError> {
+    pub fn stats(&self) -> Result<Stats, KernelError> {
         let k = self.kernel();
         let per_rule = k.datapath.rule_counters(k.rules.rules.len())?;
         let rules = k

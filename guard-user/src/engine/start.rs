@@ -139,8 +139,6 @@ impl Engine {
         };
         let mut table = DynamicTable::new(maps, kernel.max_bans(), MAX_ALLOWS, monotonic_ns())?;
         table.set_node(config.node_name());
-        let mut kernel = kernel;
-        kernel.datapath.set_dyn_lens(&table.lens()?)?;
         let queued = durable.lock().expect("durable lock").take_outbox();
         // Coalesced per kind and prefix: room for every entry and as many removals.
         let outbox_capacity = 2 * (config.bans.max_entries as usize + MAX_ALLOWS);

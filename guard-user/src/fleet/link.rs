@@ -14,8 +14,9 @@ use async_nats::{
 };
 use tracing::{error, info, warn};
 
+use super::Host;
 use super::{Fleet, record};
-use crate::{engine::Engine, model::Kind, state::OutboxRow};
+use crate::{model::Kind, state::OutboxRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -50,7 +51,7 @@ const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 const BANS_MAX_AGE: Duration = Duration::from_secs(crate::model::ttl::MAX_TTL_SECS + 24 * 3600);
 
 /// Runs the fleet link of `engine` for as long as guardd runs (nothing without `[fleet]`).
-pub async fn run(engine: Arc<Engine>) {
+pub async fn run<H: Host>(engine: Arc<H>) {
     let Some(fleet) = engine.fleet().cloned() else {
         return;
     };
@@ -155,8 +156,8 @@ async fn connect(fleet: &Arc<Fleet>) -> Result<async_nats::Client, FleetError> {
 }
 
 /// Opens the buckets, then follows both and publishes until something fails.
-async fn session(
-    engine: &Arc<Engine>,
+async fn session<H: Host>(
+    engine: &Arc<H>,
     fleet: &Arc<Fleet>,
     client: &async_nats::Client,
 ) -> Result<(), FleetError> {
@@ -301,8 +302,8 @@ async fn bucket(
 
 /// Publishes the outbox, oldest first, in batches whose acknowledgements are awaited
 /// together; each acknowledged row leaves the outbox (and the state database).
-async fn publish(
-    engine: &Arc<Engine>,
+async fn publish<H: Host>(
+    engine: &Arc<H>,
     fleet: &Arc<Fleet>,
     js: &jetstream::Context,
 ) -> Result<(), FleetError> {

@@ -1,6 +1,7 @@
 //! The fleet: verdicts made on one host enforced on every host, through NATS JetStream
 //! key-value buckets (`record`). Each node publishes what it makes (`outbox`, `link`) and
-//! applies what the others make through the engine, as the API would (`watch`). Expiry
+//! applies what the others make through its `Host` (guardd's engine), as the API would
+//! (`watch`). Expiry
 //! stays in each kernel. NATS down: the node goes on alone and publishes when it is back.
 
 mod link;
@@ -20,11 +21,48 @@ pub use link::run;
 use outbox::Outbox;
 use record::{Refusal, Refused};
 
+use std::collections::HashSet;
+
+use ipnet::IpNet;
+
 use crate::{
     config::Config,
-    model::{Kind, report::FleetStatus},
-    state::OutboxRow,
+    model::{Kind, Request, report::FleetStatus},
+    state::{Commit, OutboxRow},
 };
+
+/// A change another node made, as its bucket delivered it.
+#[derive(Debug, Clone)]
+pub enum RemoteOp {
+    /// A request with `remote` set.
+    Put(Request),
+    Delete(IpNet),
+}
+
+/// What applying remote changes did.
+#[derive(Debug, Default)]
+pub struct RemoteApplied {
+    /// Creation times (wall-clock ns) of the entries written.
+    pub put: Vec<u64>,
+    /// Their prefixes.
+    pub nets: Vec<IpNet>,
+    pub deleted: usize,
+}
+
+/// What the link needs of the daemon it serves (guardd's engine): the shared fleet state,
+/// and the verdict table, through which remote changes go as the API's do. The link knows
+/// nothing else of the daemon, and the daemon calls the link only to start it.
+pub trait Host: Send + Sync + 'static {
+    fn fleet(&self) -> Option<&Arc<Fleet>>;
+    /// The outbox rows NATS acknowledged.
+    fn fleet_sent(&self, rows: &[OutboxRow]);
+    /// Applies a batch of one bucket's changes.
+    fn apply_remote(&self, kind: Kind, ops: Vec<RemoteOp>, commit: Commit) -> RemoteApplied;
+    /// After a catch-up: removes remote entries of `kind` the bucket no longer holds.
+    fn forget_remote_missing(&self, kind: Kind, present: &HashSet<IpNet>) -> usize;
+    /// Makes what catch-up batches applied with `Commit::WithTheNext` durable.
+    fn commit_deferred(&self);
+}
 
 /// What the fleet link and the engine share, and what status and metrics read.
 pub struct Fleet {

@@ -20,7 +20,7 @@ use super::{
     record::{self, Record},
 };
 use crate::{
-    engine::{Engine, RemoteOp},
+    fleet::{Host, RemoteOp},
     model::clock::unix_now_ns,
     model::{Kind, Request},
     state::Commit,
@@ -47,8 +47,8 @@ impl Catchup {
     }
 }
 
-pub(super) async fn follow(
-    engine: &Arc<Engine>,
+pub(super) async fn follow<H: Host>(
+    engine: &Arc<H>,
     fleet: &Arc<Fleet>,
     store: &kv::Store,
     kind: Kind,
@@ -198,8 +198,8 @@ fn ops_of(
     ops
 }
 
-async fn caught_up(
-    engine: &Arc<Engine>,
+async fn caught_up<H: Host>(
+    engine: &Arc<H>,
     fleet: &Fleet,
     kind: Kind,
     present: Option<HashSet<ipnet::IpNet>>,

@@ -5,6 +5,7 @@
 pub mod clock;
 mod entry;
 pub mod report;
+pub mod rules;
 pub mod ttl;
 
 use std::net::Ipv6Addr;

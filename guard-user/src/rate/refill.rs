@@ -19,8 +19,8 @@ use guard_common::tokens::{earned_between, refilled, slice_bounds};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::{
+    kernel::buckets::{Buckets, Heartbeat},
     model::clock::monotonic_ns,
-    rate::buckets::{Buckets, Heartbeat},
     rate::rules::RuleSet,
 };
 

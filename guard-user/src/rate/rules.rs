@@ -10,24 +10,7 @@ use guard_common::{
 };
 
 use crate::config::{Protocol, Rule};
-
-/// One rule as the kernel and the refiller see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CompiledRule {
-    pub name: String,
-    pub spec: RuleSpec,
-    /// The rule's 128-element slice of `RULE_PORTS` (all zero without ports).
-    pub ports: Vec<Bitmap512>,
-    /// Refill: units per second and the bucket size in units.
-    pub rate_units: u64,
-    pub burst_units: u64,
-}
-
-impl CompiledRule {
-    pub fn buckets(&self) -> u32 {
-        self.spec.bucket_mask + 1
-    }
-}
+pub use crate::model::rules::CompiledRule;
 
 /// All rules, laid out back to back in `BUCKETS`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,10 @@
 //! Why a change to the bans and allows was refused or failed.
 
-use aya::maps::MapError;
 use guard_common::dynamic::MAX_DYN_LENS;
 use ipnet::IpNet;
 
 use super::Kind;
-use crate::kernel::datapath::DatapathError;
+use crate::kernel::KernelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DynError {
@@ -44,19 +43,7 @@ pub enum DynError {
     RemoteLengths { family: &'static str, count: usize },
     #[error("no {} for {net}", .kind.as_str())]
     NotFound { net: IpNet, kind: Kind },
-    #[error("kernel map {name}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: MapError,
-    },
-    #[error("{error}; putting back what it wrote failed too ({undo}): restart guardd to resync")]
-    Undo {
-        error: Box<DynError>,
-        undo: Box<DynError>,
-    },
-    #[error("writing the prefix lengths the kernel probes")]
-    Lens(#[source] DatapathError),
-    #[error("the {name} map was not handed over")]
-    MissingMap { name: &'static str },
+    /// The kernel layer refused a write (the plan was put back, or the error says not).
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
 }

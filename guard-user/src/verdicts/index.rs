@@ -2,9 +2,10 @@
 //! probes (all, and those of entries other nodes made), the allows a ban may not enter.
 
 use super::{DynamicTable, Entry, Kind, length_of};
+use crate::kernel::verdict_maps::VerdictMaps;
 use ipnet::IpNet;
 
-impl DynamicTable {
+impl<M: VerdictMaps> DynamicTable<M> {
     /// Names this host (the origin of entries made here); entries of other origins are
     /// counted as remote from here on.
     pub fn set_node(&mut self, node: String) {

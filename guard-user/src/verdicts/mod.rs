@@ -3,9 +3,10 @@
 //! The kernel enforces entries and their TTLs; this keeps an index of them (rebuilt from the
 //! pinned maps after a restart) for listing, expiry sweeps and conflict checks, the
 //! metadata the kernel does not need (reason, creation time) in `DYN_META`, and the
-//! escalation history in `BAN_HIST` (`history`). A batch is checked whole before anything
-//! is written, and a kernel write that fails part-way puts back everything the batch wrote
-//! (`undo`): nothing is half-applied.
+//! escalation history in `BAN_HIST` (`history`). The maps are the kernel layer's
+//! (`kernel::verdict_maps`): this is an index and a policy. A batch is checked whole and
+//! planned (`store`) before anything is written; the kernel layer writes the plan all or
+//! nothing, and only then does the index follow: nothing is half-applied.
 
 mod error;
 mod history;
@@ -13,36 +14,41 @@ mod index;
 mod persist;
 mod policy;
 pub mod regions;
+mod remove;
 mod scan;
 mod store;
 mod superseded;
-mod undo;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use aya::maps::{Array, HashMap, IterableMap, MapData, MapError};
-use guard_common::{
-    V6Key,
-    dynamic::{BanHistory, DynEntry, DynKeyV4, DynLens, DynMeta, DynMetaKey},
-    lists::Bitmap512,
-};
+use guard_common::dynamic::{BanHistory, DynLens};
 use ipnet::IpNet;
 
+pub use crate::kernel::verdict_maps::BULK_FROM;
 pub use error::DynError;
 pub use history::{ESCALATION_WINDOW, Escalation};
 pub use scan::pinned_entries;
 
 use crate::{
-    kernel::datapath::DatapathError,
+    kernel::verdict_maps::{self, KernelVerdictMaps, Step, VerdictMaps, execute},
     model::{Entry, Kind, Request, clock::unix_now_ns, origin},
     protect::Protected,
     verdicts::regions::Regions,
 };
 use history::History;
 use scan::{length_of, lens_of_lengths, meta_key, net_of, scan};
-use undo::Undo;
 
 use crate::state::{Change, Stored, StoredHistory, SupersededSet};
+
+fn history_of(h: &StoredHistory) -> BanHistory {
+    BanHistory {
+        last_unix_ns: h.last_unix_ns,
+        count: h.count,
+        _reserved: 0,
+    }
+}
 
 fn stored_history(net: IpNet, h: BanHistory) -> StoredHistory {
     StoredHistory {
@@ -52,18 +58,9 @@ fn stored_history(net: IpNet, h: BanHistory) -> StoredHistory {
     }
 }
 
-pub struct DynamicMaps {
-    pub v4: HashMap<MapData, DynKeyV4, DynEntry>,
-    pub v6: HashMap<MapData, V6Key, DynEntry>,
-    /// `DYN_REGIONS`; `None` for read-only use (guardctl reading the pins).
-    pub regions: Option<Array<MapData, Bitmap512>>,
-    pub meta: HashMap<MapData, DynMetaKey, DynMeta>,
-    pub hist: HashMap<MapData, DynMetaKey, BanHistory>,
-}
-
-pub struct DynamicTable {
-    maps: DynamicMaps,
-    region_map: Array<MapData, Bitmap512>,
+/// The index of the verdict maps `M` (the kernel's; an in-memory stand-in in tests).
+pub struct DynamicTable<M: VerdictMaps = KernelVerdictMaps> {
+    maps: M,
     regions: Regions,
     entries: BTreeMap<IpNet, Entry>,
     expiry: BTreeSet<(u64, IpNet)>,
@@ -88,10 +85,6 @@ pub struct DynamicTable {
     superseded: SupersededSet,
 }
 
-/// Batches from this size are written with a second thread: the kernel maps the kernel
-/// never reads side by side, and the state database's rows while the kernel maps are written.
-pub const BULK_FROM: usize = 1024;
-
 /// What a ban may not cover: the allow list's entries (a ban inside one is refused, like a
 /// ban inside a temporary allow) and the protected addresses (`crate::protect`).
 #[derive(Clone, Copy)]
@@ -115,38 +108,27 @@ pub struct Batch {
     lens: DynLens,
 }
 
-fn map_err(name: &'static str) -> impl Fn(MapError) -> DynError {
-    move |source| DynError::Map { name, source }
-}
-
-impl DynamicTable {
+impl<M: VerdictMaps> DynamicTable<M> {
     /// Takes the maps and indexes what they already hold (entries pinned by an earlier
-    /// daemon); expired entries are dropped on the way.
+    /// daemon); expired entries are dropped on the way, and the regions and lengths the
+    /// kernel probes are written anew for what stays.
     pub fn new(
-        maps: DynamicMaps,
+        maps: M,
         max_bans: usize,
         max_allows: usize,
         now_mono: u64,
     ) -> Result<Self, DynError> {
-        let mut maps = maps;
-        let region_map = maps.regions.take().ok_or(DynError::MissingMap {
-            name: "DYN_REGIONS",
-        })?;
-        let hist_capacity = maps
-            .hist
-            .map()
-            .info()
-            .map_err(map_err("BAN_HIST"))?
-            .max_entries() as usize;
+        let hist_capacity = maps.capacity::<verdict_maps::Hist>()?;
         let found: Vec<(IpNet, BanHistory)> = maps
-            .hist
-            .iter()
-            .filter_map(Result::ok)
+            .all::<verdict_maps::Hist>()?
+            .into_iter()
             .filter_map(|(k, h)| Some((net_of(&k)?, h)))
             .collect();
+        let (live, expired): (Vec<_>, Vec<_>) = scan(&maps, now_mono)?
+            .into_iter()
+            .partition(|(_, live)| *live);
         let mut t = DynamicTable {
             maps,
-            region_map,
             regions: Regions::default(),
             entries: BTreeMap::new(),
             expiry: BTreeSet::new(),
@@ -163,15 +145,18 @@ impl DynamicTable {
             journal: Vec::new(),
             superseded: SupersededSet::new(),
         };
-        for (entry, live) in scan(&t.maps, now_mono) {
-            if live {
-                t.index(entry);
-            } else {
-                t.delete_kernel(&entry.net)?;
-            }
+        for (entry, _) in live {
+            t.index(entry);
         }
-        t.regions = Regions::rebuild(&mut t.region_map, t.entries.keys())
-            .map_err(map_err("DYN_REGIONS"))?;
+        let expired: Vec<IpNet> = expired.into_iter().map(|(e, _)| e.net).collect();
+        // Their regions and lengths are not counted: the plan's last steps write them whole.
+        let (mut plan, _) = t.removal_plan(&expired)?;
+        plan.0
+            .retain(|s| !matches!(s, Step::Regions(_) | Step::Lens(_)));
+        t.regions = Regions::rebuild(t.entries.keys());
+        plan.push(Step::Regions(t.regions.all()));
+        plan.push(Step::Lens(t.lens()?));
+        execute(&mut t.maps, &plan)?;
         Ok(t)
     }
 
@@ -278,32 +263,13 @@ impl DynamicTable {
         })
     }
 
-    /// Writes a prepared batch into the kernel and the index, all or none, under the same
-    /// lock as `prepare`. `set_lens` is called with the lengths the kernel must probe before
-    /// any entry is written (and with the old ones again if the batch is undone). The
-    /// prepared `changes` are the caller's to make durable: the journal does not take them.
-    pub fn apply(
-        &mut self,
-        batch: Batch,
-        mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
-    ) -> Result<Vec<Entry>, DynError> {
+    /// Writes a prepared batch into the kernel (the kernel layer, all or none) and then the
+    /// index, under the same lock as `prepare`. The prepared `changes` are the caller's to
+    /// make durable: the journal does not take them.
+    pub fn apply(&mut self, batch: Batch) -> Result<Vec<Entry>, DynError> {
         let Batch { plan, evict, lens } = batch;
-        let old_lens = self.lens()?;
-        let mut undo = Undo::default();
-        let written = set_lens(&lens)
-            .map_err(DynError::Lens)
-            .and_then(|()| self.write(&plan, &evict, &mut undo));
-        if let Err(e) = written {
-            let restored = undo.rollback(self).map_err(map_err("DYN (undo)"));
-            let lens = set_lens(&old_lens).map_err(DynError::Lens);
-            return Err(match restored.and(lens) {
-                Ok(()) => e,
-                Err(undo_error) => DynError::Undo {
-                    error: Box::new(e),
-                    undo: Box::new(undo_error),
-                },
-            });
-        }
+        let steps = self.batch_plan(&plan, &evict, lens);
+        execute(&mut self.maps, &steps)?;
         // Everything is in the kernel: the index follows.
         for net in &evict {
             self.history.remove(net);
@@ -313,7 +279,9 @@ impl DynamicTable {
             if let Some(h) = p.hist {
                 self.history.set(p.entry.net, h);
             }
-            self.unindex(&p.entry.net);
+            if self.unindex(&p.entry.net).is_none() {
+                self.regions.cover(&p.entry.net);
+            }
             self.index(p.entry.clone());
             applied.push(p.entry);
         }
@@ -351,50 +319,5 @@ impl DynamicTable {
             Kind::Allow => (self.allows, self.max_allows),
         };
         policy::room(kind, active, max, adding).inspect_err(|_| self.refused_full += 1)
-    }
-
-    /// Removes an entry of `kind`; the kernel forgets it at once.
-    pub fn remove(&mut self, net: &IpNet, kind: Kind) -> Result<Entry, DynError> {
-        match self.entries.get(net) {
-            Some(e) if e.kind == kind => {}
-            _ => return Err(DynError::NotFound { net: *net, kind }),
-        }
-        self.delete_kernel(net)?;
-        let _ = self.maps.meta.remove(&meta_key(net));
-        let e = self.unindex(net).expect("checked above");
-        self.uncover(net)?;
-        self.journal.push(Change::Delete(*net));
-        Ok(e)
-    }
-
-    /// Removes entries whose TTL has passed (the kernel already ignores them) and histories
-    /// a window old. Returns what was removed.
-    pub fn sweep(&mut self, now_mono: u64) -> Result<Vec<Entry>, DynError> {
-        let due: Vec<IpNet> = self
-            .expiry
-            .range(..(now_mono + 1, IpNet::default()))
-            .map(|(_, n)| *n)
-            .collect();
-        let mut out = Vec::new();
-        for net in due {
-            self.delete_kernel(&net)?;
-            let _ = self.maps.meta.remove(&meta_key(&net));
-            out.extend(self.unindex(&net));
-            self.uncover(&net)?;
-            self.journal.push(Change::Delete(net));
-        }
-        let old = self
-            .history
-            .expired(unix_now_ns(), |n| self.entries.contains_key(n));
-        for net in old {
-            match self.maps.hist.remove(&meta_key(&net)) {
-                Ok(()) | Err(MapError::KeyNotFound) => {
-                    self.history.remove(&net);
-                    self.journal.push(Change::ForgetHistory(net));
-                }
-                Err(e) => return Err(map_err("BAN_HIST")(e)),
-            }
-        }
-        Ok(out)
     }
 }

@@ -1,17 +1,14 @@
 //! The table's side of the durable state: the journal of changes for the state database,
 //! a snapshot of everything, and the restore after a reboot.
 
-use aya::maps::IterableMap;
-use guard_common::dynamic::{BanHistory, DynLens};
-
-use super::{DynError, DynamicTable, map_err, meta_key, policy, stored_history, undo::Undo};
+use super::{DynError, DynamicTable, meta_key, policy, stored_history};
 use crate::{
-    kernel::datapath::DatapathError,
+    kernel::verdict_maps::{Step, VerdictMaps, Writes, execute},
     model::clock::unix_now_ns,
     state::{Change, Stored, StoredHistory},
 };
 
-impl DynamicTable {
+impl<M: VerdictMaps> DynamicTable<M> {
     /// The changes since the last call, for the durable state, oldest first.
     /// Changes made outside the table's own calls (a prepared batch's), in order.
     pub fn record(&mut self, changes: Vec<Change>) {
@@ -39,29 +36,20 @@ impl DynamicTable {
     }
 
     /// Writes entries and histories kept across a reboot into the (empty) maps, as they were:
-    /// expiry, reason, ban number, history. Entries already expired are skipped; lengths are
-    /// set through `set_lens` before the first entry.
+    /// expiry, reason, ban number, history. Entries already expired are skipped. All or
+    /// nothing, like a batch: the histories first, then the batch's own plan.
     pub fn restore(
         &mut self,
         stored: &[Stored],
         histories: &[StoredHistory],
         now_mono: u64,
-        mut set_lens: impl FnMut(&DynLens) -> Result<(), DatapathError>,
     ) -> Result<usize, DynError> {
         let now_unix = unix_now_ns();
-        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        let mut hist = Writes::with_capacity(histories.len());
         for h in histories {
-            let hist = BanHistory {
-                last_unix_ns: h.last_unix_ns,
-                count: h.count,
-                _reserved: 0,
-            };
-            keys.push(meta_key(&h.net));
-            values.push(hist);
-            self.history.set(h.net, hist);
+            let known = self.history.get(&h.net).is_some();
+            hist.push(meta_key(&h.net), super::history_of(h), known);
         }
-        crate::kernel::batch::update(self.maps.hist.map(), &keys, &values)
-            .map_err(map_err("BAN_HIST"))?;
         let plan: Vec<policy::Planned> = stored
             .iter()
             .filter(|s| !self.entries.contains_key(&s.net))
@@ -69,10 +57,14 @@ impl DynamicTable {
             .map(policy::restored)
             .collect();
         let lens = self.lens_with(plan.iter().map(|p| &p.entry.net))?;
-        set_lens(&lens).map_err(DynError::Lens)?;
-        let mut undo = Undo::default();
-        self.write(&plan, &[], &mut undo)?;
+        let mut steps = self.batch_plan(&plan, &[], lens);
+        steps.0.insert(0, Step::Side(hist, Writes::default()));
+        execute(&mut self.maps, &steps)?;
+        for h in histories {
+            self.history.set(h.net, super::history_of(h));
+        }
         for p in &plan {
+            self.regions.cover(&p.entry.net);
             self.index(p.entry.clone());
         }
         Ok(plan.len())

@@ -2,21 +2,27 @@
 //! temporary allows cover each region, and the bitmap the kernel reads before probing the
 //! entry hashes. A bit is set before the first entry of its region is written and cleared
 //! after the last one is deleted, so the kernel never skips a region with a live entry.
+//! Nothing here writes: `covering` and `uncovering` say which elements change, for the
+//! table's plans, and the counts follow once the kernel has them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aya::maps::{Array, MapData, MapError};
 use guard_common::{
     dynamic::{DYN_REGION_ELEMS, V4_REGIONS, v4_region, v6_region},
     lists::Bitmap512,
 };
 use ipnet::IpNet;
 
+use crate::kernel::verdict_maps::{self, Writes};
+
+type RegionWrites = Writes<verdict_maps::Regions>;
+
 /// Regions are whole /16s (IPv4) and hashed /32s (IPv6).
 const V4_REGION_PREFIX: u8 = 16;
 const V6_REGION_PREFIX: u8 = 32;
 const FIRST_V6_ELEM: u32 = V4_REGIONS / 512;
 
+#[derive(Clone)]
 pub struct Regions {
     /// What the kernel's bitmap holds.
     shadow: Vec<Bitmap512>,
@@ -59,41 +65,77 @@ impl Default for Regions {
 }
 
 impl Regions {
-    /// Counts `nets` (the entries adopted at start) and writes the whole bitmap, replacing
-    /// whatever an earlier daemon left.
-    pub fn rebuild<'a>(
-        map: &mut Array<MapData, Bitmap512>,
-        nets: impl Iterator<Item = &'a IpNet>,
-    ) -> Result<Regions, MapError> {
+    /// Counts `nets` (the entries adopted at start).
+    pub fn rebuild<'a>(nets: impl Iterator<Item = &'a IpNet>) -> Regions {
         let mut r = Regions::default();
+        for net in nets {
+            r.count(net, &mut BTreeSet::new());
+        }
+        r
+    }
+
+    /// Every element, replacing whatever an earlier daemon left.
+    pub fn all(&self) -> RegionWrites {
+        let mut w = Writes::with_capacity(self.shadow.len());
+        for (elem, bits) in self.shadow.iter().enumerate() {
+            w.push(elem as u32, *bits, true);
+        }
+        w
+    }
+
+    /// The elements that change when entries of `nets` are added, as they will be. The
+    /// counts stay as they are until `cover`.
+    pub fn covering<'a>(&self, nets: impl Iterator<Item = &'a IpNet>) -> RegionWrites {
+        let mut next: BTreeMap<u32, Bitmap512> = BTreeMap::new();
+        let mut set = |elem: u32, f: &dyn Fn(&mut Bitmap512)| {
+            let e = next
+                .entry(elem)
+                .or_insert_with(|| self.shadow[elem as usize]);
+            f(e);
+        };
+        for net in nets {
+            match cover_of(net) {
+                Cover::Bits(bits) => {
+                    for bit in bits {
+                        set(bit / 512, &|e| e.set_bit(bit % 512));
+                    }
+                }
+                Cover::AllV6 => {
+                    for elem in FIRST_V6_ELEM..DYN_REGION_ELEMS {
+                        set(elem, &|e| *e = Bitmap512([u64::MAX; 8]));
+                    }
+                }
+            }
+        }
+        let mut w = Writes::default();
+        for (elem, bits) in next {
+            if bits != self.shadow[elem as usize] {
+                w.push(elem, bits, true);
+            }
+        }
+        w
+    }
+
+    /// Counts an entry the kernel now holds (its bits were written by `covering`'s plan).
+    pub fn cover(&mut self, net: &IpNet) {
+        self.count(net, &mut BTreeSet::new());
+    }
+
+    /// The regions once the entries of `nets` are gone, and the elements that change.
+    pub fn uncovering<'a>(&self, nets: impl Iterator<Item = &'a IpNet>) -> (Regions, RegionWrites) {
+        let mut after = self.clone();
         let mut dirty = BTreeSet::new();
         for net in nets {
-            r.count(net, &mut dirty);
+            after.uncount(net, &mut dirty);
         }
-        for elem in 0..DYN_REGION_ELEMS {
-            map.set(elem, r.shadow[elem as usize], 0)?;
+        let mut w = Writes::with_capacity(dirty.len());
+        for elem in dirty {
+            w.push(elem, after.shadow[elem as usize], true);
         }
-        Ok(r)
+        (after, w)
     }
 
-    /// Before the entry `net` is written to the kernel.
-    pub fn cover(
-        &mut self,
-        map: &mut Array<MapData, Bitmap512>,
-        net: &IpNet,
-    ) -> Result<(), MapError> {
-        let mut dirty = BTreeSet::new();
-        self.count(net, &mut dirty);
-        self.write(map, dirty)
-    }
-
-    /// After the entry `net` was deleted from the kernel.
-    pub fn uncover(
-        &mut self,
-        map: &mut Array<MapData, Bitmap512>,
-        net: &IpNet,
-    ) -> Result<(), MapError> {
-        let mut dirty = BTreeSet::new();
+    fn uncount(&mut self, net: &IpNet, dirty: &mut BTreeSet<u32>) {
         match cover_of(net) {
             Cover::Bits(bits) => {
                 for bit in bits {
@@ -129,7 +171,6 @@ impl Regions {
                 }
             }
         }
-        self.write(map, dirty)
     }
 
     fn count(&mut self, net: &IpNet, dirty: &mut BTreeSet<u32>) {
@@ -159,17 +200,6 @@ impl Regions {
                 }
             }
         }
-    }
-
-    fn write(
-        &self,
-        map: &mut Array<MapData, Bitmap512>,
-        dirty: BTreeSet<u32>,
-    ) -> Result<(), MapError> {
-        for elem in dirty {
-            map.set(elem, self.shadow[elem as usize], 0)?;
-        }
-        Ok(())
     }
 }
 
@@ -219,5 +249,40 @@ mod tests {
         };
         assert_eq!(b, vec![v6_region(0x2001_0db8)]);
         assert!(matches!(cover_of(&net("2001:d00::/24")), Cover::AllV6));
+    }
+
+    #[test]
+    fn covering_and_uncovering_say_what_the_counts_will_hold() {
+        let nets = [
+            net("198.18.0.7/32"),
+            net("198.0.0.0/8"),
+            net("2001:db8::/48"),
+            net("2001::/16"),
+        ];
+        let mut r = Regions::default();
+        let w = r.covering(nets.iter());
+        for n in &nets {
+            r.cover(n);
+        }
+        let changed: Vec<u32> = (0..DYN_REGION_ELEMS)
+            .filter(|&e| r.shadow[e as usize] != Bitmap512::ZERO)
+            .collect();
+        assert_eq!(w.keys, changed, "every element that changed, once");
+        for (elem, bits) in w.keys.iter().zip(&w.values) {
+            assert_eq!(r.shadow[*elem as usize], *bits);
+        }
+        // Uncovering all but the /8 leaves its bits and clears the IPv6 ones.
+        let (after, w) = r.uncovering(nets.iter().filter(|n| n.prefix_len() != 8));
+        assert!(bit(&after, v4_region(u32::from_be_bytes([198, 18, 0, 7]))));
+        assert!(!bit(&after, v6_region(0x2001_0db8)));
+        assert!(w.keys.iter().all(|&e| e >= FIRST_V6_ELEM), "{:?}", w.keys);
+        assert_eq!(
+            r.v4[v4_region(u32::from_be_bytes([198, 18, 0, 7])) as usize],
+            2
+        );
+        assert_eq!(
+            after.v4[v4_region(u32::from_be_bytes([198, 18, 0, 7])) as usize],
+            1
+        );
     }
 }

@@ -3,7 +3,6 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use aya::maps::{MapData, MapError};
 use guard_common::V6Len;
 use guard_common::dynamic::{
     DynEntry, DynLens, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS, META_LOCAL, META_UNVERIFIED,
@@ -11,7 +10,11 @@ use guard_common::dynamic::{
 };
 use ipnet::IpNet;
 
-use super::{DynError, DynamicMaps, Entry, Kind, map_err};
+use super::{DynError, Entry, Kind};
+use crate::kernel::{
+    KernelError,
+    verdict_maps::{self, KernelVerdictMaps, VerdictMaps},
+};
 
 pub(super) fn meta_key(net: &IpNet) -> DynMetaKey {
     let (family, addr) = match net.network() {
@@ -38,58 +41,66 @@ pub(super) fn net_of(key: &DynMetaKey) -> Option<IpNet> {
 }
 
 /// Every entry in the maps with its metadata, and whether it is still live. Reads only.
-pub(super) fn scan(maps: &DynamicMaps, now_mono: u64) -> Vec<(Entry, bool)> {
+pub(super) fn scan(
+    maps: &impl VerdictMaps,
+    now_mono: u64,
+) -> Result<Vec<(Entry, bool)>, KernelError> {
     let mut found: Vec<(IpNet, DynEntry)> = Vec::new();
-    for k in maps.v4.keys().filter_map(Result::ok) {
-        if let (Ok(e), Ok(net)) = (
-            maps.v4.get(&k, 0),
-            IpNet::new(IpAddr::from(k.addr.to_be_bytes()), k.prefix_len as u8),
-        ) {
+    for (k, e) in maps.all::<verdict_maps::DynV4>()? {
+        if let Ok(net) = IpNet::new(IpAddr::from(k.addr.to_be_bytes()), k.prefix_len as u8) {
             found.push((net, e));
         }
     }
-    for k in maps.v6.keys().filter_map(Result::ok) {
+    for (k, e) in maps.all::<verdict_maps::DynV6>()? {
         let bytes: Vec<u8> = k.addr.iter().flat_map(|w| w.to_ne_bytes()).collect();
         let octets: [u8; 16] = bytes.try_into().expect("16 bytes");
-        if let (Ok(e), Ok(net)) = (
-            maps.v6.get(&k, 0),
-            IpNet::new(IpAddr::from(octets), k.prefix_len as u8),
-        ) {
+        if let Ok(net) = IpNet::new(IpAddr::from(octets), k.prefix_len as u8) {
             found.push((net, e));
         }
     }
-    found
-        .into_iter()
-        .map(|(net, e)| {
-            let meta = maps.meta.get(&meta_key(&net), 0).ok();
-            let entry = Entry {
-                net,
-                kind: if e.kind == KIND_ALLOW {
-                    Kind::Allow
-                } else {
-                    Kind::Ban
-                },
-                expires_mono_ns: e.expires_ns,
-                created_unix_ns: meta.map_or(0, |m| m.created_unix_ns),
-                reason: meta
-                    .map(|m| {
-                        String::from_utf8_lossy(
-                            &m.reason[..(m.reason_len as usize).min(REASON_MAX)],
-                        )
-                        .into_owned()
-                    })
-                    .unwrap_or_default(),
-                ban_number: maps.hist.get(&meta_key(&net), 0).map_or(0, |h| h.count),
-                origin: super::origin(&meta.map_or(String::new(), |m| {
-                    String::from_utf8_lossy(&m.origin[..(m.origin_len as usize).min(ORIGIN_MAX)])
-                        .into_owned()
-                })),
-                local: meta.is_some_and(|m| m.flags & META_LOCAL != 0),
-                unverified: meta.is_some_and(|m| m.flags & META_UNVERIFIED != 0),
-            };
-            (entry, e.live(now_mono))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(found.len());
+    for (net, e) in found {
+        let key = meta_key(&net);
+        let meta = maps.get::<verdict_maps::Meta>(&key)?;
+        let ban_number = maps.get::<verdict_maps::Hist>(&key)?.map_or(0, |h| h.count);
+        out.push((
+            entry_of(net, e, meta.as_ref(), ban_number),
+            e.live(now_mono),
+        ));
+    }
+    Ok(out)
+}
+
+/// An entry as the maps hold it: the kernel's value, its metadata and its ban number.
+fn entry_of(
+    net: IpNet,
+    e: DynEntry,
+    meta: Option<&guard_common::dynamic::DynMeta>,
+    ban_number: u32,
+) -> Entry {
+    Entry {
+        net,
+        kind: if e.kind == KIND_ALLOW {
+            Kind::Allow
+        } else {
+            Kind::Ban
+        },
+        expires_mono_ns: e.expires_ns,
+        created_unix_ns: meta.map_or(0, |m| m.created_unix_ns),
+        reason: meta
+            .map(|m| {
+                String::from_utf8_lossy(&m.reason[..(m.reason_len as usize).min(REASON_MAX)])
+                    .into_owned()
+            })
+            .unwrap_or_default(),
+        ban_number,
+        origin: super::origin(&meta.map_or(String::new(), |m| {
+            String::from_utf8_lossy(&m.origin[..(m.origin_len as usize).min(ORIGIN_MAX)])
+                .into_owned()
+        })),
+        local: meta.is_some_and(|m| m.flags & META_LOCAL != 0),
+        unverified: meta.is_some_and(|m| m.flags & META_UNVERIFIED != 0),
+    }
 }
 
 /// The live entries of `kind` in the pinned maps, for when guardd is not running.
@@ -98,23 +109,8 @@ pub fn pinned_entries(
     kind: Kind,
     now_mono: u64,
 ) -> Result<Vec<Entry>, DynError> {
-    use aya::maps::Map;
-    use guard_common::map_names;
-    fn open<T: TryFrom<Map, Error = MapError>>(
-        pins: &crate::kernel::pins::PinLayout,
-        name: &'static str,
-    ) -> Result<T, DynError> {
-        let data = MapData::from_pin(pins.map(name)).map_err(map_err(name))?;
-        T::try_from(Map::HashMap(data)).map_err(map_err(name))
-    }
-    let maps = DynamicMaps {
-        v4: open(pins, map_names::DYN_V4)?,
-        v6: open(pins, map_names::DYN_V6)?,
-        meta: open(pins, map_names::DYN_META)?,
-        hist: open(pins, map_names::BAN_HIST)?,
-        regions: None,
-    };
-    let mut out: Vec<Entry> = scan(&maps, now_mono)
+    let maps = KernelVerdictMaps::open_pinned(pins)?;
+    let mut out: Vec<Entry> = scan(&maps, now_mono)?
         .into_iter()
         .filter(|(e, live)| *live && e.kind == kind)
         .map(|(e, _)| e)

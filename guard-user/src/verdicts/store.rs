@@ -1,135 +1,98 @@
-//! The table's writes to the kernel maps: a planned batch with its undo records, and the
-//! deletion of one entry.
+//! The table's changes as plans for the kernel layer (`kernel::verdict_maps::Plan`): what
+//! a batch, a removal, a sweep and the start write, in the order the kernel must see it.
+//! Nothing here writes; `execute` does, all or nothing, and the index follows after.
 
-use aya::maps::{IterableMap, MapError};
-use guard_common::{V6Len, dynamic::V4Len};
-use ipnet::IpNet;
+use std::collections::BTreeMap;
+
+use guard_common::{
+    V6Key, V6Len,
+    dynamic::{DynKeyV4, DynLens, V4Len},
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{
-    DynError, DynamicTable, Entry, map_err,
-    policy::Planned,
-    scan::meta_key,
-    undo::{Record, Undo},
+    DynError, DynamicTable, length_of, lens_of_lengths, meta_key, policy::Planned, regions::Regions,
 };
-use crate::{kernel::batch, model::v6_words};
+use crate::{
+    kernel::verdict_maps::{Plan, Step, VerdictMaps, Writes},
+    model::v6_words,
+};
 
-impl DynamicTable {
-    /// Writes a planned batch, recording in `undo` what each write replaced. Regions are
-    /// marked before the entries they cover exist; an entry goes in last, after its
-    /// metadata and history.
-    pub(super) fn write(
-        &mut self,
-        plan: &[Planned],
-        evict: &[IpNet],
-        undo: &mut Undo,
-    ) -> Result<(), DynError> {
-        for p in plan
+impl<M: VerdictMaps> DynamicTable<M> {
+    /// Adding a planned batch: the lengths the kernel probes, the regions the new entries
+    /// cover, evicted histories out, histories and metadata, then the entries that make
+    /// the kernel act on them.
+    pub(super) fn batch_plan(&self, plan: &[Planned], evict: &[IpNet], lens: DynLens) -> Plan {
+        let mut out = Plan::default();
+        if lens != self.maps.lens() {
+            out.push(Step::Lens(lens));
+        }
+        let new = plan
             .iter()
-            .filter(|p| !self.entries.contains_key(&p.entry.net))
-        {
-            undo.push(Record::Cover(p.entry.net));
-            self.regions
-                .cover(&mut self.region_map, &p.entry.net)
-                .map_err(map_err("DYN_REGIONS"))?;
-        }
-        for net in evict {
-            let key = meta_key(net);
-            undo.push(Record::Hist(key, self.history.get(net)));
-            match self.maps.hist.remove(&key) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err("BAN_HIST")(e)),
-            }
-        }
-        // Per map in one system call each, in the order above: histories, metadata, then
-        // the entries that make the kernel act on them. Sized up front: a bulk call's
-        // 100,000 metadata values are 20 MB to regrow.
+            .filter(|p| !self.entries.contains_key(&p.entry.net));
+        out.push(Step::Regions(
+            self.regions.covering(new.map(|p| &p.entry.net)),
+        ));
+        out.push(Step::DeleteHist(evict.iter().map(meta_key).collect()));
+        // Sized up front: a bulk call's 100,000 metadata values are 20 MB to regrow.
         let n = plan.len();
-        let (mut hist, mut meta) = (pair(n), pair(n));
+        let (mut hist, mut meta) = (Writes::with_capacity(n), Writes::with_capacity(n));
         let v4s = plan.iter().filter(|p| p.entry.net.addr().is_ipv4()).count();
-        let (mut v4, mut v6) = (pair(v4s), pair(n - v4s));
-        undo.reserve(3 * n);
+        let (mut v4, mut v6) = (Writes::with_capacity(v4s), Writes::with_capacity(n - v4s));
         for p in plan {
             let net = p.entry.net;
             let key = meta_key(&net);
+            let indexed = self.entries.contains_key(&net);
             if let Some(h) = p.hist {
-                undo.push(Record::Hist(key, self.history.get(&net)));
-                hist.0.push(key);
-                hist.1.push(h);
+                hist.push(key, h, self.history.get(&net).is_some());
             }
-            // Only an indexed entry has metadata worth putting back (a lookup per new entry
-            // would double a bulk ban's syscalls).
-            let meta_before = match self.entries.contains_key(&net) {
-                true => self.maps.meta.get(&key, 0).ok().map(Box::new),
-                false => None,
-            };
-            undo.push(Record::Meta(key, meta_before));
-            meta.0.push(key);
-            meta.1.push(p.meta);
-            let before = self.entries.get(&net).map(Entry::kernel);
-            let value = p.entry.kernel();
+            meta.push(key, p.meta, indexed);
             match net {
-                IpNet::V4(n) => {
-                    let k = V4Len::new(n.prefix_len() as u32).key(u32::from(n.network()));
-                    undo.push(Record::V4(k, before));
-                    v4.0.push(k);
-                    v4.1.push(value);
-                }
-                IpNet::V6(n) => {
-                    let k = V6Len::new(n.prefix_len() as u32).key(&v6_words(&n.network()));
-                    undo.push(Record::V6(k, before));
-                    v6.0.push(k);
-                    v6.1.push(value);
-                }
+                IpNet::V4(n) => v4.push(v4_key(&n), p.entry.kernel(), indexed),
+                IpNet::V6(n) => v6.push(v6_key(&n), p.entry.kernel(), indexed),
             }
         }
-        // The two maps the kernel never reads are written side by side in a bulk call (each
-        // insert is ~1 us of kernel time; a thread costs more than a small batch saves).
-        let (hist, meta) = match n >= super::BULK_FROM {
-            true => std::thread::scope(|s| {
-                let hist = s.spawn(|| batch::update(self.maps.hist.map(), &hist.0, &hist.1));
-                let meta = batch::update(self.maps.meta.map(), &meta.0, &meta.1);
-                (hist.join().expect("BAN_HIST writer"), meta)
-            }),
-            false => (
-                batch::update(self.maps.hist.map(), &hist.0, &hist.1),
-                batch::update(self.maps.meta.map(), &meta.0, &meta.1),
-            ),
-        };
-        hist.map_err(map_err("BAN_HIST"))?;
-        meta.map_err(map_err("DYN_META"))?;
-        batch::update(self.maps.v4.map(), &v4.0, &v4.1).map_err(map_err("DYN_V4"))?;
-        batch::update(self.maps.v6.map(), &v6.0, &v6.1).map_err(map_err("DYN_V6"))?;
-        Ok(())
+        out.push(Step::Side(hist, meta));
+        out.push(Step::V4(v4));
+        out.push(Step::V6(v6));
+        out
     }
 
-    pub(super) fn delete_kernel(&mut self, net: &IpNet) -> Result<(), DynError> {
-        let res = match net {
-            IpNet::V4(n) => self
-                .maps
-                .v4
-                .remove(&V4Len::new(n.prefix_len() as u32).key(u32::from(n.network()))),
-            IpNet::V6(n) => self
-                .maps
-                .v6
-                .remove(&V6Len::new(n.prefix_len() as u32).key(&v6_words(&n.network()))),
-        };
-        match res {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(DynError::Map {
-                name: "DYN",
-                source: e,
-            }),
+    /// Removing the entries of `nets` (indexed ones): the entries first, their metadata,
+    /// then the regions and lengths nothing else uses. Also the regions once they are gone.
+    pub(super) fn removal_plan(&self, nets: &[IpNet]) -> Result<(Plan, Regions), DynError> {
+        let mut out = Plan::default();
+        let v4 = nets.iter().filter_map(|n| match n {
+            IpNet::V4(n) => Some(v4_key(n)),
+            IpNet::V6(_) => None,
+        });
+        let v6 = nets.iter().filter_map(|n| match n {
+            IpNet::V6(n) => Some(v6_key(n)),
+            IpNet::V4(_) => None,
+        });
+        out.push(Step::DeleteV4(v4.collect()));
+        out.push(Step::DeleteV6(v6.collect()));
+        out.push(Step::DeleteMeta(nets.iter().map(meta_key).collect()));
+        let (regions, writes) = self.regions.uncovering(nets.iter());
+        out.push(Step::Regions(writes));
+        let mut lengths: BTreeMap<(bool, u8), usize> = self.lengths.clone();
+        for net in nets {
+            if let Some(n) = lengths.get_mut(&length_of(net)) {
+                *n = n.saturating_sub(1);
+            }
         }
-    }
-
-    /// After `net`'s entry left the kernel.
-    pub(super) fn uncover(&mut self, net: &IpNet) -> Result<(), DynError> {
-        self.regions
-            .uncover(&mut self.region_map, net)
-            .map_err(map_err("DYN_REGIONS"))
+        let lens = lens_of_lengths(lengths.into_iter().filter(|(_, n)| *n > 0).map(|(l, _)| l))?;
+        if lens != self.maps.lens() {
+            out.push(Step::Lens(lens));
+        }
+        Ok((out, regions))
     }
 }
 
-fn pair<K, V>(n: usize) -> (Vec<K>, Vec<V>) {
-    (Vec::with_capacity(n), Vec::with_capacity(n))
+pub(super) fn v4_key(n: &Ipv4Net) -> DynKeyV4 {
+    V4Len::new(n.prefix_len() as u32).key(u32::from(n.network()))
+}
+
+pub(super) fn v6_key(n: &Ipv6Net) -> V6Key {
+    V6Len::new(n.prefix_len() as u32).key(&v6_words(&n.network()))
 }

@@ -5,12 +5,13 @@
 use ipnet::IpNet;
 
 use super::{DynamicTable, Entry, Kind};
+use crate::kernel::verdict_maps::VerdictMaps;
 use crate::{
     model::clock::unix_now_ns,
     state::{Change, Stored, SupersededSet},
 };
 
-impl DynamicTable {
+impl<M: VerdictMaps> DynamicTable<M> {
     /// The bans strictly inside `prefix` still in force at `now_mono`.
     pub fn bans_inside(&self, prefix: &IpNet, now_mono: u64) -> impl Iterator<Item = &Entry> {
         let (lo, hi) = match prefix {

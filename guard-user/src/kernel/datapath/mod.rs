@@ -1,7 +1,6 @@
 //! The loaded XDP program and its maps: loading (adopting pinned maps), writing the list
 //! tables and the runtime config, reading the counters.
 
-mod error;
 mod writes;
 
 use std::{io::Read, sync::Arc};
@@ -19,18 +18,17 @@ use guard_common::{
 };
 use tracing::warn;
 
-pub use error::DatapathError;
-
 use crate::{
     kernel::{
+        KernelError,
+        buckets::{Buckets, Heartbeat},
         pins::PinLayout,
+        runtime::RuntimeCell,
+        verdict_maps::KernelVerdictMaps,
         verifier::{self, ProgramLoad, Refused},
     },
     lists::tables::Tables,
-    model::report::Counters,
-    rate::buckets::{Buckets, Heartbeat},
-    rate::rules::RuleSet,
-    verdicts::DynamicMaps,
+    model::{report::Counters, rules::CompiledRule},
 };
 
 /// Map sizes fixed at load.
@@ -52,7 +50,7 @@ const DYN_MAPS: [&str; 4] = [
 /// What a reload writes (see `Datapath::apply`).
 pub struct Change<'a> {
     pub tables: Tables,
-    pub rules: &'a RuleSet,
+    pub rules: &'a [CompiledRule],
     /// `guard_common::lists::flags`.
     pub flags: u32,
     pub refill_ticks: u32,
@@ -64,7 +62,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     /// What this load of the program cost the verifier.
     program: ProgramLoad,
-    config: Array<MapData, RuntimeConfig>,
+    /// `CONFIG`, shared with the verdict maps (each writes its own fields).
+    runtime: Arc<RuntimeCell>,
     stats: PerCpuArray<MapData, u64>,
     v4_dir24: Array<MapData, Bitmap512>,
     v4_tbl8: HashMap<MapData, u32, Bitmap512>,
@@ -84,9 +83,10 @@ pub struct Datapath {
     pub fresh_buckets: bool,
     /// True when the bans-and-allows maps were created by this load (none were pinned).
     pub fresh_dynamic: bool,
-    dynamic: Option<DynamicMaps>,
+    dynamic: Option<KernelVerdictMaps>,
     dyn_capacity: u32,
-    runtime: RuntimeConfig,
+    /// The bucket-index key (in `CONFIG`, fixed for the maps' life).
+    key: [u64; 2],
     /// What was last written to the list maps, to write only what changed.
     written: Option<Tables>,
 }
@@ -99,7 +99,7 @@ impl Datapath {
         object: &[u8],
         pins: Option<&PinLayout>,
         sizes: Sizes,
-    ) -> Result<Datapath, DatapathError> {
+    ) -> Result<Datapath, KernelError> {
         let buckets = sizes.buckets;
         let mut loader = EbpfLoader::new();
         loader.verifier_log_level(verifier::log_level());
@@ -157,21 +157,19 @@ impl Datapath {
                 );
             }
         }
-        let mut ebpf = loader.load(object).map_err(DatapathError::Load)?;
+        let mut ebpf = loader.load(object).map_err(KernelError::Load)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
-            .ok_or(DatapathError::MissingProgram)?
+            .ok_or(KernelError::MissingProgram)?
             .try_into()
-            .map_err(DatapathError::Program)?;
+            .map_err(KernelError::Program)?;
         let started = std::time::Instant::now();
         prog.load().map_err(|e| match e {
             ProgramError::LoadError {
                 io_error,
                 verifier_log,
-            } => {
-                DatapathError::Refused(Box::new(Refused::new(&io_error, &verifier_log.to_string())))
-            }
-            e => DatapathError::Program(e),
+            } => KernelError::Refused(Box::new(Refused::new(&io_error, &verifier_log.to_string()))),
+            e => KernelError::Program(e),
         })?;
         let took = started.elapsed();
         let verified = prog
@@ -183,7 +181,7 @@ impl Datapath {
         let mut runtime = match Array::get(&config, &0, 0) {
             Ok(rc) => rc,
             Err(source) => {
-                return Err(DatapathError::Map {
+                return Err(KernelError::Map {
                     name: map_names::CONFIG,
                     source,
                 });
@@ -196,7 +194,7 @@ impl Datapath {
             // so sources keep their buckets across restarts.
             runtime.key = random_key()?;
         }
-        let mmap_err = |name| move |source| DatapathError::Mmap { name, source };
+        let mmap_err = |name| move |source| KernelError::Mmap { name, source };
         let buckets = Buckets::new(untyped(&mut ebpf, map_names::BUCKETS)?, buckets)
             .map_err(mmap_err(map_names::BUCKETS))?;
         let heartbeat = Heartbeat::new(untyped(&mut ebpf, map_names::HEARTBEAT)?)
@@ -215,14 +213,9 @@ impl Datapath {
             heartbeat: Arc::new(heartbeat),
             fresh_buckets,
             fresh_dynamic,
-            dynamic: Some(DynamicMaps {
-                v4: typed(&mut ebpf, map_names::DYN_V4)?,
-                v6: typed(&mut ebpf, map_names::DYN_V6)?,
-                regions: Some(typed(&mut ebpf, map_names::DYN_REGIONS)?),
-                meta: typed(&mut ebpf, map_names::DYN_META)?,
-                hist: typed(&mut ebpf, map_names::BAN_HIST)?,
-            }),
-            config,
+            dynamic: None,
+            key: runtime.key,
+            runtime: Arc::new(RuntimeCell::new(config, runtime)),
             stats: typed(&mut ebpf, map_names::STATS)?,
             v4_dir24: typed(&mut ebpf, map_names::V4_DIR24)?,
             v4_tbl8: typed(&mut ebpf, map_names::V4_TBL8)?,
@@ -232,10 +225,18 @@ impl Datapath {
             v6_nodes: typed(&mut ebpf, map_names::V6_NODES)?,
             v6_base: fresh_lists.then_some(0),
             ebpf,
-            runtime,
             written: fresh_lists.then(Tables::empty),
         };
-        dp.write_runtime()?;
+        dp.runtime.update(|_| {})?;
+        let mut take = |name| take_data(&mut dp.ebpf, name);
+        let maps = [
+            take(map_names::DYN_V4)?,
+            take(map_names::DYN_V6)?,
+            take(map_names::DYN_META)?,
+            take(map_names::BAN_HIST)?,
+            take(map_names::DYN_REGIONS)?,
+        ];
+        dp.dynamic = Some(KernelVerdictMaps::new(maps, Some(dp.runtime.clone())));
         Ok(dp)
     }
 
@@ -262,7 +263,7 @@ impl Datapath {
     }
 
     /// The bans-and-allows maps, for a `DynamicTable` (once).
-    pub fn take_dynamic(&mut self) -> Option<DynamicMaps> {
+    pub fn take_dynamic(&mut self) -> Option<KernelVerdictMaps> {
         self.dynamic.take()
     }
 
@@ -276,16 +277,16 @@ impl Datapath {
 
     /// The bucket-index key. Never log or export it: it would let a sender aim at buckets.
     pub fn key(&self) -> [u64; 2] {
-        self.runtime.key
+        self.key
     }
 
     /// Per rule: packets passed and limited, summed over CPUs.
-    pub fn rule_counters(&self, rules: usize) -> Result<Vec<(u64, u64)>, DatapathError> {
-        let err = |source| DatapathError::Map {
+    pub fn rule_counters(&self, rules: usize) -> Result<Vec<(u64, u64)>, KernelError> {
+        let err = |source| KernelError::Map {
             name: map_names::RULE_STATS,
             source,
         };
-        let sum = |slot: u32| -> Result<u64, DatapathError> {
+        let sum = |slot: u32| -> Result<u64, KernelError> {
             Ok(self
                 .rule_stats
                 .get(&slot, 0)
@@ -306,30 +307,42 @@ impl Datapath {
             .expect("checked in load")
     }
 
-    pub fn counters(&self) -> Result<Counters, DatapathError> {
-        read_counters(&self.stats).map_err(|source| DatapathError::Map {
+    pub fn counters(&self) -> Result<Counters, KernelError> {
+        read_counters(&self.stats).map_err(|source| KernelError::Map {
             name: map_names::STATS,
             source,
         })
     }
 }
 
-fn untyped(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, DatapathError> {
+/// A map's handle, whatever its type.
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, KernelError> {
     match ebpf.take_map(name) {
-        Some(Map::Array(data)) => Ok(data),
-        Some(_) => Err(DatapathError::Map {
+        Some(Map::HashMap(d) | Map::Array(d)) => Ok(d),
+        Some(_) => Err(KernelError::Map {
             name,
             source: MapError::InvalidName { name: name.into() },
         }),
-        None => Err(DatapathError::MissingMap { name }),
+        None => Err(KernelError::MissingMap { name }),
     }
 }
 
-fn random_key() -> Result<[u64; 2], DatapathError> {
+fn untyped(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, KernelError> {
+    match ebpf.take_map(name) {
+        Some(Map::Array(data)) => Ok(data),
+        Some(_) => Err(KernelError::Map {
+            name,
+            source: MapError::InvalidName { name: name.into() },
+        }),
+        None => Err(KernelError::MissingMap { name }),
+    }
+}
+
+fn random_key() -> Result<[u64; 2], KernelError> {
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(DatapathError::Random)?;
+        .map_err(KernelError::Random)?;
     let (lo, hi) = b.split_at(8);
     Ok([
         u64::from_ne_bytes(lo.try_into().expect("8 bytes")),
@@ -337,14 +350,14 @@ fn random_key() -> Result<[u64; 2], DatapathError> {
     ])
 }
 
-fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
+fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError>
 where
     T: TryFrom<Map, Error = MapError>,
 {
     let map = ebpf
         .take_map(name)
-        .ok_or(DatapathError::MissingMap { name })?;
-    T::try_from(map).map_err(|source| DatapathError::Map { name, source })
+        .ok_or(KernelError::MissingMap { name })?;
+    T::try_from(map).map_err(|source| KernelError::Map { name, source })
 }
 
 /// Sums the per-CPU packet counters.
@@ -358,8 +371,8 @@ pub fn read_counters(stats: &PerCpuArray<MapData, u64>) -> Result<Counters, MapE
 }
 
 /// Reads the counters from the pinned map, for when the daemon is not running.
-pub fn read_pinned_counters(pins: &PinLayout) -> Result<Counters, DatapathError> {
-    let err = |source| DatapathError::Map {
+pub fn read_pinned_counters(pins: &PinLayout) -> Result<Counters, KernelError> {
+    let err = |source| KernelError::Map {
         name: map_names::STATS,
         source,
     };

@@ -14,20 +14,10 @@ use guard_common::{
     rules::{MAX_RULES, PORT_ELEMS_PER_RULE},
 };
 
-use super::{Change, Datapath, DatapathError};
-use crate::{lists::tables::Tables, rate::rules::RuleSet};
+use super::{Change, Datapath, KernelError};
+use crate::{lists::tables::Tables, model::rules::CompiledRule};
 
 impl Datapath {
-    /// The prefix lengths of bans and allows the kernel probes.
-    pub fn set_dyn_lens(
-        &mut self,
-        lens: &guard_common::dynamic::DynLens,
-    ) -> Result<(), DatapathError> {
-        self.runtime.dyn_lens = *lens;
-        self.runtime.dyn_any = lens.v4_count | lens.v6_count;
-        self.write_runtime()
-    }
-
     /// The refill's `ticks` slices per period, and how long the refill heartbeat may be
     /// silent before the rate rules fail open (the kernel accrues tokens for at most that
     /// long since a bucket's last refill).
@@ -35,25 +25,36 @@ impl Datapath {
         &mut self,
         ticks: u32,
         stale_after: std::time::Duration,
-    ) -> Result<(), DatapathError> {
+    ) -> Result<(), KernelError> {
         let stale_ns = stale_after.as_nanos() as u64;
-        self.runtime.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
-        self.runtime.refill_ticks = ticks;
-        self.runtime.stale_after_ns = stale_after.as_nanos() as u64;
-        self.write_runtime()
+        self.runtime.update(|rc| {
+            rc.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
+            rc.refill_ticks = ticks;
+            rc.stale_after_ns = stale_ns;
+        })
     }
 
     /// Applies a reload's lists, rules and runtime settings, all or nothing: the lists and
     /// rules first, then the runtime config (flags, refill timing) in one write. When a
     /// write fails, the previous lists, rules and runtime config are written back and the
-    /// error returned. `old_rules` are the rules in force.
-    pub fn apply(&mut self, change: Change<'_>, old_rules: &RuleSet) -> Result<(), DatapathError> {
-        let saved_runtime = self.runtime;
+    /// error returned. `old_rules` are the rules in force. The verdict maps' fields of
+    /// `CONFIG` (their prefix lengths) are theirs: neither written nor put back here.
+    pub fn apply(
+        &mut self,
+        change: Change<'_>,
+        old_rules: &[CompiledRule],
+    ) -> Result<(), KernelError> {
+        let saved_runtime = self.runtime.get();
         let saved_tables = self.written.clone();
         let res = self.write_tables(change.tables).and_then(|()| {
             self.set_rules(change.rules)?;
-            self.runtime.flags = change.flags;
-            self.set_refill_timing(change.refill_ticks, change.stale_after)
+            let stale_ns = change.stale_after.as_nanos() as u64;
+            self.runtime.update(|rc| {
+                rc.flags = change.flags;
+                rc.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
+                rc.refill_ticks = change.refill_ticks;
+                rc.stale_after_ns = stale_ns;
+            })
         });
         let Err(error) = res else { return Ok(()) };
         let undo = (|| {
@@ -61,50 +62,45 @@ impl Datapath {
                 self.write_tables(tables)?;
             }
             self.set_rules(old_rules)?;
-            self.runtime = saved_runtime;
-            self.write_runtime()
+            self.runtime.update(|rc| {
+                let (lens, any) = (rc.dyn_lens, rc.dyn_any);
+                *rc = saved_runtime;
+                (rc.dyn_lens, rc.dyn_any) = (lens, any);
+            })
         })();
-        Err(match undo {
-            Ok(()) => error,
-            Err(undo) => DatapathError::Undo {
-                error: Box::new(error),
-                undo: Box::new(undo),
-            },
-        })
+        Err(KernelError::undone(error, undo))
     }
 
     /// Writes the rules; the count goes last so the kernel never sees a half-written rule.
-    pub fn set_rules(&mut self, set: &RuleSet) -> Result<(), DatapathError> {
-        let n = set.rules.len().min(MAX_RULES);
-        if (n as u32) < self.runtime.rule_count {
-            self.runtime.rule_count = n as u32;
-            self.write_runtime()?;
+    pub fn set_rules(&mut self, rules: &[CompiledRule]) -> Result<(), KernelError> {
+        let n = rules.len().min(MAX_RULES);
+        if (n as u32) < self.runtime.get().rule_count {
+            self.runtime.update(|rc| rc.rule_count = n as u32)?;
         }
-        for (i, r) in set.rules.iter().take(MAX_RULES).enumerate() {
+        for (i, r) in rules.iter().take(MAX_RULES).enumerate() {
             let i = i as u32;
             for (j, b) in r.ports.iter().enumerate() {
                 self.rule_ports
                     .set(i * PORT_ELEMS_PER_RULE + j as u32, b, 0)
-                    .map_err(|source| DatapathError::Map {
+                    .map_err(|source| KernelError::Map {
                         name: map_names::RULE_PORTS,
                         source,
                     })?;
             }
             self.rules
                 .set(i, r.spec, 0)
-                .map_err(|source| DatapathError::Map {
+                .map_err(|source| KernelError::Map {
                     name: map_names::RULES,
                     source,
                 })?;
         }
-        self.runtime.rule_count = n as u32;
-        self.write_runtime()
+        self.runtime.update(|rc| rc.rule_count = n as u32)
     }
 
     /// The fleet's servers whose connections skip the rules (`guard_common::fleet`): the new
     /// ones and their hint bits first, then the old ones go (a reader sees a superset
     /// meanwhile). Returns the runtime flag that turns the lookup on (0 for none).
-    pub fn set_fleet_peers(&mut self, servers: &[SocketAddr]) -> Result<u32, DatapathError> {
+    pub fn set_fleet_peers(&mut self, servers: &[SocketAddr]) -> Result<u32, KernelError> {
         let peers: Vec<FleetPeer> = servers.iter().map(peer_of).collect();
         let hint = peers.iter().fold(0, |h, p| h | hint_bit(&p.addr));
         let mut table = self.fleet_peers()?;
@@ -133,52 +129,41 @@ impl Datapath {
         })
     }
 
-    fn fleet_peers(&mut self) -> Result<HashMap<&mut MapData, FleetPeer, u32>, DatapathError> {
+    fn fleet_peers(&mut self) -> Result<HashMap<&mut MapData, FleetPeer, u32>, KernelError> {
         let name = map_names::FLEET_PEERS;
         let map = self
             .ebpf
             .map_mut(name)
-            .ok_or(DatapathError::MissingMap { name })?;
+            .ok_or(KernelError::MissingMap { name })?;
         HashMap::try_from(map).map_err(fleet_err(name))
     }
 
-    fn fleet_hint(&mut self) -> Result<Array<&mut MapData, u64>, DatapathError> {
+    fn fleet_hint(&mut self) -> Result<Array<&mut MapData, u64>, KernelError> {
         let name = map_names::FLEET_HINT;
         let map = self
             .ebpf
             .map_mut(name)
-            .ok_or(DatapathError::MissingMap { name })?;
+            .ok_or(KernelError::MissingMap { name })?;
         Array::try_from(map).map_err(fleet_err(name))
     }
 
-    fn write_fleet_hint(&mut self, hint: u64) -> Result<(), DatapathError> {
+    fn write_fleet_hint(&mut self, hint: u64) -> Result<(), KernelError> {
         self.fleet_hint()?
             .set(0, hint, 0)
             .map_err(fleet_err(map_names::FLEET_HINT))
     }
 
     /// Sets the flag bits of the runtime config (`guard_common::lists::flags`).
-    pub fn set_flags(&mut self, flags: u32) -> Result<(), DatapathError> {
-        self.runtime.flags = flags;
-        self.write_runtime()
-    }
-
-    pub(super) fn write_runtime(&mut self) -> Result<(), DatapathError> {
-        let rc = self.runtime;
-        self.config
-            .set(0, rc, 0)
-            .map_err(|source| DatapathError::Map {
-                name: map_names::CONFIG,
-                source,
-            })
+    pub fn set_flags(&mut self, flags: u32) -> Result<(), KernelError> {
+        self.runtime.update(|rc| rc.flags = flags)
     }
 
     /// Writes new list tables. The order keeps every address answered by either the old or
     /// the new lists throughout: new entries first (IPv4 host tables, the new IPv6 trie's
     /// nodes in the half of `V6_NODES` the old one does not use), then the direct tables
     /// that point at them, then the removal of entries nothing points at any more.
-    pub fn write_tables(&mut self, tables: Tables) -> Result<(), DatapathError> {
-        let err = |name| move |source| DatapathError::Map { name, source };
+    pub fn write_tables(&mut self, tables: Tables) -> Result<(), KernelError> {
+        let err = |name| move |source| KernelError::Map { name, source };
         for (&k, v) in &tables.v4_tbl8 {
             self.v4_tbl8
                 .insert(k, v, 0)
@@ -271,21 +256,22 @@ impl Datapath {
     }
 
     fn current_v6_lens(&self) -> Vec<u32> {
-        let rc = &self.runtime;
+        let rc = self.runtime.get();
         rc.v6_lens[..rc.v6_len_count as usize]
             .iter()
             .map(|l| l.prefix_len)
             .collect()
     }
 
-    fn set_v6_lens(&mut self, lens: &[u32]) -> Result<(), DatapathError> {
+    fn set_v6_lens(&mut self, lens: &[u32]) -> Result<(), KernelError> {
         let mut masks = [V6Len::EMPTY; MAX_V6_LENS];
         for (slot, &len) in masks.iter_mut().zip(lens) {
             *slot = V6Len::new(len);
         }
-        self.runtime.v6_lens = masks;
-        self.runtime.v6_len_count = lens.len().min(MAX_V6_LENS) as u32;
-        self.write_runtime()
+        self.runtime.update(|rc| {
+            rc.v6_lens = masks;
+            rc.v6_len_count = lens.len().min(MAX_V6_LENS) as u32;
+        })
     }
 
     /// The half of `V6_NODES` the adopted trie uses (0 when it has no node).
@@ -320,8 +306,8 @@ fn write_array(
     Ok(())
 }
 
-fn fleet_err(name: &'static str) -> impl Fn(MapError) -> DatapathError {
-    move |source| DatapathError::Map { name, source }
+fn fleet_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
+    move |source| KernelError::Map { name, source }
 }
 
 /// A server as the program sees a packet's source (`Packet::src`) and its port.

@@ -38,10 +38,7 @@ impl From<DynError> for ApiError {
             | DynError::TooManyLengths { .. }
             | DynError::RemoteLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,
             DynError::NotFound { .. } => StatusCode::NOT_FOUND,
-            DynError::Map { .. }
-            | DynError::MissingMap { .. }
-            | DynError::Undo { .. }
-            | DynError::Lens(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            DynError::Kernel(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, guard_user::error_chain(&e))
     }
