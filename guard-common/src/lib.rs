@@ -10,11 +10,13 @@ pub mod events;
 pub mod fleet;
 pub mod lists;
 pub mod rules;
+pub mod runtime;
 pub mod siphash;
 pub mod stats;
 pub mod tokens;
 
-pub use lists::{ListCode, RuntimeConfig, V6Key, V6Len};
+pub use lists::{ListCode, V6Key, V6Len};
+pub use runtime::RuntimeConfig;
 pub use stats::{Reason, Verdict};
 
 /// Version of the map layout. It is part of the pin path (`<pin_dir>/v<N>/`), so a daemon

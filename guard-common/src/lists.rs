@@ -12,7 +12,7 @@
 //! leaves, so a lookup reads entries until the first code: one per 4 bits of the longest
 //! prefix on the address's path, whatever the number of prefixes or lengths listed (a /48
 //! is 8 reads past the root). Prefixes longer than /64 (hosts, mostly) are exact-match
-//! hashes, one per length (`V6_PREFIX`, lengths longest first in [`RuntimeConfig`]),
+//! hashes, one per length (`V6_PREFIX`, lengths longest first in [`crate::RuntimeConfig`]),
 //! probed only when the trie's leaf says some lie under it ([`V6_LONGER`]). The daemon
 //! writes a new trie's nodes in the half of `V6_NODES` the old one does not use, then
 //! points the roots at them, so a reload never shows a half-built trie.
@@ -204,68 +204,6 @@ impl V6Len {
             ],
         }
     }
-}
-
-/// Flag bits of [`RuntimeConfig::flags`].
-pub mod flags {
-    /// Global monitor mode: count would-drops, drop nothing.
-    pub const MONITOR: u32 = 1 << 0;
-    /// Drop packets with malformed or truncated headers instead of passing them.
-    pub const DROP_MALFORMED: u32 = 1 << 1;
-    /// `FLEET_PEERS` holds servers: their connections' segments skip the rules.
-    pub const FLEET_PEERS: u32 = 1 << 2;
-    /// A rule (not in monitor mode) names ports or `tcp_syn_only` and covers TCP: a TCP
-    /// packet whose transport header cannot be read (a tiny first fragment, a cut segment)
-    /// is dropped as `malformed`, since that rule cannot tell whether it matches; so is a
-    /// packet whose IPv6 header chain is longer than the walk, whatever it carries.
-    pub const L4_RULES_TCP: u32 = 1 << 3;
-    /// The same for UDP.
-    pub const L4_RULES_UDP: u32 = 1 << 4;
-}
-
-/// The single element of the `CONFIG` array: settings the daemon can change at run time.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RuntimeConfig {
-    pub flags: u32,
-    /// How many entries of `v6_lens` are in use.
-    pub v6_len_count: u32,
-    /// How many entries of `RULES` are in use.
-    pub rule_count: u32,
-    pub _reserved: u32,
-    /// Rate rules fail open once the refill heartbeat is older than this.
-    pub stale_after_ns: u64,
-    /// The kernel accrues at most this long since a bucket's last refill: the heartbeat's
-    /// staleness bound (capped at `tokens::MAX_ACCRUAL_NS`), so a restart, whose refill
-    /// resumes late, costs no rate.
-    pub accrue_max_ns: u64,
-    /// Refill slices per period: a bucket's last refill is `HEARTBEAT[2 + its slice]`.
-    pub refill_ticks: u32,
-    /// `dyn_lens.v4_count | dyn_lens.v6_count`, here in the first cache line, which every
-    /// packet reads anyway: a packet with no ban or temporary allow to look up reads no other.
-    pub dyn_any: u32,
-    /// SipHash key of the bucket index: random, kept across restarts, never exported.
-    pub key: [u64; 2],
-    /// IPv6 prefix lengths longer than /64 present in `V6_PREFIX`, longest first.
-    pub v6_lens: [V6Len; MAX_V6_LENS],
-    /// Prefix lengths of the bans and temporary allows, longest first.
-    pub dyn_lens: crate::dynamic::DynLens,
-}
-
-impl RuntimeConfig {
-    pub const DEFAULT: RuntimeConfig = RuntimeConfig {
-        flags: 0,
-        v6_len_count: 0,
-        rule_count: 0,
-        _reserved: 0,
-        stale_after_ns: 0,
-        accrue_max_ns: 0,
-        refill_ticks: 0,
-        dyn_any: 0,
-        key: [0; 2],
-        v6_lens: [V6Len::EMPTY; MAX_V6_LENS],
-        dyn_lens: crate::dynamic::DynLens::EMPTY,
-    };
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ use aya_ebpf::{
 };
 use guard_common::{
     ListCode, Reason, RuntimeConfig, Verdict,
-    lists::flags,
+    runtime::flags,
     stats::{STATS_LEN, stat_index},
 };
 use guard_ebpf::parse::{self, Packet, Parsed};

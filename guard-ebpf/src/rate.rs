@@ -19,11 +19,12 @@ use aya_ebpf::{
 };
 use guard_common::{
     RuntimeConfig,
-    lists::{Bitmap512, flags},
+    lists::Bitmap512,
     rules::{
         MAX_RULES, PORT_ELEMS_PER_RULE, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, RULE_STATS_LEN,
         RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_passed,
     },
+    runtime::flags,
     siphash,
     tokens::{
         Bucket, HEARTBEAT_WORDS, TOKEN_SCALE, accrued, available, charge, slice_of,

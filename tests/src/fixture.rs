@@ -3,7 +3,7 @@
 use aya::programs::{TestRun, TestRunOptions};
 use guard_common::{
     Reason, Verdict,
-    lists::flags,
+    runtime::flags,
     tokens::{MAX_REFILL_PERIOD_NS, earned},
 };
 use guard_user::{

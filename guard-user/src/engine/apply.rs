@@ -3,7 +3,7 @@
 //! datapath writes lists, rules, then the runtime config, and puts the old ones back when a
 //! write fails (`Datapath::apply`).
 
-use guard_common::lists::flags;
+use guard_common::runtime::flags;
 use ipnet::IpNet;
 
 use super::{Engine, EngineError, start::Lists};
@@ -102,7 +102,7 @@ pub(super) enum Check {
     RestartOnly,
 }
 
-/// The flag bits of `config` for the runtime config (`guard_common::lists::flags`).
+/// The flag bits of `config` for the runtime config (`guard_common::runtime::flags`).
 pub(super) fn runtime_flags(config: &Config) -> u32 {
     let mut f = 0;
     if config.monitor {

@@ -3,7 +3,7 @@
 //! database refuses stays enforced (the kernel has it) and is kept to be written once the
 //! database takes writes again.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -77,14 +77,27 @@ impl Durable {
 }
 
 impl Engine {
+    /// The database, with the verdict table in hand: the lock order (verdicts, then durable)
+    /// is in the signature, since the table is reachable only through its own lock.
+    fn durable_under(&self, _verdicts: &DynamicTable) -> MutexGuard<'_, Durable> {
+        self.durable.lock().expect("durable lock")
+    }
+
+    /// The database alone, for a moment: whoever calls this takes no other engine lock
+    /// until the guard is dropped.
+    fn durable_alone(&self) -> MutexGuard<'_, Durable> {
+        self.durable.lock().expect("durable lock")
+    }
+
     /// After the maps are adopted or created: a reboot (no pinned bans) restores what the
     /// database kept; a restart makes the database follow the pins, which are authoritative.
     pub(super) fn settle_durable(&self, fresh_dynamic: bool) -> Result<(), super::EngineError> {
-        let mut d = self.durable.lock().expect("durable lock");
+        // The engine's lock order (`super::locks`): the verdict table, then the database.
+        let mut t = self.verdicts();
+        let mut d = self.durable_under(&t);
         let (mut stored, histories) = std::mem::take(&mut d.opened_with);
         let superseded = std::mem::take(&mut d.opened_superseded);
         let Some(db) = &d.db else { return Ok(()) };
-        let mut t = self.verdicts();
         if fresh_dynamic {
             // Kept by an older guard, or before the address became protected: not restored,
             // and so forgotten by the database below.
@@ -141,7 +154,7 @@ impl Engine {
     /// Changes written with the next transaction (the fleet's acknowledgements: losing
     /// them in a crash only publishes those verdicts again).
     pub(super) fn defer_changes(&self, changes: impl IntoIterator<Item = Change>) {
-        let mut d = self.durable.lock().expect("durable lock");
+        let mut d = self.durable_alone();
         if d.path.is_some() {
             d.unsaved.extend(changes);
         }
@@ -161,7 +174,7 @@ impl Engine {
         queued: Vec<Change>,
         commit: Commit,
     ) -> bool {
-        let mut d = self.durable.lock().expect("durable lock");
+        let mut d = self.durable_under(&*t);
         let mut changes = t.take_journal();
         changes.extend(queued);
         let Durable {
@@ -213,7 +226,7 @@ impl Engine {
         // Out of the lock meanwhile (`defer_changes` may add to `unsaved`): no other write
         // can start, they all hold the verdict table. A small batch is not worth a thread.
         let taken = {
-            let mut d = self.durable.lock().expect("durable lock");
+            let mut d = self.durable_under(&*t);
             match d.failing.is_none() && changes.len() >= BULK_FROM {
                 true => d.db.take().map(|db| (db, d.unsaved.take_all())),
                 false => None,
@@ -238,7 +251,7 @@ impl Engine {
             // Dropped: the transaction aborts.
             _ => None,
         };
-        let mut d = self.durable.lock().expect("durable lock");
+        let mut d = self.durable_under(&*t);
         let meanwhile = std::mem::replace(&mut d.unsaved, Unsaved::from(earlier));
         d.db = Some(db);
         if let Some(Ok(())) = committed {

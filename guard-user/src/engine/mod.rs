@@ -4,9 +4,12 @@
 //! penalize) and the readings (stats, lists of entries) are here too. guardd wires it to
 //! signals, the API and metrics; the test fixtures start it without pins or refill thread.
 //!
-//! Two locks, never held together by one caller except in that order: `verdicts` (held for
-//! the whole of a bulk ban) then `kernel` (held briefly). Status, stats and scrapes take only
-//! `kernel` and the published counts, so a bulk ban never stalls them.
+//! Locks, always taken in this order and never the other way: `verdicts` (the table, held
+//! for a whole batch), `durable` (the database: reached only with the table in hand,
+//! `durable_under`, or alone for a moment), `kernel` (the configuration in force and the
+//! datapath, held briefly and never while taking another), and inside the kernel layer the
+//! `CONFIG` cell. Status, stats and scrapes take only `kernel` and the published counts, so
+//! a bulk ban never stalls them.
 
 mod apply;
 mod auto;

@@ -307,7 +307,7 @@ pub fn markdown(
          after each load; its limit is 1,000,000, guard's budget a fifth of that). The rule step \
          and the two steps of rare paths (the proof that a limited source is real, the fleet's \
          own connections) are global functions the verifier checks once, not once per state \
-         reaching them (docs/ARCHITECTURE.md, \"What the verifier spends\"). The VM rows come from `cargo xtask vm-test` \
+         reaching them (docs/ARCHITECTURE.md, the invariants of the packet path). The VM rows come from `cargo xtask vm-test` \
          (bench/verifier.json), load times there under qemu's TCG emulation.\n\n{verifier}\n\
          ## Whole path\n\n{image}\
          ## Figures\n\n```text\n{}```\n",

@@ -51,7 +51,7 @@ const DYN_MAPS: [&str; 4] = [
 pub struct Change<'a> {
     pub tables: Tables,
     pub rules: &'a [CompiledRule],
-    /// `guard_common::lists::flags`.
+    /// `guard_common::runtime::flags`.
     pub flags: u32,
     pub refill_ticks: u32,
     pub stale_after: std::time::Duration,

@@ -7,11 +7,10 @@ use aya::maps::{Array, HashMap, MapData, MapError};
 use guard_common::{
     V6Key,
     fleet::{FleetPeer, hint_bit},
-    lists::{
-        Bitmap512, MAX_V6_LENS, V6_NODE, V6_NODES_PER_GENERATION, V6_ROOT_ENTRIES, V6Len, flags,
-    },
+    lists::{Bitmap512, MAX_V6_LENS, V6_NODE, V6_NODES_PER_GENERATION, V6_ROOT_ENTRIES, V6Len},
     map_names,
     rules::{MAX_RULES, PORT_ELEMS_PER_RULE},
+    runtime::flags,
 };
 
 use super::{Change, Datapath, KernelError};
@@ -153,7 +152,7 @@ impl Datapath {
             .map_err(fleet_err(map_names::FLEET_HINT))
     }
 
-    /// Sets the flag bits of the runtime config (`guard_common::lists::flags`).
+    /// Sets the flag bits of the runtime config (`guard_common::runtime::flags`).
     pub fn set_flags(&mut self, flags: u32) -> Result<(), KernelError> {
         self.runtime.update(|rc| rc.flags = flags)
     }
