@@ -1,4 +1,4 @@
-//! Layout shared by the bench-only programs (`guard-bench` object) and the benchmarks.
+//! Layout shared by the bench-only programs (crate `guard-ebpf-bench`) and the benchmarks.
 //! Nothing in guardd uses these.
 
 /// The frame `gen_tx` sends: Ethernet + IPv6 + UDP + 2 bytes of payload, 64 bytes.

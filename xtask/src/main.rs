@@ -104,6 +104,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "--workspace",
                 "--exclude",
                 "guard-ebpf",
+                "--exclude",
+                "guard-ebpf-bench",
                 "--lib",
                 "--bins",
                 "--tests",

@@ -16,7 +16,8 @@ pub fn guard() -> &'static [u8] {
     embed!(concat!(env!("OUT_DIR"), "/guard"))
 }
 
-/// Reference programs for fixtures and benchmarks (`xdp_pass`, `lpm_ref`).
+/// Reference programs for fixtures and benchmarks (`xdp_pass`, `lpm_ref`; crate
+/// `guard-ebpf-bench`). guardd and guardctl never call this, so their binaries leave it out.
 pub fn bench() -> &'static [u8] {
-    embed!(concat!(env!("OUT_DIR"), "/guard-bench"))
+    embed!(concat!(env!("OUT_DIR"), "/guard-xdp-bench"))
 }

@@ -1,4 +1,5 @@
-//! Reference programs for fixtures and benchmarks; never loaded by guardd.
+//! Reference programs for fixtures and benchmarks, in a crate of their own: never part of
+//! what guardd loads or ships.
 //!
 //! - `xdp_pass`, `xdp_drop`: the baselines every cost is measured against.
 //! - `lpm_ref`: the same parse and allow/deny decision as `guard`, with the lists in BPF
@@ -11,12 +12,8 @@
 #![no_std]
 #![no_main]
 
-// A binary's root resolves modules next to it, among the production program's files.
-#[path = "bench/generator.rs"]
 mod generator;
-#[path = "bench/lru.rs"]
 mod lru;
-#[path = "bench/vary.rs"]
 mod vary;
 
 use aya_ebpf::{
