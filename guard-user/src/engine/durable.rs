@@ -12,10 +12,10 @@ use tracing::{error, info, warn};
 use super::Engine;
 use crate::{
     config::Config,
-    model::Kind,
     model::clock::monotonic_ns,
+    model::{Entry, Kind},
     state::{Change, Commit, Contents, OutboxRow, StateDb, StateError, Unsaved, changes_between},
-    verdicts::{BULK_FROM, Batch, DynamicTable, Prepared},
+    verdicts::{BULK_FROM, DynError, DynamicTable, Prepared},
 };
 
 /// The database, and what it has not taken yet.
@@ -211,18 +211,26 @@ impl Engine {
         self.settle_write(&mut d, written, commit)
     }
 
-    /// Applies a prepared batch with `apply` (which returns what else to write: fleet
-    /// outbox rows) and makes it durable as `persist` would, in one transaction; but while
-    /// `apply` writes the kernel maps, another thread stages the batch's rows in the
-    /// transaction, so a bulk call waits for the longer of the two rather than both. The
-    /// transaction commits after `apply` succeeded and is dropped when it failed.
-    pub(super) fn persist_alongside<T, E>(
+    /// Applies a prepared batch (the kernel, then `after_apply`: fleet rows, aggregation)
+    /// and makes it durable as `persist` would, in one transaction; but while the kernel
+    /// maps are written, another thread stages the batch's rows in the transaction, so a
+    /// bulk call waits for the longer of the two rather than both. The transaction commits
+    /// after the kernel took the batch and is dropped when it did not.
+    pub(super) fn apply_durably(
         &self,
         t: &mut DynamicTable,
+        kind: Kind,
         prepared: Prepared,
-        apply: impl FnOnce(&mut DynamicTable, Batch) -> (Result<T, E>, Vec<Change>),
-    ) -> (Result<T, E>, bool) {
+    ) -> (Result<Vec<Entry>, DynError>, bool) {
         let Prepared { batch, changes } = prepared;
+        let apply = |t: &mut DynamicTable, batch| {
+            let res = t.apply(batch);
+            let queued = match &res {
+                Ok(entries) => self.after_apply(t, kind, entries),
+                Err(_) => Vec::new(),
+            };
+            (res, queued)
+        };
         // Out of the lock meanwhile (`defer_changes` may add to `unsaved`): no other write
         // can start, they all hold the verdict table. A small batch is not worth a thread.
         let taken = {

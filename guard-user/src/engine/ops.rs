@@ -11,7 +11,8 @@ use crate::{
     model::report::{PenaltyResult, RefillSummary, RuleCount, RulePenalty, Stats},
     model::{Entry, Kind, Request, clock::monotonic_ns},
     rate::penalty,
-    verdicts::{Batch, DynError, DynamicTable, Guards, Prepared},
+    state::Change,
+    verdicts::{DynError, DynamicTable, Guards, Prepared},
 };
 
 /// What `add_durably` applied.
@@ -55,20 +56,23 @@ impl Engine {
                 return Err(e);
             }
         };
-        let (res, durable) = self.persist_alongside(t, prepared, |t, batch| {
-            let res = self.write_batch(t, batch);
-            let queued = match &res {
-                Ok(entries) => {
-                    let mut q = self.queue_made(kind, entries);
-                    q.extend(self.aggregate_around(t, kind, entries.iter().map(|e| e.net)));
-                    q
-                }
-                Err(_) => Vec::new(),
-            };
-            (res, queued)
-        });
+        let (res, durable) = self.apply_durably(t, kind, prepared);
         self.publish(t);
         res.map(|entries| Added { entries, durable })
+    }
+
+    /// What follows a batch the kernel took, in this order: its fleet outbox rows, then
+    /// aggregation around new bans (which may add a prefix ban and set members aside). The
+    /// changes they return go into the same transaction as the batch.
+    pub(super) fn after_apply(
+        &self,
+        t: &mut DynamicTable,
+        kind: Kind,
+        entries: &[Entry],
+    ) -> Vec<Change> {
+        let mut queued = self.queue_made(kind, entries);
+        queued.extend(self.aggregate_around(t, kind, entries.iter().map(|e| e.net)));
+        queued
     }
 
     /// Adds to the locked table (all or nothing), with the allow list and escalation in
@@ -80,7 +84,7 @@ impl Engine {
         reqs: &[Request],
     ) -> Result<Vec<Entry>, DynError> {
         let prepared = self.prepare_batch(t, kind, reqs)?;
-        let applied = self.write_batch(t, prepared.batch)?;
+        let applied = t.apply(prepared.batch)?;
         t.record(prepared.changes);
         Ok(applied)
     }
@@ -100,10 +104,6 @@ impl Engine {
             protected: &protected,
         };
         t.prepare(kind, reqs, guards, &escalation, monotonic_ns())
-    }
-
-    fn write_batch(&self, t: &mut DynamicTable, batch: Batch) -> Result<Vec<Entry>, DynError> {
-        t.apply(batch)
     }
 
     /// Removes a ban or an allow; the kernel forgets it at once, and so does the fleet.
