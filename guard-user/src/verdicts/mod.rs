@@ -152,9 +152,10 @@ impl<M: VerdictMaps> DynamicTable<M> {
         // Their regions and lengths are not counted: the plan's last steps write them whole.
         let (mut plan, _) = t.removal_plan(&expired)?;
         plan.0
-            .retain(|s| !matches!(s, Step::Regions(_) | Step::Lens(_)));
+            .retain(|s| !matches!(s, Step::Regions(..) | Step::Lens(_)));
         t.regions = Regions::rebuild(t.entries.keys());
-        plan.push(Step::Regions(t.regions.all()));
+        // What an earlier daemon left there is read to be put back: not known here.
+        plan.push(Step::Regions(t.regions.all(), None));
         plan.push(Step::Lens(t.lens()?));
         execute(&mut t.maps, &plan)?;
         Ok(t)

@@ -5,7 +5,7 @@
 //! Nothing here writes: `covering` and `uncovering` say which elements change, for the
 //! table's plans, and the counts follow once the kernel has them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use guard_common::{
     dynamic::{DYN_REGION_ELEMS, V4_REGIONS, v4_region, v6_region},
@@ -34,7 +34,7 @@ pub struct Regions {
 
 /// The regions an entry covers.
 enum Cover {
-    Bits(Vec<u32>),
+    Bits(std::ops::Range<u32>),
     AllV6,
 }
 
@@ -43,11 +43,12 @@ fn cover_of(net: &IpNet) -> Cover {
         IpNet::V4(n) => {
             let first = v4_region(u32::from(n.network()));
             let count = 1u32 << V4_REGION_PREFIX.saturating_sub(n.prefix_len());
-            Cover::Bits((first..first + count).collect())
+            Cover::Bits(first..first + count)
         }
         IpNet::V6(n) if n.prefix_len() >= V6_REGION_PREFIX => {
             let top = u32::from_be_bytes(n.network().octets()[..4].try_into().expect("4 bytes"));
-            Cover::Bits(vec![v6_region(top)])
+            let bit = v6_region(top);
+            Cover::Bits(bit..bit + 1)
         }
         IpNet::V6(_) => Cover::AllV6,
     }
@@ -69,7 +70,7 @@ impl Regions {
     pub fn rebuild<'a>(nets: impl Iterator<Item = &'a IpNet>) -> Regions {
         let mut r = Regions::default();
         for net in nets {
-            r.count(net, &mut BTreeSet::new());
+            r.count(net);
         }
         r
     }
@@ -86,39 +87,46 @@ impl Regions {
     /// The elements that change when entries of `nets` are added, as they will be. The
     /// counts stay as they are until `cover`.
     pub fn covering<'a>(&self, nets: impl Iterator<Item = &'a IpNet>) -> RegionWrites {
-        let mut next: BTreeMap<u32, Bitmap512> = BTreeMap::new();
-        let mut set = |elem: u32, f: &dyn Fn(&mut Bitmap512)| {
-            let e = next
-                .entry(elem)
-                .or_insert_with(|| self.shadow[elem as usize]);
-            f(e);
-        };
+        let mut next: HashMap<u32, Bitmap512> = HashMap::new();
         for net in nets {
             match cover_of(net) {
                 Cover::Bits(bits) => {
                     for bit in bits {
-                        set(bit / 512, &|e| e.set_bit(bit % 512));
+                        let (elem, pos) = (bit / 512, bit % 512);
+                        // Most entries of a bulk call land in regions already marked.
+                        if !self.shadow[elem as usize].bit(pos) {
+                            let e = next.entry(elem).or_insert(self.shadow[elem as usize]);
+                            e.set_bit(pos);
+                        }
                     }
                 }
                 Cover::AllV6 => {
                     for elem in FIRST_V6_ELEM..DYN_REGION_ELEMS {
-                        set(elem, &|e| *e = Bitmap512([u64::MAX; 8]));
+                        next.insert(elem, Bitmap512([u64::MAX; 8]));
                     }
                 }
             }
         }
-        let mut w = Writes::default();
-        for (elem, bits) in next {
-            if bits != self.shadow[elem as usize] {
-                w.push(elem, bits, true);
-            }
+        let mut changed: Vec<(u32, Bitmap512)> = next
+            .into_iter()
+            .filter(|(elem, bits)| *bits != self.shadow[*elem as usize])
+            .collect();
+        changed.sort_unstable_by_key(|(elem, _)| *elem);
+        let mut w = Writes::with_capacity(changed.len());
+        for (elem, bits) in changed {
+            w.push(elem, bits, true);
         }
         w
     }
 
+    /// What the kernel's elements `elems` hold now.
+    pub fn now(&self, elems: &[u32]) -> Vec<Bitmap512> {
+        elems.iter().map(|&e| self.shadow[e as usize]).collect()
+    }
+
     /// Counts an entry the kernel now holds (its bits were written by `covering`'s plan).
     pub fn cover(&mut self, net: &IpNet) {
-        self.count(net, &mut BTreeSet::new());
+        self.count(net);
     }
 
     /// The regions once the entries of `nets` are gone, and the elements that change.
@@ -173,7 +181,7 @@ impl Regions {
         }
     }
 
-    fn count(&mut self, net: &IpNet, dirty: &mut BTreeSet<u32>) {
+    fn count(&mut self, net: &IpNet) {
         match cover_of(net) {
             Cover::Bits(bits) => {
                 for bit in bits {
@@ -184,10 +192,7 @@ impl Regions {
                     };
                     *c += 1;
                     let elem = &mut self.shadow[(bit / 512) as usize];
-                    if !elem.bit(bit % 512) {
-                        elem.set_bit(bit % 512);
-                        dirty.insert(bit / 512);
-                    }
+                    elem.set_bit(bit % 512);
                 }
             }
             Cover::AllV6 => {
@@ -195,7 +200,6 @@ impl Regions {
                 if self.v6_wide == 1 {
                     for e in FIRST_V6_ELEM..DYN_REGION_ELEMS {
                         self.shadow[e as usize] = Bitmap512([u64::MAX; 8]);
-                        dirty.insert(e);
                     }
                 }
             }
@@ -218,11 +222,10 @@ mod tests {
     #[test]
     fn counting_keeps_a_bit_while_any_entry_covers_it() {
         let mut r = Regions::default();
-        let mut d = BTreeSet::new();
         let a = u32::from_be_bytes([198, 18, 0, 0]);
-        r.count(&net("198.18.0.7/32"), &mut d);
-        r.count(&net("198.18.9.0/24"), &mut d);
-        r.count(&net("198.0.0.0/8"), &mut d);
+        r.cover(&net("198.18.0.7/32"));
+        r.cover(&net("198.18.9.0/24"));
+        r.cover(&net("198.0.0.0/8"));
         assert!(bit(&r, v4_region(a)));
         assert!(bit(&r, v4_region(u32::from_be_bytes([198, 200, 1, 1]))));
         assert!(!bit(&r, v4_region(u32::from_be_bytes([199, 0, 0, 1]))));
@@ -233,13 +236,14 @@ mod tests {
     #[test]
     fn short_ipv6_entries_set_every_ipv6_region() {
         let mut r = Regions::default();
-        let mut d = BTreeSet::new();
-        r.count(&net("2001:db8::/20"), &mut d);
+        let nets = [net("2001:db8::/20"), net("2001:db8:1::/48")];
+        let w = r.covering(nets.iter());
+        assert_eq!(w.len() as u32, DYN_REGION_ELEMS - FIRST_V6_ELEM);
+        r.cover(&nets[0]);
         assert!(bit(&r, v6_region(0x3fff_0000)));
         assert!(!bit(&r, v4_region(1)));
-        r.count(&net("2001:db8:1::/48"), &mut d);
+        r.cover(&nets[1]);
         assert_eq!(r.v6.len(), 1);
-        assert_eq!(d.len() as u32, DYN_REGION_ELEMS - FIRST_V6_ELEM);
     }
 
     #[test]
@@ -247,7 +251,7 @@ mod tests {
         let Cover::Bits(b) = cover_of(&net("2001:db8:ffff::/48")) else {
             panic!("one region")
         };
-        assert_eq!(b, vec![v6_region(0x2001_0db8)]);
+        assert_eq!(b.collect::<Vec<_>>(), vec![v6_region(0x2001_0db8)]);
         assert!(matches!(cover_of(&net("2001:d00::/24")), Cover::AllV6));
     }
 

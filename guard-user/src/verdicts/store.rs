@@ -30,9 +30,9 @@ impl<M: VerdictMaps> DynamicTable<M> {
         let new = plan
             .iter()
             .filter(|p| !self.entries.contains_key(&p.entry.net));
-        out.push(Step::Regions(
-            self.regions.covering(new.map(|p| &p.entry.net)),
-        ));
+        let regions = self.regions.covering(new.map(|p| &p.entry.net));
+        let before = self.regions.now(&regions.keys);
+        out.push(Step::Regions(regions, Some(before)));
         out.push(Step::DeleteHist(evict.iter().map(meta_key).collect()));
         // Sized up front: a bulk call's 100,000 metadata values are 20 MB to regrow.
         let n = plan.len();
@@ -74,7 +74,8 @@ impl<M: VerdictMaps> DynamicTable<M> {
         out.push(Step::DeleteV6(v6.collect()));
         out.push(Step::DeleteMeta(nets.iter().map(meta_key).collect()));
         let (regions, writes) = self.regions.uncovering(nets.iter());
-        out.push(Step::Regions(writes));
+        let before = self.regions.now(&writes.keys);
+        out.push(Step::Regions(writes, Some(before)));
         let mut lengths: BTreeMap<(bool, u8), usize> = self.lengths.clone();
         for net in nets {
             if let Some(n) = lengths.get_mut(&length_of(net)) {

@@ -54,8 +54,9 @@ pub enum Step {
     /// The prefix lengths the kernel probes: a superset before entries of a new length go
     /// in, the smaller set after the last entry of a length left.
     Lens(DynLens),
-    /// Region bits: set before the entries they cover, cleared after those left.
-    Regions(Writes<Regions>),
+    /// Region bits: set before the entries they cover, cleared after those left. With what
+    /// the elements hold now when the writer knows it (its shadow: no lookups), else None.
+    Regions(Writes<Regions>, Option<Vec<Bitmap512>>),
     /// Histories and metadata: the kernel never reads them, so they go side by side,
     /// before the entries that make the kernel act.
     Side(Writes<Hist>, Writes<Meta>),
@@ -75,7 +76,7 @@ impl Plan {
     pub fn push(&mut self, step: Step) {
         let empty = match &step {
             Step::Lens(_) => false,
-            Step::Regions(w) => w.is_empty(),
+            Step::Regions(w, _) => w.is_empty(),
             Step::Side(h, m) => h.is_empty() && m.is_empty(),
             Step::V4(w) => w.is_empty(),
             Step::V6(w) => w.is_empty(),
@@ -92,7 +93,8 @@ impl Plan {
 /// What a write replaced: the value before (None: absent).
 enum Record {
     Lens(DynLens),
-    Region(u32, Bitmap512),
+    /// Boxed, as the metadata below: records are kept per element written.
+    Region(u32, Box<Bitmap512>),
     V4(DynKeyV4, Option<DynEntry>),
     V6(V6Key, Option<DynEntry>),
     /// Boxed: most records of a bulk call are new entries (None), and the metadata's
@@ -123,10 +125,13 @@ fn write(
             undo.push(Record::Lens(maps.lens()));
             maps.set_lens(lens)
         }
-        Step::Regions(w) => {
-            for k in &w.keys {
-                let before = maps.get::<Regions>(k)?.unwrap_or(Bitmap512::ZERO);
-                undo.push(Record::Region(*k, before));
+        Step::Regions(w, known) => {
+            for (i, k) in w.keys.iter().enumerate() {
+                let before = match known {
+                    Some(b) => b[i],
+                    None => maps.get::<Regions>(k)?.unwrap_or(Bitmap512::ZERO),
+                };
+                undo.push(Record::Region(*k, Box::new(before)));
             }
             maps.put::<Regions>(&w.keys, &w.values)
         }
@@ -191,7 +196,7 @@ fn rollback(maps: &mut impl VerdictMaps, undo: Vec<Record>) -> Result<(), Kernel
     for r in undo.into_iter().rev() {
         let res = match r {
             Record::Lens(l) => maps.set_lens(&l),
-            Record::Region(k, v) => maps.put::<Regions>(&[k], &[v]),
+            Record::Region(k, v) => maps.put::<Regions>(&[k], &[*v]),
             Record::V4(k, v) => put_back::<DynV4>(maps, k, v),
             Record::V6(k, v) => put_back::<DynV6>(maps, k, v),
             Record::Meta(k, v) => put_back::<Meta>(maps, k, v.map(|b| *b)),
