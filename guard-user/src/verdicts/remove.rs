@@ -1,6 +1,8 @@
 //! Entries leaving: one removed on request, the expired ones and old histories swept. Each
 //! is one plan for the kernel layer; the index follows once the kernel has it.
 
+use std::collections::HashSet;
+
 use ipnet::IpNet;
 
 use super::{DynError, DynamicTable, Entry, Kind, meta_key};
@@ -33,8 +35,10 @@ impl<M: VerdictMaps> DynamicTable<M> {
             .range(..(now_mono + 1, IpNet::default()))
             .map(|(_, n)| *n)
             .collect();
+        // A history is kept while its source is banned, and these bans are going.
+        let going: HashSet<&IpNet> = due.iter().collect();
         let old = self.history.expired(unix_now_ns(), |n| {
-            self.entries.contains_key(n) && !due.contains(n)
+            self.entries.contains_key(n) && !going.contains(n)
         });
         if due.is_empty() && old.is_empty() {
             return Ok(Vec::new());
