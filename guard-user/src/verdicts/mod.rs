@@ -149,10 +149,8 @@ impl<M: VerdictMaps> DynamicTable<M> {
             t.index(entry);
         }
         let expired: Vec<IpNet> = expired.into_iter().map(|(e, _)| e.net).collect();
-        // Their regions and lengths are not counted: the plan's last steps write them whole.
-        let (mut plan, _) = t.removal_plan(&expired)?;
-        plan.0
-            .retain(|s| !matches!(s, Step::Regions(..) | Step::Lens(_)));
+        // The expired entries out, then the regions and lengths of what stays, written whole.
+        let mut plan = store::deletion(&expired);
         t.regions = Regions::rebuild(t.entries.keys());
         // What an earlier daemon left there is read to be put back: not known here.
         plan.push(Step::Regions(t.regions.all(), None));

@@ -61,18 +61,7 @@ impl<M: VerdictMaps> DynamicTable<M> {
     /// Removing the entries of `nets` (indexed ones): the entries first, their metadata,
     /// then the regions and lengths nothing else uses. Also the regions once they are gone.
     pub(super) fn removal_plan(&self, nets: &[IpNet]) -> Result<(Plan, Regions), DynError> {
-        let mut out = Plan::default();
-        let v4 = nets.iter().filter_map(|n| match n {
-            IpNet::V4(n) => Some(v4_key(n)),
-            IpNet::V6(_) => None,
-        });
-        let v6 = nets.iter().filter_map(|n| match n {
-            IpNet::V6(n) => Some(v6_key(n)),
-            IpNet::V4(_) => None,
-        });
-        out.push(Step::DeleteV4(v4.collect()));
-        out.push(Step::DeleteV6(v6.collect()));
-        out.push(Step::DeleteMeta(nets.iter().map(meta_key).collect()));
+        let mut out = deletion(nets);
         let (regions, writes) = self.regions.uncovering(nets.iter());
         let before = self.regions.now(&writes.keys);
         out.push(Step::Regions(writes, Some(before)));
@@ -88,6 +77,23 @@ impl<M: VerdictMaps> DynamicTable<M> {
         }
         Ok((out, regions))
     }
+}
+
+/// The entries of `nets` and their metadata out of the maps: a removal's first steps.
+pub(super) fn deletion(nets: &[IpNet]) -> Plan {
+    let mut out = Plan::default();
+    let v4 = nets.iter().filter_map(|n| match n {
+        IpNet::V4(n) => Some(v4_key(n)),
+        IpNet::V6(_) => None,
+    });
+    let v6 = nets.iter().filter_map(|n| match n {
+        IpNet::V6(n) => Some(v6_key(n)),
+        IpNet::V4(_) => None,
+    });
+    out.push(Step::DeleteV4(v4.collect()));
+    out.push(Step::DeleteV6(v6.collect()));
+    out.push(Step::DeleteMeta(nets.iter().map(meta_key).collect()));
+    out
 }
 
 pub(super) fn v4_key(n: &Ipv4Net) -> DynKeyV4 {

@@ -24,7 +24,7 @@ use crate::{
         buckets::{Buckets, Heartbeat},
         pins::PinLayout,
         runtime::RuntimeCell,
-        verdict_maps::KernelVerdictMaps,
+        verdict_maps::{self, KernelVerdictMaps},
         verifier::{self, ProgramLoad, Refused},
     },
     lists::tables::Tables,
@@ -195,9 +195,9 @@ impl Datapath {
             runtime.key = random_key()?;
         }
         let mmap_err = |name| move |source| KernelError::Mmap { name, source };
-        let buckets = Buckets::new(untyped(&mut ebpf, map_names::BUCKETS)?, buckets)
+        let buckets = Buckets::new(take_data(&mut ebpf, map_names::BUCKETS)?, buckets)
             .map_err(mmap_err(map_names::BUCKETS))?;
-        let heartbeat = Heartbeat::new(untyped(&mut ebpf, map_names::HEARTBEAT)?)
+        let heartbeat = Heartbeat::new(take_data(&mut ebpf, map_names::HEARTBEAT)?)
             .map_err(mmap_err(map_names::HEARTBEAT))?;
         let dyn_capacity = match ebpf.map(map_names::DYN_V4) {
             Some(Map::HashMap(d)) => d.info().map_or(0, |i| i.max_entries()),
@@ -227,15 +227,13 @@ impl Datapath {
             ebpf,
             written: fresh_lists.then(Tables::empty),
         };
+        // The key of a first start, and `dyn_any` of an older version's CONFIG, go in.
         dp.runtime.update(|_| {})?;
-        let mut take = |name| take_data(&mut dp.ebpf, name);
-        let maps = [
-            take(map_names::DYN_V4)?,
-            take(map_names::DYN_V6)?,
-            take(map_names::DYN_META)?,
-            take(map_names::BAN_HIST)?,
-            take(map_names::DYN_REGIONS)?,
-        ];
+        let mut maps = Vec::with_capacity(verdict_maps::NAMES.len());
+        for name in verdict_maps::NAMES {
+            maps.push(take_data(&mut dp.ebpf, name)?);
+        }
+        let maps = maps.try_into().expect("one handle per name");
         dp.dynamic = Some(KernelVerdictMaps::new(maps, Some(dp.runtime.clone())));
         Ok(dp)
     }
@@ -319,17 +317,6 @@ impl Datapath {
 fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, KernelError> {
     match ebpf.take_map(name) {
         Some(Map::HashMap(d) | Map::Array(d)) => Ok(d),
-        Some(_) => Err(KernelError::Map {
-            name,
-            source: MapError::InvalidName { name: name.into() },
-        }),
-        None => Err(KernelError::MissingMap { name }),
-    }
-}
-
-fn untyped(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, KernelError> {
-    match ebpf.take_map(name) {
-        Some(Map::Array(data)) => Ok(data),
         Some(_) => Err(KernelError::Map {
             name,
             source: MapError::InvalidName { name: name.into() },

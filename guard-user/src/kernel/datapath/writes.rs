@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, net::SocketAddr};
 
 use aya::maps::{Array, HashMap, MapData, MapError};
 use guard_common::{
-    V6Key,
+    RuntimeConfig, V6Key,
     fleet::{FleetPeer, hint_bit},
     lists::{Bitmap512, MAX_V6_LENS, V6_NODE, V6_NODES_PER_GENERATION, V6_ROOT_ENTRIES, V6Len},
     map_names,
@@ -25,12 +25,8 @@ impl Datapath {
         ticks: u32,
         stale_after: std::time::Duration,
     ) -> Result<(), KernelError> {
-        let stale_ns = stale_after.as_nanos() as u64;
-        self.runtime.update(|rc| {
-            rc.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
-            rc.refill_ticks = ticks;
-            rc.stale_after_ns = stale_ns;
-        })
+        self.runtime
+            .update(|rc| refill_timing(rc, ticks, stale_after))
     }
 
     /// Applies a reload's lists, rules and runtime settings, all or nothing: the lists and
@@ -47,12 +43,9 @@ impl Datapath {
         let saved_tables = self.written.clone();
         let res = self.write_tables(change.tables).and_then(|()| {
             self.set_rules(change.rules)?;
-            let stale_ns = change.stale_after.as_nanos() as u64;
             self.runtime.update(|rc| {
                 rc.flags = change.flags;
-                rc.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
-                rc.refill_ticks = change.refill_ticks;
-                rc.stale_after_ns = stale_ns;
+                refill_timing(rc, change.refill_ticks, change.stale_after);
             })
         });
         let Err(error) = res else { return Ok(()) };
@@ -106,7 +99,7 @@ impl Datapath {
         for p in &peers {
             table
                 .insert(p, 1, 0)
-                .map_err(fleet_err(map_names::FLEET_PEERS))?;
+                .map_err(KernelError::map(map_names::FLEET_PEERS))?;
         }
         let stale: Vec<FleetPeer> = table
             .keys()
@@ -134,7 +127,7 @@ impl Datapath {
             .ebpf
             .map_mut(name)
             .ok_or(KernelError::MissingMap { name })?;
-        HashMap::try_from(map).map_err(fleet_err(name))
+        HashMap::try_from(map).map_err(KernelError::map(name))
     }
 
     fn fleet_hint(&mut self) -> Result<Array<&mut MapData, u64>, KernelError> {
@@ -143,13 +136,13 @@ impl Datapath {
             .ebpf
             .map_mut(name)
             .ok_or(KernelError::MissingMap { name })?;
-        Array::try_from(map).map_err(fleet_err(name))
+        Array::try_from(map).map_err(KernelError::map(name))
     }
 
     fn write_fleet_hint(&mut self, hint: u64) -> Result<(), KernelError> {
         self.fleet_hint()?
             .set(0, hint, 0)
-            .map_err(fleet_err(map_names::FLEET_HINT))
+            .map_err(KernelError::map(map_names::FLEET_HINT))
     }
 
     /// Sets the flag bits of the runtime config (`guard_common::runtime::flags`).
@@ -162,7 +155,7 @@ impl Datapath {
     /// nodes in the half of `V6_NODES` the old one does not use), then the direct tables
     /// that point at them, then the removal of entries nothing points at any more.
     pub fn write_tables(&mut self, tables: Tables) -> Result<(), KernelError> {
-        let err = |name| move |source| KernelError::Map { name, source };
+        let err = KernelError::map;
         for (&k, v) in &tables.v4_tbl8 {
             self.v4_tbl8
                 .insert(k, v, 0)
@@ -290,6 +283,14 @@ impl Datapath {
     }
 }
 
+/// The refill's fields of `CONFIG` (see `Datapath::set_refill_timing`).
+fn refill_timing(rc: &mut RuntimeConfig, ticks: u32, stale_after: std::time::Duration) {
+    let stale_ns = stale_after.as_nanos() as u64;
+    rc.accrue_max_ns = stale_ns.min(guard_common::tokens::MAX_ACCRUAL_NS);
+    rc.refill_ticks = ticks;
+    rc.stale_after_ns = stale_ns;
+}
+
 /// Writes the elements of `want` that differ from `previous` (all of them without one).
 fn write_array(
     map: &mut Array<MapData, Bitmap512>,
@@ -303,10 +304,6 @@ fn write_array(
         map.set(i as u32, v, 0)?;
     }
     Ok(())
-}
-
-fn fleet_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
-    move |source| KernelError::Map { name, source }
 }
 
 /// A server as the program sees a packet's source (`Packet::src`) and its port.

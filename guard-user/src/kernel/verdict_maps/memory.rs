@@ -67,15 +67,20 @@ impl MemoryMaps {
         let n = self.writes;
         self.writes += 1;
         if self.fail_at == Some(n) {
-            return Err(KernelError::Map {
-                name: "(injected)",
-                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                    call: "injected failure",
-                    io_error: std::io::Error::from_raw_os_error(libc::EIO),
-                }),
-            });
+            return Err(refused("(injected)", "injected failure", libc::EIO));
         }
         Ok(())
+    }
+}
+
+/// A write refused as the kernel refuses one.
+fn refused(name: &'static str, call: &'static str, errno: i32) -> KernelError {
+    KernelError::Map {
+        name,
+        source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call,
+            io_error: std::io::Error::from_raw_os_error(errno),
+        }),
     }
 }
 
@@ -106,13 +111,7 @@ impl VerdictMaps for MemoryMaps {
                 false => map.len() >= capacity && !map.contains_key(&key),
             };
             if full {
-                return Err(KernelError::Map {
-                    name: M::NAME,
-                    source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                        call: "bpf_map_update_batch",
-                        io_error: std::io::Error::from_raw_os_error(libc::E2BIG),
-                    }),
-                });
+                return Err(refused(M::NAME, "bpf_map_update_batch", libc::E2BIG));
             }
             map.insert(key, bytes(v));
         }

@@ -20,6 +20,7 @@ use guard_common::{
 };
 
 pub use memory::MemoryMaps;
+pub(in crate::kernel) use pinned::NAMES;
 pub use pinned::{BULK_FROM, KernelVerdictMaps};
 pub use plan::{Plan, Step, Writes, execute};
 

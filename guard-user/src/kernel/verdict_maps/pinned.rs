@@ -13,6 +13,15 @@ use crate::kernel::{KernelError, batch, elem, pins::PinLayout, runtime::RuntimeC
 /// batch saves).
 pub const BULK_FROM: usize = 1024;
 
+/// The maps, in the order `new` takes their handles; reading needs all but the last.
+pub(in crate::kernel) const NAMES: [&str; 5] = [
+    map_names::DYN_V4,
+    map_names::DYN_V6,
+    map_names::DYN_META,
+    map_names::BAN_HIST,
+    map_names::DYN_REGIONS,
+];
+
 pub struct KernelVerdictMaps {
     maps: Vec<(&'static str, MapData)>,
     /// `CONFIG`'s lengths; None when read from the pins (nothing is written then).
@@ -20,20 +29,13 @@ pub struct KernelVerdictMaps {
 }
 
 impl KernelVerdictMaps {
-    /// `maps`: `DYN_V4`, `DYN_V6`, `DYN_META`, `BAN_HIST`, `DYN_REGIONS`.
+    /// `maps`: the handles of `NAMES`, in order.
     pub(in crate::kernel) fn new(
         maps: [MapData; 5],
         runtime: Option<Arc<RuntimeCell>>,
     ) -> KernelVerdictMaps {
-        let names = [
-            map_names::DYN_V4,
-            map_names::DYN_V6,
-            map_names::DYN_META,
-            map_names::BAN_HIST,
-            map_names::DYN_REGIONS,
-        ];
         KernelVerdictMaps {
-            maps: names.into_iter().zip(maps).collect(),
+            maps: NAMES.into_iter().zip(maps).collect(),
             runtime,
         }
     }
@@ -41,15 +43,11 @@ impl KernelVerdictMaps {
     /// The pinned bans-and-allows maps, to read when guardd is not running.
     pub fn open_pinned(pins: &PinLayout) -> Result<KernelVerdictMaps, KernelError> {
         let open = |name| MapData::from_pin(pins.map(name)).map_err(KernelError::map(name));
-        let maps = [
-            map_names::DYN_V4,
-            map_names::DYN_V6,
-            map_names::DYN_META,
-            map_names::BAN_HIST,
-        ]
-        .into_iter()
-        .map(|name| Ok((name, open(name)?)))
-        .collect::<Result<_, KernelError>>()?;
+        // DYN_REGIONS is written only.
+        let maps = NAMES[..4]
+            .iter()
+            .map(|&name| Ok((name, open(name)?)))
+            .collect::<Result<_, KernelError>>()?;
         Ok(KernelVerdictMaps {
             maps,
             runtime: None,
