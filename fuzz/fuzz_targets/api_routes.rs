@@ -45,6 +45,8 @@ fn app() -> axum::Router {
         ban: delete(entry),
         allows: both(),
         allow: delete(entry),
+        vouches: both(),
+        vouch: delete(entry),
         penalties: one(),
         reload: one(),
         top: ok(),

@@ -37,6 +37,8 @@ pub const fn v6_region(top32: u32) -> u32 {
 
 pub const KIND_ALLOW: u32 = 1;
 pub const KIND_BAN: u32 = 2;
+/// An address the application vouches for: it passes a rule's empty endpoint budget.
+pub const KIND_VOUCH: u32 = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

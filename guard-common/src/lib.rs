@@ -8,6 +8,7 @@ pub mod bench;
 pub mod dynamic;
 pub mod events;
 pub mod fleet;
+pub mod known;
 pub mod lists;
 pub mod rules;
 pub mod runtime;
@@ -21,7 +22,7 @@ pub use stats::{Reason, Verdict};
 
 /// Version of the map layout. It is part of the pin path (`<pin_dir>/v<N>/`), so a daemon
 /// never adopts maps whose layout it does not understand.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Names of the maps in the object file; also their file names under `<pin_dir>/v<N>/maps/`.
 pub mod map_names {
@@ -49,8 +50,10 @@ pub mod map_names {
     pub const LIMIT_REPORTS: &str = "LIMIT_REPORTS";
     pub const FLEET_PEERS: &str = "FLEET_PEERS";
     pub const FLEET_HINT: &str = "FLEET_HINT";
+    pub const BUDGET_POOL: &str = "BUDGET_POOL";
+    pub const KNOWN: &str = "KNOWN";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         CONFIG,
         STATS,
         V4_DIR24,
@@ -75,6 +78,8 @@ pub mod map_names {
         LIMIT_REPORTS,
         FLEET_PEERS,
         FLEET_HINT,
+        BUDGET_POOL,
+        KNOWN,
     ];
 }
 
@@ -121,6 +126,8 @@ mod tests {
                 + 16
                 + lists::MAX_V6_LENS * size_of::<V6Len>()
                 + size_of::<dynamic::DynLens>()
+                + 4
+                + 4
         );
         assert_eq!(size_of::<lists::Bitmap512>(), 64);
         assert_eq!(size_of::<events::LimitReport>(), 16 + 8 + 4 + 4);

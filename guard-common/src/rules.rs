@@ -25,6 +25,8 @@ pub mod rule_flags {
     /// The rule has `ban_after`: the first limited packet of each bucket in each second
     /// is reported (`LIMIT_REPORTS`), enforcing or monitoring.
     pub const REPORT_LIMITED: u8 = 1 << 3;
+    /// The rule has an endpoint budget (`total_rate`): `budget_bucket` in `BUCKETS`.
+    pub const BUDGET: u8 = 1 << 4;
 }
 
 #[repr(C)]
@@ -50,19 +52,50 @@ pub struct RuleSpec {
     pub accrue_shift: u32,
     /// log2 of the rule's bucket count: `tokens::slice_of` finds a bucket's refill slice.
     pub bucket_shift: u32,
+    /// With `rule_flags::BUDGET`: the index in `BUCKETS` of the rule's endpoint budget (after
+    /// every rule's per-source buckets), refilled by the daemon on every tick.
+    pub budget_bucket: u32,
+    /// Tokens a CPU takes from the budget at a time into its own pool (`BUDGET_POOL`), so the
+    /// shared budget is written once per `budget_chunk` packets, not on every packet.
+    pub budget_chunk: u32,
 }
 
-/// `PER_RULE_STATS` slots: passed and limited packets per rule.
-pub const RULE_STATS_LEN: u32 = MAX_RULES as u32 * 2;
+/// The budget's chunk for `total_rate` tokens per second on `cpus` CPUs: at most 1/64 s of the
+/// rate over all CPUs together, so what the pools hold (and what two CPUs taking a chunk at
+/// once may overdraw) stays within 1/32 s of the rate; at least one token.
+pub const fn budget_chunk(total_rate: u64, cpus: u32) -> u32 {
+    let cpus = if cpus == 0 { 1 } else { cpus as u64 };
+    let c = total_rate / (64 * cpus);
+    if c == 0 {
+        1
+    } else if c > MAX_BUDGET_CHUNK as u64 {
+        MAX_BUDGET_CHUNK
+    } else {
+        c as u32
+    }
+}
+
+/// The largest budget chunk: beyond it the shared line is written rarely enough already.
+pub const MAX_BUDGET_CHUNK: u32 = 256;
+
+/// `RULE_STATS` slots per rule: packets passed, limited (its bucket empty), and dropped
+/// for its empty endpoint budget.
+const RULE_STAT_SLOTS: u32 = 3;
+pub const RULE_STATS_LEN: u32 = MAX_RULES as u32 * RULE_STAT_SLOTS;
 
 #[inline(always)]
 pub const fn rule_stat_passed(rule: u32) -> u32 {
-    rule * 2
+    rule * RULE_STAT_SLOTS
 }
 
 #[inline(always)]
 pub const fn rule_stat_limited(rule: u32) -> u32 {
-    rule * 2 + 1
+    rule * RULE_STAT_SLOTS + 1
+}
+
+#[inline(always)]
+pub const fn rule_stat_overload(rule: u32) -> u32 {
+    rule * RULE_STAT_SLOTS + 2
 }
 
 /// Where a rule's port lives in `RULE_PORTS`: (element, bit).
@@ -93,6 +126,9 @@ mod tests {
         set_port(&mut b, 8080);
         let (e, bit) = port_slot(0, 8080);
         assert!(b[e as usize].bit(bit));
-        assert_eq!(core::mem::size_of::<RuleSpec>(), 56);
+        assert_eq!(core::mem::size_of::<RuleSpec>(), 64);
+        assert_eq!(budget_chunk(5000, 2), 39);
+        assert_eq!(budget_chunk(10, 64), 1);
+        assert_eq!(budget_chunk(10_000_000, 1), MAX_BUDGET_CHUNK);
     }
 }

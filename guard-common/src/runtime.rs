@@ -19,6 +19,9 @@ pub mod flags {
     pub const L4_RULES_TCP: u32 = 1 << 3;
     /// The same for UDP.
     pub const L4_RULES_UDP: u32 = 1 << 4;
+    /// A rule has an endpoint budget: sources that complete a TCP handshake are learned into
+    /// `KNOWN` (`crate::known`).
+    pub const KNOWN: u32 = 1 << 5;
 }
 
 /// The single element of the `CONFIG` array: settings the daemon can change at run time.
@@ -48,6 +51,11 @@ pub struct RuntimeConfig {
     pub v6_lens: [V6Len; MAX_V6_LENS],
     /// Prefix lengths of the bans and temporary allows, longest first.
     pub dyn_lens: crate::dynamic::DynLens,
+    /// `KNOWN`'s slots - 1 (a power of two minus one).
+    pub known_mask: u32,
+    /// How long a source stays verified after its last proof (`[known] verified_for`), in
+    /// `known::TIME_SHIFT` units.
+    pub verified_for: u32,
 }
 
 impl RuntimeConfig {
@@ -63,5 +71,7 @@ impl RuntimeConfig {
         key: [0; 2],
         v6_lens: [V6Len::EMPTY; MAX_V6_LENS],
         dyn_lens: crate::dynamic::DynLens::EMPTY,
+        known_mask: 0,
+        verified_for: 0,
     };
 }

@@ -18,8 +18,10 @@ pub enum Reason {
     Deny = 2,
     Ban = 3,
     Rate = 4,
-    Malformed = 5,
-    StaleRefill = 6,
+    /// A rule's endpoint budget is empty and the source is neither vouched for nor verified.
+    Overload = 5,
+    Malformed = 6,
+    StaleRefill = 7,
 }
 
 impl Verdict {
@@ -36,13 +38,14 @@ impl Verdict {
 }
 
 impl Reason {
-    pub const COUNT: u32 = 7;
-    pub const ALL: [Reason; 7] = [
+    pub const COUNT: u32 = 8;
+    pub const ALL: [Reason; 8] = [
         Reason::None,
         Reason::Allow,
         Reason::Deny,
         Reason::Ban,
         Reason::Rate,
+        Reason::Overload,
         Reason::Malformed,
         Reason::StaleRefill,
     ];
@@ -54,6 +57,7 @@ impl Reason {
             Reason::Deny => "deny",
             Reason::Ban => "ban",
             Reason::Rate => "rate",
+            Reason::Overload => "overload",
             Reason::Malformed => "malformed",
             Reason::StaleRefill => "stale_refill",
         }
@@ -100,7 +104,7 @@ mod tests {
 
     #[test]
     fn labels_match_the_metric_contract() {
-        let reasons: [&str; 7] = Reason::ALL.map(Reason::as_str);
+        let reasons: [&str; 8] = Reason::ALL.map(Reason::as_str);
         assert_eq!(
             reasons,
             [
@@ -109,6 +113,7 @@ mod tests {
                 "deny",
                 "ban",
                 "rate",
+                "overload",
                 "malformed",
                 "stale_refill"
             ]

@@ -12,7 +12,7 @@ use guard_common::{
     RuntimeConfig, V6Key,
     dynamic::{
         BanHistory, DYN_CAPACITY, DYN_REGION_ELEMS, DynEntry, DynKeyV4, DynMeta, DynMetaKey,
-        KIND_ALLOW, MAX_DYN_LENS, v4_region, v6_region,
+        KIND_ALLOW, KIND_VOUCH, MAX_DYN_LENS, v4_region, v6_region,
     },
     lists::Bitmap512,
 };
@@ -46,6 +46,8 @@ pub enum Dynamic {
     None,
     Allow,
     Ban,
+    /// A live vouch and no ban: passes an empty endpoint budget, nothing else.
+    Vouch,
 }
 
 #[inline(always)]
@@ -59,7 +61,8 @@ pub fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
         Some(bits) if bits.bit(region % 512) => {}
         _ => return Dynamic::None,
     }
-    let mut banned = false;
+    // An allow anywhere decides; else a ban anywhere; else a vouch.
+    let (mut banned, mut vouched) = (false, false);
     match src {
         Source::V4(addr) => {
             for i in 0..MAX_DYN_LENS {
@@ -71,6 +74,7 @@ pub fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
                     match judge(e) {
                         Dynamic::Allow => return Dynamic::Allow,
                         Dynamic::Ban => banned = true,
+                        Dynamic::Vouch => vouched = true,
                         Dynamic::None => {}
                     }
                 }
@@ -85,13 +89,20 @@ pub fn lookup(src: &Source, cfg: &RuntimeConfig) -> Dynamic {
                     match judge(e) {
                         Dynamic::Allow => return Dynamic::Allow,
                         Dynamic::Ban => banned = true,
+                        Dynamic::Vouch => vouched = true,
                         Dynamic::None => {}
                     }
                 }
             }
         }
     }
-    if banned { Dynamic::Ban } else { Dynamic::None }
+    if banned {
+        Dynamic::Ban
+    } else if vouched {
+        Dynamic::Vouch
+    } else {
+        Dynamic::None
+    }
 }
 
 /// What a found entry says now: nothing once its TTL has passed. The jiffy clock (a few
@@ -103,6 +114,8 @@ fn judge(e: &DynEntry) -> Dynamic {
         Dynamic::None
     } else if e.kind == KIND_ALLOW {
         Dynamic::Allow
+    } else if e.kind == KIND_VOUCH {
+        Dynamic::Vouch
     } else {
         Dynamic::Ban
     }

@@ -12,7 +12,9 @@
 //! 4. rate rules: every matching rule charges the source's bucket; an empty one drops;
 //!    a source a rule with `ban_after` reports limited is checked for proof that it is
 //!    real (a segment of a TCP connection this host established, `proof`);
-//! 5. otherwise pass.
+//!    a rule with an endpoint budget charges it too; an empty budget drops the packet
+//!    (`overload`) unless its source is vouched for (3b) or verified (`known`);
+//! 5. otherwise pass; an ACK segment on a host with budgets teaches `known` its source.
 //! Monitor mode turns every drop into a counted pass.
 //!
 //! What the kernel's verifier spends on it is held far below its limit by one rule: a loop
@@ -30,6 +32,7 @@ mod cut;
 mod dynamic;
 mod events;
 mod fleet;
+mod known;
 mod lists;
 mod proof;
 mod rate;
@@ -51,7 +54,7 @@ use guard_ebpf::parse::{self, Packet, Parsed};
 use crate::{dynamic::Dynamic, rate::outcome};
 
 #[map]
-static CONFIG: Array<RuntimeConfig> = Array::with_max_entries(1, 0);
+pub(crate) static CONFIG: Array<RuntimeConfig> = Array::with_max_entries(1, 0);
 
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
@@ -79,9 +82,10 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
         _ => return count(Verdict::Pass, Reason::Malformed),
     };
     let judged = judge_source(cfg, &pkt);
-    if judged != JUDGE_ON {
+    if judged != JUDGE_ON && judged != JUDGE_ON_VOUCHED {
         return judged;
     }
+    let vouched = judged == JUDGE_ON_VOUCHED;
     // A chain longer than the walk hides the transport header.
     if pkt.truncated != 0 && unjudgeable(cfg, &pkt) {
         return drop_from(cfg, Reason::Malformed, &pkt, 0);
@@ -95,7 +99,10 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
         return count(Verdict::Pass, Reason::None);
     }
     let mut now = 0;
-    let rated = rate::apply(&pkt, cfg, &mut now);
+    let rated = rate::apply(&pkt, cfg, &mut now, |now| {
+        // SAFETY: the program's context and a packet on this frame.
+        vouched || unsafe { known::guard_known(ctx.ctx, &raw const pkt, now) } != 0
+    });
     if rated & outcome::REPORTED != 0 {
         if now == 0 {
             now = unsafe { bpf_ktime_get_coarse_ns() };
@@ -105,18 +112,26 @@ fn try_guard(ctx: &XdpContext, cfg: &RuntimeConfig) -> u32 {
     }
     match rated & outcome::MASK {
         outcome::PASS if pkt.truncated != 0 => count(Verdict::Pass, Reason::Malformed),
-        outcome::PASS => count(Verdict::Pass, Reason::None),
+        outcome::PASS => {
+            // SAFETY: as above.
+            unsafe { known::guard_learn(ctx.ctx, &raw const pkt, now) };
+            count(Verdict::Pass, Reason::None)
+        }
         outcome::LIMITED => drop_from(cfg, Reason::Rate, &pkt, now),
         outcome::MONITORED => count(Verdict::Monitor, Reason::Rate),
+        outcome::OVERLOAD => drop_from(cfg, Reason::Overload, &pkt, now),
+        outcome::OVERLOAD_MONITORED => count(Verdict::Monitor, Reason::Overload),
         _ => count(Verdict::Pass, Reason::StaleRefill),
     }
 }
 
 /// `judge_source`: no list or verdict decides; on to the rules.
 const JUDGE_ON: u32 = u32::MAX;
+/// `judge_source`: on to the rules, and the source is vouched for.
+const JUDGE_ON_VOUCHED: u32 = u32::MAX - 1;
 
 /// Steps 2 and 3: the allow list and temporary allows pass, the deny list and bans drop;
-/// `JUDGE_ON` when none applies. (A sentinel, not an `Option`: see `parse::Packet`.)
+/// `JUDGE_ON` (or `JUDGE_ON_VOUCHED`) when none applies. (A sentinel, not an `Option`: see `parse::Packet`.)
 #[inline(always)]
 fn judge_source(cfg: &RuntimeConfig, pkt: &Packet) -> u32 {
     let listed = lists::code(&pkt.source(), cfg);
@@ -137,7 +152,11 @@ fn judge_source(cfg: &RuntimeConfig, pkt: &Packet) -> u32 {
     if dynamic == Dynamic::Ban {
         return drop_from(cfg, Reason::Ban, pkt, 0);
     }
-    JUDGE_ON
+    if dynamic == Dynamic::Vouch {
+        JUDGE_ON_VOUCHED
+    } else {
+        JUDGE_ON
+    }
 }
 
 /// A truncated packet no rule can pass judgement on: malformed ones are dropped, or a rule

@@ -47,9 +47,30 @@ fn check(ctx: &XdpContext, pkt: &Packet, now: u64) {
 }
 
 /// Whether `pkt` is a segment (ACK set, no SYN, no RST: SYNs and resets prove nothing) of a
-/// TCP connection this host has past its handshake.
+/// TCP connection this host has past its handshake. Every stage asks through here, so the
+/// lookup's branches are verified once.
 #[inline(always)]
 pub fn established(ctx: &XdpContext, pkt: &Packet) -> bool {
+    // SAFETY: the program's context and a packet the caller holds.
+    unsafe { guard_established(ctx.ctx, pkt) != 0 }
+}
+
+/// 1 when `pkt` is a segment of a connection past its handshake (`established`).
+///
+/// # Safety
+/// `ctx` is the program's context and `pkt` null or valid (the verifier checks each caller).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn guard_established(ctx: *mut xdp_md, pkt: *const Packet) -> u32 {
+    // SAFETY: as the caller promises.
+    let Some(pkt) = (unsafe { pkt.as_ref() }) else {
+        return 0;
+    };
+    lookup(&XdpContext::new(ctx), pkt) as u32
+}
+
+#[inline(always)]
+fn lookup(ctx: &XdpContext, pkt: &Packet) -> bool {
     if pkt.proto != PROTO_TCP
         || pkt.l4_present == 0
         || pkt.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK) != TCP_FLAG_ACK

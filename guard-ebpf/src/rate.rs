@@ -22,7 +22,7 @@ use guard_common::{
     lists::Bitmap512,
     rules::{
         MAX_RULES, PORT_ELEMS_PER_RULE, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, RULE_STATS_LEN,
-        RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_passed,
+        RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_overload, rule_stat_passed,
     },
     runtime::flags,
     siphash,
@@ -43,6 +43,10 @@ static RULE_PORTS: Array<Bitmap512> =
 #[map]
 static RULE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RULE_STATS_LEN, 0);
 
+/// Per rule, per CPU: budget tokens this CPU took from the shared budget and has not used.
+#[map]
+static BUDGET_POOL: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULES as u32, 0);
+
 /// Sized by the daemon at load time (the sum of the rules' bucket counts).
 #[map]
 static BUCKETS: Array<Bucket> = Array::with_max_entries(1, BPF_F_MMAPABLE);
@@ -61,10 +65,14 @@ pub mod outcome {
     pub const MONITORED: u32 = 2;
     /// A rule would drop it, but the refill heartbeat is stale: fail open.
     pub const STALE: u32 = 3;
+    /// An enforcing rule's endpoint budget is empty and the source is not known.
+    pub const OVERLOAD: u32 = 4;
+    /// Only monitoring rules would have dropped it for an empty budget.
+    pub const OVERLOAD_MONITORED: u32 = 5;
     /// The outcome's bits (the others are flags).
-    pub const MASK: u32 = 3;
+    pub const MASK: u32 = 7;
     /// Flag: a rule with `ban_after` reported this packet's source limited.
-    pub const REPORTED: u32 = 4;
+    pub const REPORTED: u32 = 8;
 }
 
 /// What `guard_rule` reports for a rule, as bits of its return value. Results come back
@@ -75,9 +83,14 @@ mod step {
     pub const LIMITED: u32 = 2;
     pub const MONITORED: u32 = 4;
     pub const REPORTED: u32 = 8;
-    /// `guard_rule`'s phases.
+    /// The rule's endpoint budget is empty (enforcing, or only monitoring).
+    pub const OVERLOAD: u32 = 16;
+    pub const OVERLOAD_MONITORED: u32 = 32;
+    /// `guard_rule`'s phases: charge; give back for a packet dropped for its rate; give back
+    /// for a packet dropped for an empty budget.
     pub const CHARGE: u32 = 0;
     pub const REFUND: u32 = 1;
+    pub const REFUND_OVERLOAD: u32 = 2;
 }
 
 /// What the per-rule step needs from the packet, and the state it keeps between rules. It
@@ -103,6 +116,10 @@ pub struct Walk {
     now: u64,
     accrue_max_ns: u64,
     refill_ticks: u32,
+    /// Rules that took a token of their budget, and rules whose budget was empty: written
+    /// and read by `guard_rule` only (see `step`).
+    budget_taken: u32,
+    budget_empty: u32,
     _pad: u32,
 }
 
@@ -118,9 +135,15 @@ impl Walk {
 
 /// Every rule whose match fits charges the source (one `guard_rule` call per rule); an
 /// `outcome`. `now` receives the coarse clock when it was read (the drop path reads it
-/// once).
+/// once). `known` answers, at the clock it is given, whether the source passes an empty
+/// budget (vouched or verified); it is asked only when a budget is empty.
 #[inline(always)]
-pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
+pub fn apply(
+    pkt: &Packet,
+    cfg: &RuntimeConfig,
+    now: &mut u64,
+    known: impl FnOnce(u64) -> bool,
+) -> u32 {
     let n = cfg.rule_count;
     if n == 0 {
         return outcome::PASS;
@@ -147,10 +170,13 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
         now: zero as u64,
         accrue_max_ns: cfg.accrue_max_ns,
         refill_ticks: cfg.refill_ticks,
+        budget_taken: zero,
+        budget_empty: zero,
         _pad: zero,
     };
     let n = n.min(MAX_RULES as u32);
     let (mut charged, mut limited, mut monitored, mut reported) = (0u32, 0u32, 0u32, 0u32);
+    let mut over = 0u32;
     for i in 0..MAX_RULES as u32 {
         if i >= n {
             break;
@@ -161,30 +187,59 @@ pub fn apply(pkt: &Packet, cfg: &RuntimeConfig, now: &mut u64) -> u32 {
         limited |= r & step::LIMITED;
         monitored |= r & step::MONITORED;
         reported |= r & step::REPORTED;
+        over |= r & (step::OVERLOAD | step::OVERLOAD_MONITORED);
     }
     // The flag rides along: `step::REPORTED` and `outcome::REPORTED` differ.
     let reported = if reported != 0 { outcome::REPORTED } else { 0 };
-    if limited != 0 {
+    let (phase, result) = if limited != 0 {
         let t = walk.now();
         *now = t;
         if heartbeat_stale(cfg, t) {
             return outcome::STALE | reported;
         }
-        for i in 0..MAX_RULES as u32 {
-            if charged >> i == 0 {
-                break;
-            }
-            if charged & (1 << i) != 0 {
-                unsafe { guard_rule(i, step::REFUND, &raw mut walk) };
-            }
+        (step::REFUND, outcome::LIMITED)
+    } else if over != 0 {
+        let t = walk.now();
+        *now = t;
+        if known(t) {
+            return outcome::PASS;
         }
-        return outcome::LIMITED | reported;
-    }
-    if monitored != 0 {
-        outcome::MONITORED | reported
+        if over & step::OVERLOAD == 0 {
+            return outcome::OVERLOAD_MONITORED | reported;
+        }
+        // A dead daemon refills no budget: the rules fail open, as for their buckets.
+        if heartbeat_stale(cfg, t) {
+            return outcome::STALE | reported;
+        }
+        (step::REFUND_OVERLOAD, outcome::OVERLOAD)
+    } else if monitored != 0 {
+        return outcome::MONITORED | reported;
     } else {
-        outcome::PASS
+        return outcome::PASS;
+    };
+    // SAFETY: `walk` lives on this frame.
+    unsafe { guard_refund(charged, phase, &raw mut walk) };
+    result | reported
+}
+
+/// The charged rules (bit i: rule i) give back what they took, in `phase`: a global
+/// function, so the verifier walks this loop once, not once per way of reaching it.
+///
+/// # Safety
+/// As for `guard_rule`.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn guard_refund(charged: u32, phase: u32, walk: *mut Walk) -> u32 {
+    for i in 0..MAX_RULES as u32 {
+        if charged >> i == 0 {
+            break;
+        }
+        if charged & (1 << i) != 0 {
+            // SAFETY: as the caller promises.
+            unsafe { guard_rule(i, phase, walk) };
+        }
     }
+    0
 }
 
 /// One rule in a phase, a global function (verified once, whatever the rule count): in
@@ -206,7 +261,7 @@ pub unsafe extern "C" fn guard_rule(index: u32, phase: u32, walk: *mut Walk) -> 
     if phase == step::CHARGE {
         charge_rule(index, walk)
     } else {
-        refund_rule(index, walk);
+        refund_rule(index, phase, walk);
         0
     }
 }
@@ -249,7 +304,19 @@ fn charge_rule(i: u32, walk: &mut Walk) -> u32 {
     if let Some(cost) = cost {
         add(spent, cost);
         bump(rule_stat_passed(i), 1);
-        step::CHARGED
+        if rule.flags & rule_flags::BUDGET == 0 {
+            return step::CHARGED;
+        }
+        if take_budget(i, rule.budget_bucket, rule.budget_chunk) {
+            walk.budget_taken |= 1 << i;
+            return step::CHARGED;
+        }
+        walk.budget_empty |= 1 << i;
+        if walk.global_monitor != 0 || rule.flags & rule_flags::MONITOR != 0 {
+            step::CHARGED | step::OVERLOAD_MONITORED
+        } else {
+            step::CHARGED | step::OVERLOAD
+        }
     } else {
         bump(rule_stat_limited(i), 1);
         let mut reported = 0;
@@ -268,15 +335,63 @@ fn charge_rule(i: u32, walk: &mut Walk) -> u32 {
     }
 }
 
-/// Rule `index`: give back the token taken for a packet another rule drops.
+/// Rule `index`: give back the token (and the budget's) taken for a packet dropped after
+/// all; for an empty budget's drop, count it.
 #[inline(always)]
-fn refund_rule(i: u32, walk: &mut Walk) {
+fn refund_rule(i: u32, phase: u32, walk: &mut Walk) {
     let Some(rule) = RULES.get(i) else { return };
     if let Some(b) = BUCKETS.get_ptr_mut(bucket_index(rule, walk)) {
         // Adding the two's complement keeps `spent` add-only.
         add(unsafe { &raw mut (*b).spent }, TOKEN_SCALE.wrapping_neg());
     }
     bump(rule_stat_passed(i), u64::MAX);
+    if walk.budget_taken & (1 << i) != 0
+        && let Some(pool) = BUDGET_POOL.get_ptr_mut(i)
+    {
+        // SAFETY: this CPU's slot.
+        unsafe { *pool += 1 };
+    }
+    if phase == step::REFUND_OVERLOAD && walk.budget_empty & (1 << i) != 0 {
+        bump(rule_stat_overload(i), 1);
+    }
+}
+
+/// A token of rule `i`'s endpoint budget: from this CPU's pool, else a chunk (or the last
+/// token) from the shared budget. False when the budget is empty.
+///
+/// The shared budget is written once per chunk; two CPUs that find the same tokens may both
+/// take them, overdrawing by a chunk at most (`rules::budget_chunk` bounds both that and what
+/// the pools hold). The budget has no accrual between refills: the daemon refills every
+/// budget on every tick.
+#[inline(always)]
+fn take_budget(i: u32, bucket: u32, chunk: u32) -> bool {
+    let Some(pool) = BUDGET_POOL.get_ptr_mut(i) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array; nothing else writes it.
+    unsafe {
+        if *pool != 0 {
+            *pool -= 1;
+            return true;
+        }
+    }
+    let Some(b) = BUCKETS.get_ptr_mut(bucket) else {
+        return false;
+    };
+    let (spent, credit) = unsafe { (&raw mut (*b).spent, &raw mut (*b).credit) };
+    let avail = available(load(credit), load(spent));
+    let chunk = chunk as u64;
+    let take = if avail >= (chunk * TOKEN_SCALE) as i64 {
+        chunk
+    } else if avail >= TOKEN_SCALE as i64 {
+        1
+    } else {
+        return false;
+    };
+    add(spent, take * TOKEN_SCALE);
+    // SAFETY: as above.
+    unsafe { *pool += take - 1 };
+    true
 }
 
 #[inline(always)]

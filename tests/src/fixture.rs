@@ -97,8 +97,26 @@ impl Fixture {
 
     /// Per rule (passed, limited) packet counters.
     pub fn rule_counters(&self) -> Vec<(u64, u64)> {
+        self.rule_stats().iter().map(|c| (c[0], c[1])).collect()
+    }
+
+    /// Per rule: packets dropped for its empty endpoint budget.
+    pub fn rule_overloads(&self) -> Vec<u64> {
+        self.rule_stats().iter().map(|c| c[2]).collect()
+    }
+
+    fn rule_stats(&self) -> Vec<[u64; 3]> {
         self.with_datapath(|d| d.rule_counters(self.rules.rules.len()))
             .expect("reading RULE_STATS")
+    }
+
+    /// Tokens in rule `rule`'s endpoint budget (its shared bucket), in units.
+    pub fn budget_units(&self, rule: usize) -> i64 {
+        let b = self
+            .engine
+            .buckets()
+            .get(self.rules.rules[rule].spec.budget_bucket);
+        guard_common::tokens::available(b.credit, b.spent)
     }
 
     pub fn set_flags(&mut self, f: u32) {

@@ -75,6 +75,8 @@ pub struct Config {
     #[serde(default)]
     pub bans: Bans,
     #[serde(default)]
+    pub known: Known,
+    #[serde(default)]
     pub api: Api,
     #[serde(default)]
     pub metrics: Metrics,
@@ -112,6 +114,46 @@ pub struct Rule {
     /// `ban_after` may ban sources that gave no such proof.
     #[serde(default)]
     pub ban_unverified: bool,
+    /// The endpoint's budget over all sources this rule matches, tokens per second; when it
+    /// is empty only vouched or verified sources pass. None: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_rate: Option<f64>,
+    /// The budget's size in tokens (with `total_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_burst: Option<u32>,
+    #[serde(default)]
+    pub budget_mode: BudgetMode,
+}
+
+/// When a rule's endpoint budget is enforced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetMode {
+    #[default]
+    Always,
+    /// Only while the rule's traffic is shaped like a distributed attack.
+    UnderAttack,
+}
+
+/// Sources known to be real: verified by a completed TCP handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Known {
+    /// How long a handshake keeps a source verified (also a vouch's TTL when none is given).
+    #[serde(default = "defaults::verified_for", with = "humantime_serde")]
+    pub verified_for: Duration,
+    /// Slots of the fixed-size table of verified sources (a power of two, 8 bytes each).
+    #[serde(default = "defaults::known_slots")]
+    pub slots: u32,
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Known {
+            verified_for: defaults::verified_for(),
+            slots: defaults::known_slots(),
+        }
+    }
 }
 
 impl Rule {
@@ -234,6 +276,12 @@ mod defaults {
     pub fn socket() -> PathBuf {
         PathBuf::from("/run/guard/guard.sock")
     }
+    pub fn verified_for() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn known_slots() -> u32 {
+        1 << 20
+    }
     pub fn metrics_listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9752))
     }
@@ -292,6 +340,16 @@ pub mod limits {
     pub const MAX_BANS: u32 = 16_000_000;
     /// Bytes of a fleet node name (an entry's origin, kept in the pinned metadata).
     pub const MAX_NODE_NAME: usize = guard_common::dynamic::ORIGIN_MAX;
+    /// `[known] verified_for` bounds.
+    pub const MIN_VERIFIED_FOR: Duration = Duration::from_secs(10);
+    pub const MAX_VERIFIED_FOR: Duration = Duration::from_secs(7 * 86_400);
+}
+
+impl Rule {
+    /// The endpoint budget: (tokens per second, size in tokens), if the rule has one.
+    pub fn budget(&self) -> Option<(f64, u32)> {
+        self.total_rate.zip(self.total_burst)
+    }
 }
 
 impl Config {

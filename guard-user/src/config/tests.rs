@@ -381,3 +381,47 @@ fn ban_after_without_proof_is_said() {
         "{w:?}"
     );
 }
+
+#[test]
+fn budgets_and_known_are_checked() {
+    let bad = |extra: &str| {
+        let text = format!("[[rules]]\nname = \"r\"\nrate = 1.0\nburst = 1\n{extra}");
+        Config::parse(&text, "t").unwrap_err().to_string()
+    };
+    assert!(
+        bad("total_rate = 10.0\n").contains("rules[0].total_burst: total_rate needs total_burst")
+    );
+    assert!(
+        bad("total_burst = 10\n").contains("rules[0].total_rate: total_burst needs total_rate")
+    );
+    let e = bad("total_rate = 3200.0\ntotal_burst = 10\n");
+    assert!(
+        e.contains("must be between 100 (what one refill tick adds"),
+        "{e}"
+    );
+    assert!(bad("total_rate = 0.0\ntotal_burst = 10\n").contains("rules[0].total_rate"));
+    assert!(bad("budget_mode = \"under_attack\"\n").contains("needs total_rate"));
+    assert!(bad("budget_mode = \"sometimes\"\n").contains("budget_mode"));
+    let e = bad("total_rate = 10.0\ntotal_burst = 10\nbudget_mode = \"under_attack\"\n");
+    assert!(e.contains("use \"always\""), "{e}");
+    let ok = Config::parse(
+        "[[rules]]\nname = \"r\"\nrate = 1.0\nburst = 1\ntotal_rate = 5000.0\ntotal_burst = 10000\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(ok.rules[0].budget(), Some((5000.0, 10000)));
+    assert_eq!(ok.known.slots, 1 << 20, "the documented default");
+    assert_eq!(ok.known.verified_for, Duration::from_secs(3600));
+    let known = |k: &str| Config::parse(&format!("[known]\n{k}\n"), "t").map_err(|e| e.to_string());
+    assert!(
+        known("slots = 1000")
+            .unwrap_err()
+            .contains("known.slots: must be a power of two")
+    );
+    assert!(
+        known("verified_for = \"1s\"")
+            .unwrap_err()
+            .contains("known.verified_for")
+    );
+    assert!(known("slots = 1024\nverified_for = \"10m\"").is_ok());
+}

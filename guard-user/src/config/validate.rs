@@ -114,7 +114,9 @@ impl Config {
             {
                 return err(key("ban_after"), "must be between 1s and 24h".into());
             }
+            self.validate_budget(i, rule)?;
         }
+        self.validate_known()?;
         if !(1..=limits::MAX_BANS).contains(&self.bans.max_entries) {
             return err(
                 "bans.max_entries".into(),
@@ -132,6 +134,82 @@ impl Config {
         }
         self.validate_aggregation()?;
         self.validate_fleet()
+    }
+
+    /// `total_rate` and `total_burst` go together, within the rate bounds; the budget holds a
+    /// refill tick's worth (it is refilled on every tick, not accrued in between).
+    fn validate_budget(&self, i: usize, rule: &super::Rule) -> Result<(), (String, String)> {
+        let key = |field: &str| format!("rules[{i}].{field}");
+        match (rule.total_rate, rule.total_burst) {
+            (None, None) => {
+                if rule.budget_mode != super::BudgetMode::Always {
+                    return Err((
+                        key("budget_mode"),
+                        "needs total_rate and total_burst".into(),
+                    ));
+                }
+                return Ok(());
+            }
+            (Some(_), None) => {
+                return Err((key("total_burst"), "total_rate needs total_burst".into()));
+            }
+            (None, Some(_)) => {
+                return Err((key("total_rate"), "total_burst needs total_rate".into()));
+            }
+            (Some(_), Some(_)) => {}
+        }
+        let (rate, burst) = rule.budget().expect("both set");
+        if !(rate.is_finite() && (limits::MIN_RATE..=limits::MAX_RATE).contains(&rate)) {
+            return Err((
+                key("total_rate"),
+                format!(
+                    "must be between {} and {} tokens/s",
+                    limits::MIN_RATE,
+                    limits::MAX_RATE
+                ),
+            ));
+        }
+        let tick = rate / self.refill_batches_per_second as f64;
+        if !(1..=limits::MAX_BURST).contains(&burst) || (burst as f64) < tick {
+            return Err((
+                key("total_burst"),
+                format!(
+                    "must be between {} (what one refill tick adds: total_rate /                      refill_batches_per_second) and {}",
+                    tick.ceil().max(1.0),
+                    limits::MAX_BURST
+                ),
+            ));
+        }
+        if rule.budget_mode == super::BudgetMode::UnderAttack {
+            return Err((
+                key("budget_mode"),
+                "\"under_attack\" needs the attack shape, which this version does not have yet; \
+                 use \"always\""
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_known(&self) -> Result<(), (String, String)> {
+        let k = &self.known;
+        if !(limits::MIN_VERIFIED_FOR..=limits::MAX_VERIFIED_FOR).contains(&k.verified_for) {
+            return Err((
+                "known.verified_for".into(),
+                "must be between 10s and 7days".into(),
+            ));
+        }
+        let (lo, hi) = (
+            guard_common::known::MIN_SLOTS,
+            guard_common::known::MAX_SLOTS,
+        );
+        if !k.slots.is_power_of_two() || !(lo..=hi).contains(&k.slots) {
+            return Err((
+                "known.slots".into(),
+                format!("must be a power of two between {lo} and {hi}"),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_aggregation(&self) -> Result<(), (String, String)> {

@@ -110,6 +110,16 @@ pub mod guardctl {
         },
         /// Temporary allows (from the pins when guardd is down).
         Allows,
+        /// Vouch for one address: it passes a rule's empty endpoint budget, still under its
+        /// own bucket and bans (TTL omitted: [known] verified_for).
+        Vouch(EntryArgs),
+        /// Withdraw a vouch.
+        Unvouch {
+            #[arg(value_parser = crate::control::requests::cidr_text)]
+            cidr: String,
+        },
+        /// Addresses vouched for (from the pins when guardd is down).
+        Vouches,
         /// Charge TOKENS from the source's bucket in one rule or all.
         Penalize {
             #[arg(value_parser = crate::control::requests::ip_text)]
@@ -132,7 +142,7 @@ pub mod guardctl {
         Detach,
     }
 
-    /// What `ban` and `allow` take.
+    /// What `ban`, `allow` and `vouch` take.
     #[derive(Debug, clap::Args)]
     pub struct EntryArgs {
         #[arg(value_parser = crate::control::requests::cidr_text)]

@@ -9,15 +9,17 @@ pub const STATUS: &str = "/v1/status";
 pub const STATS: &str = "/v1/stats";
 pub const BANS: &str = "/v1/bans";
 pub const ALLOWS: &str = "/v1/allows";
+pub const VOUCHES: &str = "/v1/vouches";
 pub const PENALTIES: &str = "/v1/penalties";
 pub const RELOAD: &str = "/v1/reload";
 pub const TOP: &str = "/v1/top";
 
-/// `/v1/bans` or `/v1/allows`.
+/// `/v1/bans`, `/v1/allows` or `/v1/vouches`.
 pub fn entries(kind: Kind) -> &'static str {
     match kind {
         Kind::Ban => BANS,
         Kind::Allow => ALLOWS,
+        Kind::Vouch => VOUCHES,
     }
 }
 
@@ -36,6 +38,8 @@ pub struct Handlers<S> {
     pub ban: MethodRouter<S>,
     pub allows: MethodRouter<S>,
     pub allow: MethodRouter<S>,
+    pub vouches: MethodRouter<S>,
+    pub vouch: MethodRouter<S>,
     pub penalties: MethodRouter<S>,
     pub reload: MethodRouter<S>,
     pub top: MethodRouter<S>,
@@ -50,6 +54,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(h: Handlers<S>) -> Router<S> {
         .route(&format!("{BANS}/{{cidr}}"), h.ban)
         .route(ALLOWS, h.allows)
         .route(&format!("{ALLOWS}/{{cidr}}"), h.allow)
+        .route(VOUCHES, h.vouches)
+        .route(&format!("{VOUCHES}/{{cidr}}"), h.vouch)
         .route(PENALTIES, h.penalties)
         .route(RELOAD, h.reload)
         .route(TOP, h.top)

@@ -71,6 +71,7 @@ impl Engine {
             flags: runtime_flags(config) | fleet_flag,
             refill_ticks: ticks,
             stale_after: config.refill_stale_after,
+            verified_for: config.known.verified_for,
         };
         let old_rules = k.rules.clone();
         k.datapath.apply(change, &old_rules.rules)?;
@@ -110,6 +111,10 @@ pub(super) fn runtime_flags(config: &Config) -> u32 {
     }
     if config.drop_malformed {
         f |= flags::DROP_MALFORMED;
+    }
+    // Sources are learned only where a budget may need them.
+    if config.rules.iter().any(|r| r.budget().is_some()) {
+        f |= flags::KNOWN;
     }
     // Rules that need the transport header: what hides it from them is dropped.
     for r in config.rules.iter().filter(|r| !r.monitor) {
@@ -164,6 +169,7 @@ pub fn restart_only_change(
         ),
         ("metrics.listen", old.metrics.listen != new.metrics.listen),
         ("fleet", old.fleet != new.fleet),
+        ("known.slots", old.known.slots != new.known.slots),
         ("refill_period", old.refill_period != new.refill_period),
         (
             "refill_batches_per_second",
@@ -173,6 +179,8 @@ pub fn restart_only_change(
     if let Some((key, _)) = changed.iter().find(|(_, c)| *c) {
         return Some(key.to_string());
     }
-    (!new_rules.same_layout(old_rules))
-        .then(|| "the rules' bucket layout (how many rules, or their `buckets`)".to_string())
+    (!new_rules.same_layout(old_rules)).then(|| {
+        "the rules' bucket layout (how many rules, their `buckets`, or which have a budget)"
+            .to_string()
+    })
 }

@@ -52,6 +52,8 @@ use crate::{
 /// Temporary allows at most (bans are bounded by `[bans] max_entries`); with it, the size
 /// of every bans-and-allows map: `max_entries + MAX_ALLOWS`.
 pub const MAX_ALLOWS: usize = 65_536;
+/// Vouches at most, in the same maps: `max_entries + MAX_ALLOWS + MAX_VOUCHES` in all.
+pub const MAX_VOUCHES: usize = 262_144;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -102,12 +104,13 @@ impl Kernel {
         Escalation {
             ttls: self.config.bans.escalation.iter().map(|d| d.0).collect(),
             default_ttl: self.config.bans.default_ttl,
+            vouch_ttl: self.config.known.verified_for,
         }
     }
 
     /// Bans the table may hold: `[bans] max_entries`, within the maps' capacity.
     fn max_bans(&self) -> usize {
-        let room = (self.datapath.dyn_capacity() as usize).saturating_sub(MAX_ALLOWS);
+        let room = (self.datapath.dyn_capacity() as usize).saturating_sub(MAX_ALLOWS + MAX_VOUCHES);
         (self.config.bans.max_entries as usize).min(room)
     }
 }
@@ -117,6 +120,7 @@ impl Kernel {
 struct Published {
     bans: AtomicUsize,
     allows: AtomicUsize,
+    vouches: AtomicUsize,
     refused_full: AtomicU64,
     /// Changes enforced but not yet in the state database.
     unsaved: AtomicUsize,
@@ -197,6 +201,11 @@ impl Engine {
     }
 
     /// Bans and allows in force, and requests refused because a table was full.
+    /// Vouches in force.
+    pub fn vouches_active(&self) -> usize {
+        self.published.vouches.load(Relaxed)
+    }
+
     pub fn verdict_counts(&self) -> (usize, usize, u64) {
         let p = &self.published;
         (
@@ -222,6 +231,7 @@ impl Engine {
         let p = &self.published;
         p.bans.store(t.bans_active(), Relaxed);
         p.allows.store(t.allows_active(), Relaxed);
+        p.vouches.store(t.vouches_active(), Relaxed);
         p.refused_full.store(t.refused_full, Relaxed);
     }
 }

@@ -203,21 +203,28 @@ impl Engine {
     pub fn stats(&self) -> Result<Stats, KernelError> {
         let k = self.kernel();
         let per_rule = k.datapath.rule_counters(k.rules.rules.len())?;
+        let buckets = k.datapath.buckets();
         let rules = k
             .rules
             .rules
             .iter()
             .zip(per_rule)
-            .map(|(r, (passed, limited))| RuleCount {
+            .map(|(r, [passed, limited, overload])| RuleCount {
                 rule: r.name.clone(),
                 passed,
                 limited,
+                overload,
+                budget_tokens: r
+                    .budget
+                    .map(|_| budget_tokens(&buckets, r.spec.budget_bucket)),
             })
             .collect();
         let refill = (!k.rules.rules.is_empty())
             .then(|| self.refill_summary())
             .flatten();
         let mut stats = Stats::new(k.datapath.counters()?, rules, k.lists, refill);
+        stats.known.verified = k.datapath.known().live(monotonic_ns());
+        stats.known.vouched = self.vouches_active() as u64;
         (
             stats.bans_active,
             stats.allows_active,
@@ -238,4 +245,11 @@ impl Engine {
                 / self.started.elapsed().as_nanos().max(1) as f64,
         })
     }
+}
+
+/// The tokens a budget's shared bucket holds (what the CPUs' pools hold is not counted).
+pub(crate) fn budget_tokens(buckets: &crate::kernel::buckets::Buckets, bucket: u32) -> f64 {
+    let b = buckets.get(bucket);
+    let avail = guard_common::tokens::available(b.credit, b.spent).max(0);
+    avail as f64 / guard_common::tokens::TOKEN_SCALE as f64
 }

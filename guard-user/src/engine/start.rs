@@ -5,7 +5,7 @@ use tracing::info;
 
 use ipnet::IpNet;
 
-use super::{Engine, EngineError, Kernel, MAX_ALLOWS, Published};
+use super::{Engine, EngineError, Kernel, MAX_ALLOWS, MAX_VOUCHES, Published};
 use crate::{
     config::Config,
     kernel::{
@@ -90,7 +90,8 @@ impl Engine {
         let rules = RuleSet::compile(&config.rules);
         let sizes = Sizes {
             buckets: rules.total_buckets(),
-            dynamic: config.bans.max_entries + MAX_ALLOWS as u32,
+            dynamic: config.bans.max_entries + (MAX_ALLOWS + MAX_VOUCHES) as u32,
+            known_slots: config.known.slots,
         };
         // The state database is read while the verifier checks the program (most of a
         // start's time), not after.
@@ -138,10 +139,11 @@ impl Engine {
             protection: Protection::default(),
         };
         let mut table = DynamicTable::new(maps, kernel.max_bans(), MAX_ALLOWS, monotonic_ns())?;
+        table.max_vouches = MAX_VOUCHES;
         table.set_node(config.node_name());
         let queued = durable.lock().expect("durable lock").take_outbox();
         // Coalesced per kind and prefix: room for every entry and as many removals.
-        let outbox_capacity = 2 * (config.bans.max_entries as usize + MAX_ALLOWS);
+        let outbox_capacity = 2 * (config.bans.max_entries as usize + MAX_ALLOWS + MAX_VOUCHES);
         let fleet = crate::fleet::Fleet::new(config, queued, outbox_capacity).map(Arc::new);
         let engine = Engine {
             program: kernel.datapath.program_load().clone(),

@@ -183,10 +183,15 @@ async fn session<H: Host>(
     let replicas = client.server_info().connect_urls.len().clamp(1, 3);
     let bans = bucket(&js, Kind::Ban, replicas).await?;
     let allows = bucket(&js, Kind::Allow, replicas).await?;
-    for (kind, store) in [(Kind::Ban, &bans), (Kind::Allow, &allows)] {
+    let vouches = bucket(&js, Kind::Vouch, replicas).await?;
+    for (kind, store) in [
+        (Kind::Ban, &bans),
+        (Kind::Allow, &allows),
+        (Kind::Vouch, &vouches),
+    ] {
         trust(fleet, kind, store).await?;
     }
-    let synced = super::watch::Catchup::new(2);
+    let synced = super::watch::Catchup::new(Kind::ALL.len());
     // A lost connection ends the session at once: the next one resumes from the last
     // revision applied, rather than waiting on the watches' own recovery.
     let lost = async {
@@ -202,6 +207,7 @@ async fn session<H: Host>(
         r = lost => r,
         r = super::watch::follow(engine, fleet, &bans, Kind::Ban, &synced) => r,
         r = super::watch::follow(engine, fleet, &allows, Kind::Allow, &synced) => r,
+        r = super::watch::follow(engine, fleet, &vouches, Kind::Vouch, &synced) => r,
         r = publish(engine, fleet, &js) => r,
     }
 }
@@ -257,11 +263,12 @@ fn stream_config(kind: Kind, replicas: usize) -> jetstream::stream::Config {
         max_messages_per_subject: 1,
         // No record guard writes is larger: the server refuses what the nodes would.
         max_message_size: record::MAX_RECORD_BYTES as i32,
-        // Bans expire (allows may not): a ban's record outlives the longest TTL, not more.
-        max_age: if kind == Kind::Ban {
-            BANS_MAX_AGE
-        } else {
+        // Bans and vouches expire (allows may not): their records outlive the longest TTL,
+        // not more.
+        max_age: if kind == Kind::Allow {
             Duration::ZERO
+        } else {
+            BANS_MAX_AGE
         },
         storage: jetstream::stream::StorageType::File,
         num_replicas: replicas,

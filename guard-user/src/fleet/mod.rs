@@ -74,17 +74,17 @@ pub struct Fleet {
     pub connected: AtomicBool,
     /// NATS refused a publication to a bucket (a node whose user only receives).
     pub publish_denied: AtomicBool,
-    /// Per bucket (bans, allows): made as guard makes it, so its deletions are trusted.
-    trusted: [AtomicBool; 2],
-    /// Both buckets' state applied since the last (re)connection.
+    /// Per bucket (`Kind::index`): made as guard makes it, so its deletions are trusted.
+    trusted: [AtomicBool; Kind::ALL.len()],
+    /// Every bucket's state applied since the last (re)connection.
     pub in_sync: AtomicBool,
     last_applied_unix_ns: AtomicU64,
-    /// Remote changes applied: ban, unban, allow, unallow.
-    applied: [AtomicU64; 4],
+    /// Remote changes applied, in `APPLIED_KINDS` order.
+    applied: [AtomicU64; APPLIED_KINDS.len()],
     /// Seconds from a verdict made on another node to in force here (live changes only).
     pub propagation: Histogram,
-    /// The last bucket revision applied, bans then allows: a new session resumes after it.
-    revisions: [AtomicU64; 2],
+    /// The last revision applied per bucket (`Kind::index`): a new session resumes after it.
+    revisions: [AtomicU64; Kind::ALL.len()],
     /// Records refused, by `Refusal` (in `Refusal::ALL` order), and when each reason was
     /// last logged (unix seconds): a flood of hostile records is counted, not logged.
     refused: [AtomicU64; Refusal::ALL.len()],
@@ -95,25 +95,20 @@ pub struct Fleet {
 const REFUSAL_LOG_EVERY_SECS: u64 = 60;
 
 /// Kinds of remote change, as `guard_fleet_applied_total{kind}` names them.
-pub const APPLIED_KINDS: [&str; 4] = ["ban", "unban", "allow", "unallow"];
+pub const APPLIED_KINDS: [&str; 6] = ["ban", "unban", "allow", "unallow", "vouch", "unvouch"];
 
 fn applied_index(kind: Kind, put: bool) -> usize {
-    match (kind, put) {
-        (Kind::Ban, true) => 0,
-        (Kind::Ban, false) => 1,
-        (Kind::Allow, true) => 2,
-        (Kind::Allow, false) => 3,
-    }
+    2 * kind.index() + usize::from(!put)
 }
 
 impl Fleet {
     /// Whether deletions the bucket of `kind` delivers are applied (`link::trust`).
     pub fn trusted(&self, kind: Kind) -> bool {
-        self.trusted[(kind == Kind::Allow) as usize].load(Relaxed)
+        self.trusted[kind.index()].load(Relaxed)
     }
 
     pub(super) fn set_trusted(&self, kind: Kind, trusted: bool) {
-        self.trusted[(kind == Kind::Allow) as usize].store(trusted, Relaxed);
+        self.trusted[kind.index()].store(trusted, Relaxed);
     }
 
     /// The fleet of `config`, with the verdicts the state database still had to publish;
@@ -126,7 +121,7 @@ impl Fleet {
             outbox: Outbox::new(queued, capacity),
             connected: AtomicBool::new(false),
             publish_denied: AtomicBool::new(false),
-            trusted: [AtomicBool::new(true), AtomicBool::new(true)],
+            trusted: Kind::ALL.map(|_| AtomicBool::new(true)),
             in_sync: AtomicBool::new(false),
             last_applied_unix_ns: AtomicU64::new(0),
             applied: Default::default(),
@@ -178,11 +173,11 @@ impl Fleet {
     }
 
     pub(crate) fn revision(&self, kind: Kind) -> &AtomicU64 {
-        &self.revisions[usize::from(kind == Kind::Allow)]
+        &self.revisions[kind.index()]
     }
 
     /// Remote changes applied, in `APPLIED_KINDS` order.
-    pub fn applied(&self) -> [u64; 4] {
+    pub fn applied(&self) -> [u64; APPLIED_KINDS.len()] {
         std::array::from_fn(|i| self.applied[i].load(Relaxed))
     }
 

@@ -13,11 +13,13 @@ use crate::{
 /// The key-value bucket of each kind.
 pub const BANS_BUCKET: &str = "guard_bans";
 pub const ALLOWS_BUCKET: &str = "guard_allows";
+pub const VOUCHES_BUCKET: &str = "guard_vouches";
 
 pub fn bucket(kind: Kind) -> &'static str {
     match kind {
         Kind::Ban => BANS_BUCKET,
         Kind::Allow => ALLOWS_BUCKET,
+        Kind::Vouch => VOUCHES_BUCKET,
     }
 }
 
@@ -103,9 +105,12 @@ impl Record {
         }
         let longest = MAX_TTL_SECS * 1_000_000_000 + CLOCK_SLACK_NS;
         match r.expires_unix_ns {
-            // Until removed: an allow may be (the API makes them), a ban never is.
-            0 if kind == Kind::Ban => {
-                return Err(Refused::new(Refusal::Expiry, "a ban that never expires"));
+            // Until removed: an allow may be (the API makes them), a ban or a vouch never is.
+            0 if kind != Kind::Allow => {
+                return Err(Refused::new(
+                    Refusal::Expiry,
+                    format!("a {} that never expires", kind.as_str()),
+                ));
             }
             0 => {}
             t if t <= r.created_unix_ns => {
@@ -139,6 +144,17 @@ impl Record {
             unverified: self.unverified,
         }
     }
+}
+
+/// `net` as a key of the bucket of `kind`: a vouch's is one address, as the API's.
+pub fn fits(net: IpNet, kind: Kind) -> Result<IpNet, Refused> {
+    if kind == Kind::Vouch && net.prefix_len() != net.max_prefix_len() {
+        return Err(Refused::new(
+            Refusal::Key,
+            format!("a vouch for {net}, not one address"),
+        ));
+    }
+    Ok(net)
 }
 
 /// Clocks of the fleet's hosts may differ by this much before an expiry looks too far.

@@ -168,7 +168,7 @@ fn ops_of(
 ) -> Vec<RemoteOp> {
     let mut ops = Vec::with_capacity(batch.len());
     for e in batch {
-        let net = match record::net_of(&e.key) {
+        let net = match record::net_of(&e.key).and_then(|n| record::fits(n, kind)) {
             Ok(n) => n,
             Err(why) => {
                 fleet.refuse(kind, &e.key, &why);

@@ -39,6 +39,11 @@ impl MappedWords {
         // SAFETY: the mapping is `words * 8` bytes, page-aligned, and lives as long as self.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.words) }
     }
+
+    /// Every word, read once each.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words().iter().map(|w| w.load(Ordering::Relaxed))
+    }
 }
 
 /// `BUCKETS`: [`Bucket`]s, two words each.

@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod datapath;
 pub mod elem;
 mod error;
+pub mod known;
 pub mod netif;
 pub mod objects;
 pub mod owners;

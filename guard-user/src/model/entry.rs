@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use guard_common::dynamic::{DynEntry, KIND_ALLOW, KIND_BAN};
+use guard_common::dynamic::{DynEntry, KIND_ALLOW, KIND_BAN, KIND_VOUCH};
 use ipnet::IpNet;
 
 #[derive(
@@ -15,13 +15,29 @@ use ipnet::IpNet;
 pub enum Kind {
     Allow,
     Ban,
+    /// One address the application vouches for: it passes a rule's empty endpoint budget,
+    /// and is still held to its buckets and bans.
+    Vouch,
 }
 
 impl Kind {
+    /// Every kind, in `index` order.
+    pub const ALL: [Kind; 3] = [Kind::Ban, Kind::Allow, Kind::Vouch];
+
+    /// The kind's place in arrays kept per kind.
+    pub fn index(self) -> usize {
+        match self {
+            Kind::Ban => 0,
+            Kind::Allow => 1,
+            Kind::Vouch => 2,
+        }
+    }
+
     pub fn code(self) -> u32 {
         match self {
             Kind::Allow => KIND_ALLOW,
             Kind::Ban => KIND_BAN,
+            Kind::Vouch => KIND_VOUCH,
         }
     }
 
@@ -29,6 +45,7 @@ impl Kind {
         match self {
             Kind::Allow => "allow",
             Kind::Ban => "ban",
+            Kind::Vouch => "vouch",
         }
     }
 }

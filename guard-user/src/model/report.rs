@@ -57,14 +57,29 @@ pub struct Stats {
     /// Ban or allow requests refused because the table was full.
     pub bans_refused_full: u64,
     pub refill: Option<RefillSummary>,
+    /// Sources an empty endpoint budget lets through.
+    #[serde(default)]
+    pub known: KnownCounts,
 }
 
-/// Packets a rule charged (passed) and found its bucket empty for (limited).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `guard_known_sources{kind}`: verified (a live slot of the kernel's table) and vouched for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownCounts {
+    pub verified: u64,
+    pub vouched: u64,
+}
+
+/// Packets a rule charged (passed), found its bucket empty for (limited), and dropped for
+/// its empty endpoint budget (overload); the tokens its budget holds (None: no budget).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleCount {
     pub rule: String,
     pub passed: u64,
     pub limited: u64,
+    #[serde(default)]
+    pub overload: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<f64>,
 }
 
 /// The refill's own cost.
@@ -105,6 +120,7 @@ impl Stats {
             allows_active: 0,
             bans_refused_full: 0,
             refill,
+            known: KnownCounts::default(),
         }
     }
 }

@@ -13,6 +13,15 @@ pub struct CompiledRule {
     /// Refill: units per second and the bucket size in units.
     pub rate_units: u64,
     pub burst_units: u64,
+    /// The endpoint budget's refill (its bucket is `spec.budget_bucket`), if the rule has one.
+    pub budget: Option<BudgetRefill>,
+}
+
+/// An endpoint budget's rate and size, in units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetRefill {
+    pub rate_units: u64,
+    pub burst_units: u64,
 }
 
 impl CompiledRule {

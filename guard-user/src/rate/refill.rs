@@ -31,6 +31,8 @@ pub struct RuleRefill {
     pub count: u32,
     pub rate_units: u64,
     pub burst_units: u64,
+    /// The rule's endpoint budget: its bucket and refill, refilled on every tick.
+    pub budget: Option<(u32, crate::model::rules::BudgetRefill)>,
 }
 
 pub fn refill_params(rules: &RuleSet) -> Vec<RuleRefill> {
@@ -42,6 +44,7 @@ pub fn refill_params(rules: &RuleSet) -> Vec<RuleRefill> {
             count: r.buckets(),
             rate_units: r.rate_units,
             burst_units: r.burst_units,
+            budget: r.budget.map(|b| (r.spec.budget_bucket, b)),
         })
         .collect()
 }
@@ -58,6 +61,8 @@ pub struct Refill {
     /// Per slice: CLOCK_MONOTONIC ns of its last refill.
     last: Vec<u64>,
     next_slice: u32,
+    /// CLOCK_MONOTONIC ns of the budgets' last refill (every tick refills them all).
+    budgets_last: u64,
 }
 
 impl Refill {
@@ -71,11 +76,14 @@ impl Refill {
             .enumerate()
             .min_by_key(|(_, t)| **t)
             .map_or(0, |(i, _)| i as u32);
+        // The budgets were refilled on the last tick of the previous daemon, at the latest.
+        let budgets_last = last.iter().copied().max().unwrap_or(0);
         Refill {
             rules,
             ticks: last.len() as u32,
             last,
             next_slice,
+            budgets_last,
         }
     }
 
@@ -99,12 +107,29 @@ impl Refill {
             heartbeat.save_slice(self.ticks, slice, now_ns);
             self.last[slice as usize] = now_ns;
         }
+        self.budgets_last = now_ns;
         for r in &self.rules {
-            for i in r.base..r.base + r.count {
+            let budget = r.budget.map(|(i, b)| (i, b.burst_units));
+            for (i, burst) in (r.base..r.base + r.count)
+                .map(|i| (i, r.burst_units))
+                .chain(budget)
+            {
                 let b = buckets.get(i);
-                if let Some(c) = refilled(b.credit, b.spent, r.burst_units, r.burst_units) {
+                if let Some(c) = refilled(b.credit, b.spent, burst, burst) {
                     buckets.set_credit(i, c);
                 }
+            }
+        }
+    }
+
+    /// Refills every endpoint budget for the time since the last tick.
+    fn refill_budgets(&mut self, buckets: &Buckets, now_ns: u64) {
+        let from = std::mem::replace(&mut self.budgets_last, now_ns).min(now_ns);
+        for (i, budget) in self.rules.iter().filter_map(|r| r.budget) {
+            let inc = earned_between(budget.rate_units, from, now_ns);
+            let b = buckets.get(i);
+            if let Some(c) = refilled(b.credit, b.spent, inc, budget.burst_units) {
+                buckets.set_credit(i, c);
             }
         }
     }
@@ -139,6 +164,7 @@ impl Refill {
             }
             touched += (hi - lo) as u64;
         }
+        self.refill_budgets(buckets, now);
         (slice, touched)
     }
 }

@@ -10,9 +10,9 @@ use guard_common::{
 };
 
 use crate::config::{Protocol, Rule};
-pub use crate::model::rules::CompiledRule;
+pub use crate::model::rules::{BudgetRefill, CompiledRule};
 
-/// All rules, laid out back to back in `BUCKETS`.
+/// All rules, laid out back to back in `BUCKETS`, then one bucket per endpoint budget.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleSet {
     pub rules: Vec<CompiledRule>,
@@ -20,6 +20,9 @@ pub struct RuleSet {
 
 impl RuleSet {
     pub fn compile(rules: &[Rule]) -> RuleSet {
+        let cpus = aya::util::nr_cpus().map_or(1, |n| n as u32);
+        let per_source: u32 = rules.iter().map(|r| r.buckets.get()).sum();
+        let mut budgets = 0u32;
         let mut base = 0u32;
         let rules = rules
             .iter()
@@ -45,6 +48,17 @@ impl RuleSet {
                 let rate_units = rate_units(r.rate);
                 let burst_units = r.burst as u64 * TOKEN_SCALE;
                 let (accrue_mul, accrue_shift) = accrual(rate_units);
+                let budget = r.budget().map(|(rate, burst)| BudgetRefill {
+                    rate_units: guard_common::tokens::rate_units(rate),
+                    burst_units: burst as u64 * TOKEN_SCALE,
+                });
+                let (mut budget_bucket, mut budget_chunk) = (0, 0);
+                if let Some((rate, _)) = r.budget() {
+                    flags |= rule_flags::BUDGET;
+                    budget_bucket = per_source + budgets;
+                    budget_chunk = rules::budget_chunk(rate as u64, cpus);
+                    budgets += 1;
+                }
                 let spec = RuleSpec {
                     proto: match r.protocol {
                         Protocol::Any => rules::PROTO_ANY,
@@ -63,6 +77,8 @@ impl RuleSet {
                     accrue_mul,
                     accrue_shift,
                     bucket_shift: buckets.trailing_zeros(),
+                    budget_bucket,
+                    budget_chunk,
                 };
                 base += buckets;
                 CompiledRule {
@@ -71,26 +87,29 @@ impl RuleSet {
                     ports,
                     rate_units,
                     burst_units,
+                    budget,
                 }
             })
             .collect();
         RuleSet { rules }
     }
 
-    /// Buckets in all rules: the size of `BUCKETS` (at least 1, the kernel's minimum).
+    /// Buckets in all rules and their budgets: the size of `BUCKETS` (at least 1, the
+    /// kernel's minimum).
     pub fn total_buckets(&self) -> u32 {
-        self.rules
-            .iter()
-            .map(CompiledRule::buckets)
-            .sum::<u32>()
-            .max(1)
+        let budgets = self.rules.iter().filter(|r| r.budget.is_some()).count() as u32;
+        (self.rules.iter().map(CompiledRule::buckets).sum::<u32>() + budgets).max(1)
     }
 
-    /// Whether `other` keeps every rule's bucket slice where it is (so state carries over).
+    /// Whether `other` keeps every rule's bucket slice and budget where they are (so state
+    /// carries over).
     pub fn same_layout(&self, other: &RuleSet) -> bool {
         self.rules.len() == other.rules.len()
             && self.rules.iter().zip(&other.rules).all(|(a, b)| {
-                a.spec.bucket_base == b.spec.bucket_base && a.spec.bucket_mask == b.spec.bucket_mask
+                a.spec.bucket_base == b.spec.bucket_base
+                    && a.spec.bucket_mask == b.spec.bucket_mask
+                    && a.budget.is_some() == b.budget.is_some()
+                    && a.spec.budget_bucket == b.spec.budget_bucket
             })
     }
 

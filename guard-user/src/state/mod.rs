@@ -108,7 +108,12 @@ pub struct OutboxRow {
 
 fn outbox_key(kind: Kind, net: &IpNet) -> [u8; 19] {
     let mut k = [0; 19];
-    k[0] = u8::from(kind == Kind::Ban);
+    // Allows 0 and bans 1 as they always were.
+    k[0] = match kind {
+        Kind::Allow => 0,
+        Kind::Ban => 1,
+        Kind::Vouch => 2,
+    };
     k[1..].copy_from_slice(&key_of(net));
     k
 }
@@ -277,7 +282,12 @@ impl StateDb {
                 return Err(format!("an outbox row of {} + {} bytes", k.len(), v.len()));
             }
             rows.push(OutboxRow {
-                kind: if k[0] == 1 { Kind::Ban } else { Kind::Allow },
+                kind: match k[0] {
+                    0 => Kind::Allow,
+                    1 => Kind::Ban,
+                    2 => Kind::Vouch,
+                    n => return Err(format!("an outbox row of kind {n}")),
+                },
                 net: record::net_of(&k[1..])?,
                 seq: u64_le(v),
                 record: (v.len() > 8).then(|| v[8..].to_vec()),

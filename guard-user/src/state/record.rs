@@ -75,14 +75,16 @@ impl Stored {
         })
     }
 
-    /// flags (bit 0: ban, bit 1: local, bit 2: unverified) | ban_number u32 | expires u64 | created u64 |
+    /// flags (bit 0: ban, bit 1: local, bit 2: unverified, bit 3: vouch) | ban_number u32 |
+    /// expires u64 | created u64 |
     /// origin length u8 | origin | reason (UTF-8), little-endian: a tenth of JSON's bytes,
     /// and none of its encoding time in a bulk call.
     pub fn encode(&self) -> Vec<u8> {
         let origin = &self.origin.as_bytes()[..self.origin.len().min(u8::MAX as usize)];
         let mut v = Vec::with_capacity(HEAD + origin.len() + self.reason.len());
         let ban = u8::from(self.kind == Kind::Ban);
-        v.push(ban | u8::from(self.local) << 1 | u8::from(self.unverified) << 2);
+        let vouch = u8::from(self.kind == Kind::Vouch);
+        v.push(ban | u8::from(self.local) << 1 | u8::from(self.unverified) << 2 | vouch << 3);
         v.extend_from_slice(&self.ban_number.to_le_bytes());
         v.extend_from_slice(&self.expires_unix_ns.to_le_bytes());
         v.extend_from_slice(&self.created_unix_ns.to_le_bytes());
@@ -96,13 +98,12 @@ impl Stored {
         let net = net_of(key)?;
         let short = || format!("{net}: a short record");
         let flags = *bytes.first().ok_or_else(short)?;
-        if flags > 7 {
-            return Err(format!("{net}: flags {flags}"));
-        }
-        let kind = if flags & 1 == 1 {
-            Kind::Ban
-        } else {
-            Kind::Allow
+        let kind = match flags & 0b1001 {
+            _ if flags > 15 => return Err(format!("{net}: flags {flags}")),
+            0 => Kind::Allow,
+            1 => Kind::Ban,
+            8 => Kind::Vouch,
+            _ => return Err(format!("{net}: flags {flags}: a ban and a vouch")),
         };
         let origin_len = *bytes.get(HEAD - 1).ok_or_else(short)? as usize;
         let origin = bytes.get(HEAD..HEAD + origin_len).ok_or_else(short)?;
@@ -231,5 +232,48 @@ mod tests {
             ..s
         };
         assert_eq!(forever.to_entry(10, u64::MAX).unwrap().expires_mono_ns, 0);
+    }
+
+    #[test]
+    fn every_kind_survives_the_encoding() {
+        for kind in Kind::ALL {
+            let e = Entry {
+                net: "2001:db8::9/128".parse().unwrap(),
+                kind,
+                expires_mono_ns: 2_000,
+                created_unix_ns: 5,
+                reason: "solved the challenge".into(),
+                ban_number: 0,
+                origin: "web-1".into(),
+                local: true,
+                unverified: false,
+            };
+            let s = Stored::from_entry(&e, 1_000, 50_000);
+            let back = Stored::decode(&key_of(&e.net), &s.encode()).unwrap();
+            assert_eq!((back.kind, back.local), (kind, true), "{kind:?}");
+        }
+        let mut bytes = Stored::from_entry(
+            &Entry {
+                net: "198.18.0.9/32".parse().unwrap(),
+                kind: Kind::Ban,
+                expires_mono_ns: 0,
+                created_unix_ns: 5,
+                reason: String::new(),
+                ban_number: 1,
+                origin: "a".into(),
+                local: false,
+                unverified: false,
+            },
+            0,
+            0,
+        )
+        .encode();
+        bytes[0] |= 8;
+        let key = key_of(&"198.18.0.9/32".parse().unwrap());
+        assert!(
+            Stored::decode(&key, &bytes)
+                .unwrap_err()
+                .contains("a ban and a vouch")
+        );
     }
 }

@@ -14,7 +14,7 @@ use crate::model::Kind;
 enum Row {
     Entry(IpNet),
     History(IpNet),
-    Outbox(bool, IpNet),
+    Outbox(Kind, IpNet),
     Superseded(IpNet),
 }
 
@@ -24,8 +24,8 @@ fn row_of(c: &Change) -> Row {
         Change::Delete(net) => Row::Entry(*net),
         Change::History(h) => Row::History(h.net),
         Change::ForgetHistory(net) => Row::History(*net),
-        Change::Queue(r) => Row::Outbox(r.kind == Kind::Ban, r.net),
-        Change::Sent { kind, net, .. } => Row::Outbox(*kind == Kind::Ban, *net),
+        Change::Queue(r) => Row::Outbox(r.kind, r.net),
+        Change::Sent { kind, net, .. } => Row::Outbox(*kind, *net),
         Change::Supersede { member, .. } => Row::Superseded(member.net),
         Change::Release(net) => Row::Superseded(*net),
     }

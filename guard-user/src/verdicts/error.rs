@@ -31,6 +31,19 @@ pub enum DynError {
         max: usize,
         adding: usize,
     },
+    #[error("the vouch table is full: {active} active, at most {max}; this request adds {adding}")]
+    VouchesFull {
+        active: usize,
+        max: usize,
+        adding: usize,
+    },
+    #[error("{net} is not one address: a vouch is for one source (/32 or /128)")]
+    NotOneAddress { net: IpNet },
+    #[error(
+        "{net} has a {} entry, which a vouch would replace: remove it first (a vouch never lifts \
+         a ban, and an allow already passes everything)", .kind.as_str()
+    )]
+    VouchOverEntry { net: IpNet, kind: Kind },
     #[error(
         "{family} bans and allows would use {count} distinct prefix lengths; at most {MAX_DYN_LENS} are supported"
     )]

@@ -27,6 +27,8 @@ const WINDOW_NS: u64 = ESCALATION_WINDOW.as_nanos() as u64;
 pub struct Escalation {
     pub ttls: Vec<Duration>,
     pub default_ttl: Duration,
+    /// A vouch's TTL when the request names none (`[known] verified_for`).
+    pub vouch_ttl: Duration,
 }
 
 impl Escalation {
@@ -158,11 +160,13 @@ mod tests {
         let e = Escalation {
             ttls: vec![s(600), s(3600)],
             default_ttl: s(60),
+            vouch_ttl: Duration::from_secs(3600),
         };
         assert_eq!([e.ttl(1), e.ttl(2), e.ttl(9)], [s(600), s(3600), s(3600)]);
         let none = Escalation {
             ttls: vec![],
             default_ttl: s(60),
+            vouch_ttl: Duration::from_secs(3600),
         };
         assert_eq!(none.ttl(3), s(60));
     }

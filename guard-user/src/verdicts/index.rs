@@ -23,6 +23,7 @@ impl<M: VerdictMaps> DynamicTable<M> {
                 self.allows += 1;
                 self.allow_nets.insert(e.net);
             }
+            Kind::Vouch => self.vouches += 1,
         }
         *self.lengths.entry(length_of(&e.net)).or_default() += 1;
         if *e.origin != *self.node {
@@ -42,6 +43,7 @@ impl<M: VerdictMaps> DynamicTable<M> {
                 self.allows -= 1;
                 self.allow_nets.remove(net);
             }
+            Kind::Vouch => self.vouches -= 1,
         }
         let length = length_of(net);
         let remote = *e.origin != *self.node;

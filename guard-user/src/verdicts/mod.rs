@@ -73,8 +73,11 @@ pub struct DynamicTable<M: VerdictMaps = KernelVerdictMaps> {
     history: History,
     bans: usize,
     allows: usize,
+    vouches: usize,
     pub max_bans: usize,
     pub max_allows: usize,
+    /// 0 until the owner sets it: no vouches.
+    pub max_vouches: usize,
     /// Refusals because a table was full, for metrics.
     pub refused_full: u64,
     /// This host's fleet name: the origin of entries made here (`set_node`).
@@ -138,8 +141,10 @@ impl<M: VerdictMaps> DynamicTable<M> {
             history: History::new(hist_capacity, found),
             bans: 0,
             allows: 0,
+            vouches: 0,
             max_bans,
             max_allows,
+            max_vouches: 0,
             refused_full: 0,
             node: String::new(),
             journal: Vec::new(),
@@ -165,6 +170,10 @@ impl<M: VerdictMaps> DynamicTable<M> {
 
     pub fn allows_active(&self) -> usize {
         self.allows
+    }
+
+    pub fn vouches_active(&self) -> usize {
+        self.vouches
     }
 
     /// Sources with an escalation history (`BAN_HIST` entries).
@@ -287,6 +296,23 @@ impl<M: VerdictMaps> DynamicTable<M> {
         Ok(applied)
     }
 
+    /// A vouch is for one address, and never replaces a ban or an allow of the same prefix
+    /// (one entry per prefix: it would lift the ban, or narrow the allow).
+    fn check_vouches(&self, reqs: &[Request]) -> Result<(), DynError> {
+        for r in reqs {
+            if r.net.prefix_len() != r.net.max_prefix_len() {
+                return Err(DynError::NotOneAddress { net: r.net });
+            }
+            if let Some(e) = self.entries.get(&r.net).filter(|e| e.kind != Kind::Vouch) {
+                return Err(DynError::VouchOverEntry {
+                    net: r.net,
+                    kind: e.kind,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Protected addresses and conflicts with allows (bans only), and room in the table.
     fn check(&mut self, kind: Kind, reqs: &[Request], guards: Guards<'_>) -> Result<(), DynError> {
         if kind == Kind::Ban {
@@ -309,6 +335,9 @@ impl<M: VerdictMaps> DynamicTable<M> {
                 return Err(DynError::CoveredByAllow { net, allow });
             }
         }
+        if kind == Kind::Vouch {
+            self.check_vouches(reqs)?;
+        }
         let adding = reqs
             .iter()
             .filter(|r| self.entries.get(&r.net).is_none_or(|e| e.kind != kind))
@@ -316,6 +345,7 @@ impl<M: VerdictMaps> DynamicTable<M> {
         let (active, max) = match kind {
             Kind::Ban => (self.bans, self.max_bans),
             Kind::Allow => (self.allows, self.max_allows),
+            Kind::Vouch => (self.vouches, self.max_vouches),
         };
         policy::room(kind, active, max, adding).inspect_err(|_| self.refused_full += 1)
     }

@@ -92,6 +92,11 @@ pub(super) fn room(kind: Kind, active: usize, max: usize, adding: usize) -> Resu
             max,
             adding,
         },
+        Kind::Vouch => DynError::VouchesFull {
+            active,
+            max,
+            adding,
+        },
     })
 }
 
@@ -127,7 +132,7 @@ fn meta_of(e: &Entry) -> DynMeta {
 
 /// The entries, metadata and histories a batch will write. Made here: a ban's TTL is the
 /// request's, else the escalation's for the source's n-th ban within the window; an allow
-/// without one lasts until removed; the origin is `node`. Made on another node: expiry,
+/// without one lasts until removed, a vouch `vouch_ttl`; the origin is `node`. Made on another node: expiry,
 /// creation and escalation step as it was made (the expiry on this clock, so never
 /// extended), and the source's history counts that step (escalation is fleet-wide).
 pub(super) fn plan(
@@ -146,6 +151,7 @@ pub(super) fn plan(
                     let hist = (kind == Kind::Ban).then(|| history.next(&r.net, now_unix));
                     let ttl = match hist {
                         Some(h) => Some(r.ttl.unwrap_or_else(|| escalation.ttl(h.count))),
+                        None if kind == Kind::Vouch => Some(r.ttl.unwrap_or(escalation.vouch_ttl)),
                         None => r.ttl,
                     };
                     let entry = Entry {
@@ -291,6 +297,7 @@ mod tests {
         let esc = Escalation {
             ttls: vec![Duration::from_secs(600), Duration::from_secs(3600)],
             default_ttl: Duration::from_secs(60),
+            vouch_ttl: Duration::from_secs(3600),
         };
         let net: IpNet = "198.18.0.1/32".parse().unwrap();
         let hist = History::new(

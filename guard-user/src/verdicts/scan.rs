@@ -5,8 +5,8 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use guard_common::V6Len;
 use guard_common::dynamic::{
-    DynEntry, DynLens, DynMetaKey, KIND_ALLOW, MAX_DYN_LENS, META_LOCAL, META_UNVERIFIED,
-    ORIGIN_MAX, REASON_MAX, V4Len,
+    DynEntry, DynLens, DynMetaKey, KIND_ALLOW, KIND_VOUCH, MAX_DYN_LENS, META_LOCAL,
+    META_UNVERIFIED, ORIGIN_MAX, REASON_MAX, V4Len,
 };
 use ipnet::IpNet;
 
@@ -80,10 +80,10 @@ fn entry_of(
 ) -> Entry {
     Entry {
         net,
-        kind: if e.kind == KIND_ALLOW {
-            Kind::Allow
-        } else {
-            Kind::Ban
+        kind: match e.kind {
+            KIND_ALLOW => Kind::Allow,
+            KIND_VOUCH => Kind::Vouch,
+            _ => Kind::Ban,
         },
         expires_mono_ns: e.expires_ns,
         created_unix_ns: meta.map_or(0, |m| m.created_unix_ns),

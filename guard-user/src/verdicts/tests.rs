@@ -33,6 +33,7 @@ fn escalation() -> Escalation {
     Escalation {
         ttls: vec![Duration::from_secs(600), Duration::from_secs(3600)],
         default_ttl: Duration::from_secs(600),
+        vouch_ttl: Duration::from_secs(3600),
     }
 }
 
@@ -333,4 +334,47 @@ fn a_restore_puts_entries_and_histories_back_as_they_were() {
     assert_eq!(fresh.maps.lens(), t.maps.lens());
     assert_eq!(fresh.get(&net("198.18.0.7/32")).unwrap().ban_number, 2);
     assert_eq!(fresh.histories(), 1);
+}
+
+#[test]
+fn a_vouch_is_one_address_and_never_replaces_a_ban_or_an_allow() {
+    let mut t = table(16);
+    t.max_vouches = 4;
+    let e = add(&mut t, Kind::Vouch, &[ban("198.18.0.0/24", None)], SEC).unwrap_err();
+    assert!(matches!(e, DynError::NotOneAddress { .. }), "{e}");
+    add(&mut t, Kind::Ban, &[ban("198.18.0.7/32", Some(60))], SEC).unwrap();
+    let e = add(&mut t, Kind::Vouch, &[ban("198.18.0.7/32", None)], SEC).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DynError::VouchOverEntry {
+                kind: Kind::Ban,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let k = guard_common::dynamic::DynKeyV4 {
+        prefix_len: 32,
+        addr: u32::from_be_bytes([198, 18, 0, 7]),
+    };
+    assert_eq!(
+        maps(&t).get::<DynV4>(&k).unwrap().unwrap().kind,
+        guard_common::dynamic::KIND_BAN,
+        "the ban stays in the kernel"
+    );
+    // A vouch without a TTL lasts `vouch_ttl`; a ban replaces it.
+    let v = add(&mut t, Kind::Vouch, &[ban("198.18.0.8/32", None)], SEC).unwrap();
+    assert_eq!(v[0].expires_mono_ns, SEC + 3600 * SEC);
+    assert_eq!(t.vouches_active(), 1);
+    add(&mut t, Kind::Ban, &[ban("198.18.0.8/32", Some(60))], SEC).unwrap();
+    assert_eq!((t.vouches_active(), t.bans_active()), (0, 2));
+    // Room is counted apart from bans and allows.
+    let four: Vec<Request> = (10..15)
+        .map(|h| ban(&format!("2001:db8::{h}/128"), Some(60)))
+        .collect();
+    let e = add(&mut t, Kind::Vouch, &four, SEC).unwrap_err();
+    assert!(matches!(e, DynError::VouchesFull { max: 4, .. }), "{e}");
+    add(&mut t, Kind::Vouch, &four[..4], SEC).unwrap();
+    assert_eq!(t.vouches_active(), 4);
 }

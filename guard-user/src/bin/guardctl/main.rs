@@ -83,6 +83,9 @@ async fn command(cli: Cli, client: &Client, pins: &PinLayout) -> anyhow::Result<
         Command::Unallow { cidr } => remove(client, Kind::Allow, &cidr, cli.json).await,
         Command::Bans => list(client, pins, Kind::Ban, cli.json).await,
         Command::Allows => list(client, pins, Kind::Allow, cli.json).await,
+        Command::Vouch(a) => add(client, routes::VOUCHES, a.request(), cli.json).await,
+        Command::Unvouch { cidr } => remove(client, Kind::Vouch, &cidr, cli.json).await,
+        Command::Vouches => list(client, pins, Kind::Vouch, cli.json).await,
         Command::Penalize { ip, tokens, rule } => {
             let r: PenaltyResult = client
                 .post(routes::PENALTIES, &PenaltyRequest { ip, tokens, rule })

@@ -86,10 +86,23 @@ pub fn stats(s: &Stats) -> String {
         packets: s.packets.clone(),
     });
     if !s.rules.is_empty() {
-        out += &format!("\n{:<32} {:>14} {:>14}\n", "RULE", "PASSED", "LIMITED");
+        out += &format!(
+            "\n{:<32} {:>14} {:>14} {:>14} {:>14}\n",
+            "RULE", "PASSED", "LIMITED", "OVERLOAD", "BUDGET LEFT"
+        );
         for r in &s.rules {
-            out += &format!("{:<32} {:>14} {:>14}\n", r.rule, r.passed, r.limited);
+            let budget = r.budget_tokens.map_or("-".into(), |t| format!("{t:.0}"));
+            out += &format!(
+                "{:<32} {:>14} {:>14} {:>14} {:>14}\n",
+                r.rule, r.passed, r.limited, r.overload, budget
+            );
         }
+    }
+    if s.known != Default::default() {
+        out += &format!(
+            "\nknown sources: {} verified, {} vouched for\n",
+            s.known.verified, s.known.vouched
+        );
     }
     if let Some(r) = &s.refill {
         out += &format!(

@@ -14,7 +14,7 @@ use guard_common::{
     PROGRAM_NAME, RuntimeConfig, V6Key,
     lists::Bitmap512,
     map_names,
-    rules::{MAX_RULES, RuleSpec, rule_stat_limited, rule_stat_passed},
+    rules::{MAX_RULES, RuleSpec, rule_stat_limited, rule_stat_overload, rule_stat_passed},
 };
 use tracing::warn;
 
@@ -22,6 +22,7 @@ use crate::{
     kernel::{
         KernelError,
         buckets::{Buckets, Heartbeat},
+        known::KnownTable,
         pins::PinLayout,
         runtime::RuntimeCell,
         verdict_maps::{self, KernelVerdictMaps},
@@ -38,6 +39,8 @@ pub struct Sizes {
     pub buckets: u32,
     /// Entries in each bans-and-allows map.
     pub dynamic: u32,
+    /// Slots of the verified-sources table (`[known] slots`).
+    pub known_slots: u32,
 }
 
 const DYN_MAPS: [&str; 4] = [
@@ -55,6 +58,8 @@ pub struct Change<'a> {
     pub flags: u32,
     pub refill_ticks: u32,
     pub stale_after: std::time::Duration,
+    /// `[known] verified_for`.
+    pub verified_for: std::time::Duration,
 }
 
 /// The program and typed handles on its maps.
@@ -79,6 +84,7 @@ pub struct Datapath {
     rule_stats: PerCpuArray<MapData, u64>,
     buckets: Arc<Buckets>,
     heartbeat: Arc<Heartbeat>,
+    known: Arc<KnownTable>,
     /// True when `BUCKETS` was created by this load (its buckets start empty).
     pub fresh_buckets: bool,
     /// True when the bans-and-allows maps were created by this load (none were pinned).
@@ -105,6 +111,7 @@ impl Datapath {
         loader.verifier_log_level(verifier::log_level());
         loader.map_max_entries(map_names::BUCKETS, buckets);
         loader.map_max_entries(map_names::LIMIT_SEEN, buckets);
+        loader.map_max_entries(map_names::KNOWN, sizes.known_slots);
         for name in DYN_MAPS {
             loader.map_max_entries(name, sizes.dynamic);
         }
@@ -136,12 +143,16 @@ impl Datapath {
             if MapInfo::from_pin(&seen).is_ok_and(|i| i.max_entries() != buckets) {
                 let _ = std::fs::remove_file(&seen);
             }
-            // A heartbeat of another layout is replaced (it only holds refill times).
-            let beat = pins.map(map_names::HEARTBEAT);
-            if MapInfo::from_pin(&beat)
-                .is_ok_and(|i| i.max_entries() != guard_common::tokens::HEARTBEAT_WORDS)
-            {
-                let _ = std::fs::remove_file(&beat);
+            // A heartbeat of another layout is replaced (it only holds refill times), and
+            // a table of verified sources of another size (they prove themselves again).
+            for (name, size) in [
+                (map_names::HEARTBEAT, guard_common::tokens::HEARTBEAT_WORDS),
+                (map_names::KNOWN, sizes.known_slots),
+            ] {
+                let path = pins.map(name);
+                if MapInfo::from_pin(&path).is_ok_and(|i| i.max_entries() != size) {
+                    let _ = std::fs::remove_file(&path);
+                }
             }
             for name in map_names::ALL {
                 loader.map_pin_path(name, pins.map(name));
@@ -199,6 +210,9 @@ impl Datapath {
             .map_err(mmap_err(map_names::BUCKETS))?;
         let heartbeat = Heartbeat::new(take_data(&mut ebpf, map_names::HEARTBEAT)?)
             .map_err(mmap_err(map_names::HEARTBEAT))?;
+        let known = KnownTable::new(take_data(&mut ebpf, map_names::KNOWN)?, sizes.known_slots)
+            .map_err(mmap_err(map_names::KNOWN))?;
+        runtime.known_mask = sizes.known_slots - 1;
         let dyn_capacity = match ebpf.map(map_names::DYN_V4) {
             Some(Map::HashMap(d)) => d.info().map_or(0, |i| i.max_entries()),
             _ => 0,
@@ -211,6 +225,7 @@ impl Datapath {
             rule_stats: typed(&mut ebpf, map_names::RULE_STATS)?,
             buckets: Arc::new(buckets),
             heartbeat: Arc::new(heartbeat),
+            known: Arc::new(known),
             fresh_buckets,
             fresh_dynamic,
             dynamic: None,
@@ -273,13 +288,18 @@ impl Datapath {
         self.heartbeat.clone()
     }
 
+    pub fn known(&self) -> Arc<KnownTable> {
+        self.known.clone()
+    }
+
     /// The bucket-index key. Never log or export it: it would let a sender aim at buckets.
     pub fn key(&self) -> [u64; 2] {
         self.key
     }
 
-    /// Per rule: packets passed and limited, summed over CPUs.
-    pub fn rule_counters(&self, rules: usize) -> Result<Vec<(u64, u64)>, KernelError> {
+    /// Per rule: packets passed, limited, and dropped for its empty budget, summed over
+    /// CPUs.
+    pub fn rule_counters(&self, rules: usize) -> Result<Vec<[u64; 3]>, KernelError> {
         let err = |source| KernelError::Map {
             name: map_names::RULE_STATS,
             source,
@@ -294,7 +314,13 @@ impl Datapath {
                 .fold(0u64, u64::wrapping_add))
         };
         (0..rules.min(MAX_RULES) as u32)
-            .map(|i| Ok((sum(rule_stat_passed(i))?, sum(rule_stat_limited(i))?)))
+            .map(|i| {
+                Ok([
+                    sum(rule_stat_passed(i))?,
+                    sum(rule_stat_limited(i))?,
+                    sum(rule_stat_overload(i))?,
+                ])
+            })
             .collect()
     }
 

@@ -46,6 +46,7 @@ impl Datapath {
             self.runtime.update(|rc| {
                 rc.flags = change.flags;
                 refill_timing(rc, change.refill_ticks, change.stale_after);
+                rc.verified_for = guard_common::known::units(change.verified_for.as_nanos() as u64);
             })
         });
         let Err(error) = res else { return Ok(()) };

@@ -1,4 +1,5 @@
-//! `/v1/bans` and `/v1/allows`: list, add (one or a bulk array, all or nothing), remove.
+//! `/v1/bans`, `/v1/allows` and `/v1/vouches`: list, add (one or a bulk array, all or
+//! nothing), remove.
 
 use axum::{
     Json,
@@ -25,6 +26,10 @@ pub async fn list_bans(State(d): State<Shared>) -> Response {
 
 pub async fn list_allows(State(d): State<Shared>) -> Response {
     list(d, Kind::Allow)
+}
+
+pub async fn list_vouches(State(d): State<Shared>) -> Response {
+    list(d, Kind::Vouch)
 }
 
 /// Entries per slice of a listing: the table lock is held for one slice at a time.
@@ -98,6 +103,14 @@ pub async fn add_allows(
     add(s, p, body, Kind::Allow).await
 }
 
+pub async fn add_vouches(
+    s: State<Shared>,
+    p: ConnectInfo<Peer>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    add(s, p, body, Kind::Vouch).await
+}
+
 async fn add(
     State(d): State<Shared>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -145,6 +158,14 @@ pub async fn remove_allow(
     c: Path<String>,
 ) -> Result<Json<EntryView>, ApiError> {
     remove(s, p, c, Kind::Allow).await
+}
+
+pub async fn remove_vouch(
+    s: State<Shared>,
+    p: ConnectInfo<Peer>,
+    c: Path<String>,
+) -> Result<Json<EntryView>, ApiError> {
+    remove(s, p, c, Kind::Vouch).await
 }
 
 async fn remove(

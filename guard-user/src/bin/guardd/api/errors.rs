@@ -32,9 +32,13 @@ pub fn internal(e: &dyn std::error::Error) -> ApiError {
 impl From<DynError> for ApiError {
     fn from(e: DynError) -> ApiError {
         let code = match e {
-            DynError::CoveredByAllow { .. } | DynError::Protected { .. } => StatusCode::CONFLICT,
+            DynError::CoveredByAllow { .. }
+            | DynError::Protected { .. }
+            | DynError::VouchOverEntry { .. } => StatusCode::CONFLICT,
+            DynError::NotOneAddress { .. } => StatusCode::BAD_REQUEST,
             DynError::BansFull { .. }
             | DynError::AllowsFull { .. }
+            | DynError::VouchesFull { .. }
             | DynError::TooManyLengths { .. }
             | DynError::RemoteLengths { .. } => StatusCode::INSUFFICIENT_STORAGE,
             DynError::NotFound { .. } => StatusCode::NOT_FOUND,

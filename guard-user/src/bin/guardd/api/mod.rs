@@ -25,6 +25,8 @@ pub fn router(daemon: Shared, requests: crate::metrics::ApiRequests) -> Router {
         ban: delete(entries::remove_ban),
         allows: get(entries::list_allows).post(entries::add_allows),
         allow: delete(entries::remove_allow),
+        vouches: get(entries::list_vouches).post(entries::add_vouches),
+        vouch: delete(entries::remove_vouch),
         penalties: post(misc::penalize),
         reload: post(misc::reload),
         top: get(misc::top),
