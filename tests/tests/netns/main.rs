@@ -8,6 +8,7 @@ mod atomic;
 mod auto_aggregates;
 mod auto_bans;
 mod auto_proof;
+mod budget;
 mod bulk;
 mod daemon_errors;
 mod durable;
