@@ -28,6 +28,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod budget;
 mod cut;
 mod dynamic;
 mod events;
@@ -36,6 +37,8 @@ mod known;
 mod lists;
 mod proof;
 mod rate;
+mod walk;
+mod words;
 
 use aya_ebpf::{
     bindings::xdp_action,

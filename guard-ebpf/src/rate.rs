@@ -9,11 +9,8 @@
 //! other rules' charges are refunded, unless the daemon's refill heartbeat is stale: then
 //! the rules fail open.
 
-use core::intrinsics::AtomicOrdering;
-
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
-    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{Array, PerCpuArray},
 };
@@ -21,31 +18,31 @@ use guard_common::{
     RuntimeConfig,
     lists::Bitmap512,
     rules::{
-        MAX_RULES, PORT_ELEMS_PER_RULE, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, RULE_STATS_LEN,
-        RuleSpec, port_slot, rule_flags, rule_stat_limited, rule_stat_overload, rule_stat_passed,
+        MAX_RULES, PORT_ELEMS_PER_RULE, RULE_STATS_LEN, RuleSpec, rule_flags, rule_stat_limited,
+        rule_stat_overload, rule_stat_passed,
     },
     runtime::flags,
-    siphash,
     tokens::{
         Bucket, HEARTBEAT_WORDS, TOKEN_SCALE, accrued, available, charge, slice_of,
         takes_without_clock,
     },
 };
-use guard_ebpf::parse::{Packet, TCP_FLAG_ACK, TCP_FLAG_SYN};
+use guard_ebpf::parse::Packet;
+
+use crate::{
+    walk::{Walk, bucket_index, matches},
+    words::{add, load},
+};
 
 #[map]
 static RULES: Array<RuleSpec> = Array::with_max_entries(MAX_RULES as u32, 0);
 
 #[map]
-static RULE_PORTS: Array<Bitmap512> =
+pub(crate) static RULE_PORTS: Array<Bitmap512> =
     Array::with_max_entries(MAX_RULES as u32 * PORT_ELEMS_PER_RULE, 0);
 
 #[map]
 static RULE_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RULE_STATS_LEN, 0);
-
-/// Per rule, per CPU: budget tokens this CPU took from the shared budget and has not used.
-#[map]
-static BUDGET_POOL: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_RULES as u32, 0);
 
 /// Sized by the daemon at load time (the sum of the rules' bucket counts).
 #[map]
@@ -91,46 +88,6 @@ mod step {
     pub const CHARGE: u32 = 0;
     pub const REFUND: u32 = 1;
     pub const REFUND_OVERLOAD: u32 = 2;
-}
-
-/// What the per-rule step needs from the packet, and the state it keeps between rules. It
-/// lives on the program's stack; `guard_rule` gets a pointer to it.
-#[repr(C)]
-pub struct Walk {
-    key: [u64; 2],
-    src_v6: [u32; 4],
-    src_v4: u32,
-    is_v6: u32,
-    dport: u32,
-    proto: u8,
-    has_l4: u8,
-    tcp_flags: u8,
-    global_monitor: u8,
-    /// The last source hash and the mask it was computed under: rules that aggregate
-    /// sources the same way (the usual case) share one SipHash per packet.
-    hash: u64,
-    hashed_v6_mask: [u32; 4],
-    hashed_v4_mask: u32,
-    hash_valid: u32,
-    /// The coarse clock, once read (0: not yet).
-    now: u64,
-    accrue_max_ns: u64,
-    refill_ticks: u32,
-    /// Rules that took a token of their budget, and rules whose budget was empty: written
-    /// and read by `guard_rule` only (see `step`).
-    budget_taken: u32,
-    budget_empty: u32,
-    _pad: u32,
-}
-
-impl Walk {
-    #[inline(always)]
-    fn now(&mut self) -> u64 {
-        if self.now == 0 {
-            self.now = unsafe { bpf_ktime_get_coarse_ns() };
-        }
-        self.now
-    }
 }
 
 /// Every rule whose match fits charges the source (one `guard_rule` call per rule); an
@@ -307,7 +264,10 @@ fn charge_rule(i: u32, walk: &mut Walk) -> u32 {
         if rule.flags & rule_flags::BUDGET == 0 {
             return step::CHARGED;
         }
-        if take_budget(i, rule.budget_bucket, rule.budget_chunk) {
+        if BUCKETS
+            .get_ptr_mut(rule.budget_bucket)
+            .is_some_and(|b| crate::budget::take(i, b, rule.budget_chunk))
+        {
             walk.budget_taken |= 1 << i;
             return step::CHARGED;
         }
@@ -345,119 +305,12 @@ fn refund_rule(i: u32, phase: u32, walk: &mut Walk) {
         add(unsafe { &raw mut (*b).spent }, TOKEN_SCALE.wrapping_neg());
     }
     bump(rule_stat_passed(i), u64::MAX);
-    if walk.budget_taken & (1 << i) != 0
-        && let Some(pool) = BUDGET_POOL.get_ptr_mut(i)
-    {
-        // SAFETY: this CPU's slot.
-        unsafe { *pool += 1 };
+    if walk.budget_taken & (1 << i) != 0 {
+        crate::budget::give_back(i);
     }
     if phase == step::REFUND_OVERLOAD && walk.budget_empty & (1 << i) != 0 {
         bump(rule_stat_overload(i), 1);
     }
-}
-
-/// A token of rule `i`'s endpoint budget: from this CPU's pool, else a chunk (or the last
-/// token) from the shared budget. False when the budget is empty.
-///
-/// The shared budget is written once per chunk; two CPUs that find the same tokens may both
-/// take them, overdrawing by a chunk at most (`rules::budget_chunk` bounds both that and what
-/// the pools hold). The budget has no accrual between refills: the daemon refills every
-/// budget on every tick.
-#[inline(always)]
-fn take_budget(i: u32, bucket: u32, chunk: u32) -> bool {
-    let Some(pool) = BUDGET_POOL.get_ptr_mut(i) else {
-        return false;
-    };
-    // SAFETY: this CPU's slot of a per-CPU array; nothing else writes it.
-    unsafe {
-        if *pool != 0 {
-            *pool -= 1;
-            return true;
-        }
-    }
-    let Some(b) = BUCKETS.get_ptr_mut(bucket) else {
-        return false;
-    };
-    let (spent, credit) = unsafe { (&raw mut (*b).spent, &raw mut (*b).credit) };
-    let avail = available(load(credit), load(spent));
-    let chunk = chunk as u64;
-    let take = if avail >= (chunk * TOKEN_SCALE) as i64 {
-        chunk
-    } else if avail >= TOKEN_SCALE as i64 {
-        1
-    } else {
-        return false;
-    };
-    add(spent, take * TOKEN_SCALE);
-    // SAFETY: as above.
-    unsafe { *pool += take - 1 };
-    true
-}
-
-#[inline(always)]
-fn matches(rule: &RuleSpec, index: u32, walk: &Walk) -> bool {
-    match rule.proto {
-        PROTO_ANY => {}
-        PROTO_ICMP => {
-            if walk.proto != PROTO_ICMP && walk.proto != PROTO_ICMPV6 {
-                return false;
-            }
-        }
-        p => {
-            if walk.proto != p {
-                return false;
-            }
-        }
-    }
-    if rule.flags & (rule_flags::PORTS | rule_flags::SYN_ONLY) == 0 {
-        return true;
-    }
-    // Port and flag matches need the transport header (not in non-first fragments).
-    if walk.has_l4 == 0 {
-        return false;
-    }
-    if rule.flags & rule_flags::SYN_ONLY != 0
-        && walk.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) != TCP_FLAG_SYN
-    {
-        return false;
-    }
-    if rule.flags & rule_flags::PORTS != 0 {
-        let (elem, bit) = port_slot(index, walk.dport as u16);
-        return RULE_PORTS.get(elem).is_some_and(|ports| ports.bit(bit));
-    }
-    true
-}
-
-#[inline(always)]
-fn bucket_index(rule: &RuleSpec, walk: &mut Walk) -> u32 {
-    // Word by word: array comparisons and copies become byte-loop calls on BPF.
-    let m = &rule.v6_mask;
-    let h = &walk.hashed_v6_mask;
-    let cached = walk.hash_valid != 0
-        && if walk.is_v6 != 0 {
-            (h[0] ^ m[0]) | (h[1] ^ m[1]) | (h[2] ^ m[2]) | (h[3] ^ m[3]) == 0
-        } else {
-            walk.hashed_v4_mask == rule.v4_mask
-        };
-    if !cached {
-        let s = &walk.src_v6;
-        walk.hash = if walk.is_v6 != 0 {
-            siphash::hash_v6_masked(
-                &walk.key,
-                &[s[0] & m[0], s[1] & m[1], s[2] & m[2], s[3] & m[3]],
-            )
-        } else {
-            siphash::hash_v4_masked(&walk.key, walk.src_v4 & rule.v4_mask)
-        };
-        walk.hashed_v6_mask[0] = m[0];
-        walk.hashed_v6_mask[1] = m[1];
-        walk.hashed_v6_mask[2] = m[2];
-        walk.hashed_v6_mask[3] = m[3];
-        walk.hashed_v4_mask = rule.v4_mask;
-        walk.hash_valid = 1;
-    }
-    rule.bucket_base
-        .wrapping_add(walk.hash as u32 & rule.bucket_mask)
 }
 
 #[inline(always)]
@@ -470,22 +323,6 @@ fn heartbeat_stale(cfg: &RuntimeConfig, now: u64) -> bool {
     // costs 20-30 ns on a VM's clock source. It may lag the daemon's precise beat by a
     // jiffy, hence the saturating difference.
     beat == 0 || now.saturating_sub(beat) > cfg.stale_after_ns
-}
-
-/// A load of a word another CPU (or the daemon, through an mmap) writes: an aligned 8-byte
-/// BPF load is single-copy atomic, and LLVM has no BPF lowering for atomic loads at the
-/// generic CPU level, so a volatile read.
-#[inline(always)]
-fn load(p: *mut u64) -> u64 {
-    // SAFETY: `p` points into a map value, 8-byte aligned.
-    unsafe { core::ptr::read_volatile(p) }
-}
-
-/// An atomic add (BPF_ATOMIC_ADD): the BPF target has no `fetch_add`, so the intrinsic.
-#[inline(always)]
-fn add(p: *mut u64, n: u64) {
-    // SAFETY: `p` points into a map value; every writer of this word adds atomically.
-    unsafe { core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, n) };
 }
 
 /// Adds `n` (wrapping: u64::MAX takes one back) to a per-rule counter of this CPU.

@@ -3,6 +3,7 @@
 //! Field-level rules live in the field types (`values.rs`), so the TOML parser reports them
 //! with the line, column and key; rules that span fields are checked in [`Config::validate`].
 
+mod budget;
 mod fleet;
 mod locate;
 mod validate;
