@@ -223,7 +223,10 @@ impl Engine {
             .then(|| self.refill_summary())
             .flatten();
         let mut stats = Stats::new(k.datapath.counters()?, rules, k.lists, refill);
-        stats.known.verified = k.datapath.known().live(monotonic_ns());
+        let known = k.datapath.known();
+        drop(k);
+        // A read of the whole table (8 MiB by default): not under the kernel's lock.
+        stats.known.verified = known.live(monotonic_ns());
         stats.known.vouched = self.vouches_active() as u64;
         (
             stats.bans_active,

@@ -91,6 +91,7 @@ impl Engine {
         let sizes = Sizes {
             buckets: rules.total_buckets(),
             dynamic: config.bans.max_entries + (MAX_ALLOWS + MAX_VOUCHES) as u32,
+            histories: config.bans.max_entries + MAX_ALLOWS as u32,
             known_slots: config.known.slots,
         };
         // The state database is read while the verifier checks the program (most of a

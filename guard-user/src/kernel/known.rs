@@ -2,29 +2,50 @@
 //! memory (BPF_F_MMAPABLE) to count its live slots without a syscall per slot. Only the
 //! kernel writes it.
 
+use std::sync::Mutex;
+
 use aya::maps::MapData;
 use guard_common::known::TIME_SHIFT;
 
 use super::buckets::MappedWords;
 
-pub struct KnownTable(MappedWords, u32);
+pub struct KnownTable {
+    words: MappedWords,
+    slots: u32,
+    /// The last count and when it was made: a scrape reads the whole table at most once a
+    /// second (8 MiB by default).
+    counted: Mutex<(u64, u64)>,
+}
+
+/// How long a count of the live slots is reused.
+const COUNT_EVERY_NS: u64 = 1_000_000_000;
 
 impl KnownTable {
     pub fn new(data: MapData, slots: u32) -> std::io::Result<KnownTable> {
-        Ok(KnownTable(MappedWords::new(data, slots as usize)?, slots))
+        Ok(KnownTable {
+            words: MappedWords::new(data, slots as usize)?,
+            slots,
+            counted: Mutex::new((0, 0)),
+        })
     }
 
     pub fn slots(&self) -> u32 {
-        self.1
+        self.slots
     }
 
     /// Slots whose proof has not lapsed at `now_ns` (CLOCK_MONOTONIC): the verified sources,
-    /// less those a newer proof replaced in the same slot.
+    /// less those a newer proof replaced in the same slot. Counted at most once a second.
     pub fn live(&self, now_ns: u64) -> u64 {
-        let now = now_ns >> TIME_SHIFT;
-        self.0
-            .iter()
-            .filter(|&v| v as u32 as u64 > now && v >> 32 != 0)
-            .count() as u64
+        let mut counted = self.counted.lock().expect("known count");
+        if counted.0 == 0 || now_ns.saturating_sub(counted.0) >= COUNT_EVERY_NS {
+            let now = now_ns >> TIME_SHIFT;
+            let n = self
+                .words
+                .iter()
+                .filter(|&v| v as u32 as u64 > now && v >> 32 != 0)
+                .count() as u64;
+            *counted = (now_ns, n);
+        }
+        counted.1
     }
 }

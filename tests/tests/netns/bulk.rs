@@ -60,7 +60,7 @@ fn bulk_100000_bans_apply_in_one_call_and_are_enforced() {
 
 #[test]
 fn ban_history_churn_never_refuses_a_ban_the_table_could_take() {
-    // The maps hold max_entries + 65,536 (temporary allows) = 85,536 entries; 5 rounds of
+    // The histories hold max_entries + 65,536 (temporary allows) = 85,536; 5 rounds of
     // 19,999 distinct sources with 1 s bans leave 99,995 histories (kept 24 h) behind.
     let b = start("[bans]\nmax_entries = 20000\n");
     b.ok(

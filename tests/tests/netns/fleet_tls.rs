@@ -11,7 +11,7 @@ use guard_tests::{
     netns::client4,
 };
 
-const BOTH: [&str; 2] = ["guard_bans", "guard_allows"];
+const ALL: [&str; 3] = ["guard_bans", "guard_allows", "guard_vouches"];
 
 fn banned(b: &guard_tests::bed::GuardBed, cidr: &str) -> bool {
     let (code, json) = b.g.api("GET", "/v1/bans", None);
@@ -75,12 +75,12 @@ fn a_fleet_over_tls_with_a_user_per_node_shares_verdicts_and_cannot_purge() {
         pki.client(node);
     }
     let conf = pki.server_config(&[
-        ("a", node_permissions(&BOTH, true)),
-        ("b", node_permissions(&BOTH, true)),
+        ("a", node_permissions(&ALL, true)),
+        ("b", node_permissions(&ALL, true)),
         // A user without the allows' bucket.
         ("c", node_permissions(&["guard_bans"], true)),
         // The read-only variant: it receives, never publishes.
-        ("r", node_permissions(&BOTH, false)),
+        ("r", node_permissions(&ALL, false)),
     ]);
     let hub = Hub::new();
     let nats = vec![NatsServer::configured(&hub, NATS_PORTS[0], &conf)];

@@ -39,16 +39,13 @@ pub struct Sizes {
     pub buckets: u32,
     /// Entries in each bans-and-allows map.
     pub dynamic: u32,
+    /// Escalation histories (`BAN_HIST`): only bans have one.
+    pub histories: u32,
     /// Slots of the verified-sources table (`[known] slots`).
     pub known_slots: u32,
 }
 
-const DYN_MAPS: [&str; 4] = [
-    map_names::DYN_V4,
-    map_names::DYN_V6,
-    map_names::DYN_META,
-    map_names::BAN_HIST,
-];
+const DYN_MAPS: [&str; 3] = [map_names::DYN_V4, map_names::DYN_V6, map_names::DYN_META];
 
 /// What a reload writes (see `Datapath::apply`).
 pub struct Change<'a> {
@@ -115,6 +112,7 @@ impl Datapath {
         for name in DYN_MAPS {
             loader.map_max_entries(name, sizes.dynamic);
         }
+        loader.map_max_entries(map_names::BAN_HIST, sizes.histories);
         let mut fresh_buckets = true;
         // No pinned bans: a first start, or the host rebooted (bpffs is memory).
         let fresh_dynamic = pins.is_none_or(|p| !p.map(map_names::DYN_V4).exists());

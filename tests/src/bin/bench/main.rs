@@ -22,6 +22,7 @@ use guard_tests::{
 use guard_user::{kernel::objects, lists::tables::Tables};
 use ipnet::IpNet;
 
+mod budget;
 mod control_plane;
 mod lists_setup;
 mod sources;
@@ -45,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         p.load()?;
     }
     // For profiling one part: GUARD_BENCH_SECTIONS="full,rules" (lists, full, rules,
-    // sources, refill, load).
+    // budget, sources, refill, load).
     let sections = std::env::var("GUARD_BENCH_SECTIONS").ok();
     let run = |name: &str| {
         sections
@@ -124,6 +125,10 @@ fn main() -> anyhow::Result<()> {
     }
     if run("rules") {
         rules_bench(&mut reference, repeat, rounds)?;
+        println!();
+    }
+    if run("budget") {
+        budget::bench(&mut reference, repeat, rounds)?;
         println!();
     }
     if run("sources") {
