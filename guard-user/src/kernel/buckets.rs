@@ -40,6 +40,11 @@ impl MappedWords {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<AtomicU64>(), self.words) }
     }
 
+    /// Stores word `i`.
+    pub fn store(&self, i: usize, value: u64) {
+        self.words()[i].store(value, Ordering::Relaxed);
+    }
+
     /// Every word, read once each.
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.words().iter().map(|w| w.load(Ordering::Relaxed))

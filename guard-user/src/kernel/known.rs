@@ -33,6 +33,22 @@ impl KnownTable {
         self.slots
     }
 
+    /// Writes the slot of `addr` as the kernel does for a proof at `now_ns`: what benchmarks
+    /// and tests use in place of a real connection. guardd never calls it.
+    pub fn stand_in_proof(
+        &self,
+        bucket_key: &[u64; 2],
+        addr: std::net::IpAddr,
+        now_ns: u64,
+        verified_for: u32,
+    ) {
+        let key = guard_common::known::key(bucket_key);
+        let (i, fp) =
+            guard_common::known::place(guard_common::known::hash_addr(&key, addr), self.slots - 1);
+        let value = guard_common::known::slot(fp, guard_common::known::until(now_ns, verified_for));
+        self.words.store(i as usize, value);
+    }
+
     /// Slots whose proof has not lapsed at `now_ns` (CLOCK_MONOTONIC): the verified sources,
     /// less those a newer proof replaced in the same slot. Counted at most once a second.
     pub fn live(&self, now_ns: u64) -> u64 {
