@@ -98,6 +98,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::runtime()?;
             setup::promtool()?;
             setup::nats_server()?;
+            setup::apt_install(
+                &["hping3", "nftables"],
+                "forged SYN floods: hping3, its sources rewritten into the test network by nftables",
+            )?;
             cargo(&["build", "-p", "guard-user"])?;
             test_summary::run_cargo_test(&[
                 "test",

@@ -27,5 +27,6 @@ mod privileges;
 mod protect;
 mod rate;
 mod restart;
+mod syn_budget;
 mod top;
 mod verdicts;
