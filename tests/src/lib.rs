@@ -1,6 +1,7 @@
 //! Test support for guard: packet builders, a BPF_PROG_TEST_RUN harness, network-namespace
 //! testbeds, bounded traffic and a guardd process handle. Everything it creates is removed
 //! on drop.
+pub mod apps;
 pub mod bed;
 pub mod bench_record;
 pub mod connections;

@@ -99,10 +99,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::promtool()?;
             setup::nats_server()?;
             setup::apt_install(
-                &["hping3", "nftables"],
-                "forged SYN floods: hping3, its sources rewritten into the test network by nftables",
+                &["hping3", "nftables", "chromium"],
+                "forged SYN floods (hping3, its sources rewritten into the test network by \
+                 nftables) and a real browser solving the proof-of-work page",
             )?;
-            cargo(&["build", "-p", "guard-user"])?;
+            cargo(&["build", "-p", "guard-user", "-p", "guard-example-ingest"])?;
             test_summary::run_cargo_test(&[
                 "test",
                 "--workspace",

@@ -26,6 +26,23 @@ impl Reporter {
         }
     }
 
+    /// Vouches for `ip` (one address) for `ttl`, or guard's default; the expiry guard set.
+    pub async fn vouch(
+        &self,
+        ip: IpAddr,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<Option<String>, guard_user::control::client::ClientError> {
+        let req = EntryRequest {
+            cidr: ip.to_string(),
+            ttl_secs: ttl.map(|t| t.as_secs().max(1)),
+            reason: Some("solved the proof-of-work challenge".into()),
+            local: false,
+        };
+        let a: Applied = self.client.post(routes::VOUCHES, &req).await?;
+        info!(%ip, expires = ?a.applied[0].expires_at, "vouched");
+        Ok(a.applied[0].expires_at.clone())
+    }
+
     pub async fn junk(&self, ip: IpAddr, why: &str) {
         let strikes = {
             let mut s = self.strikes.lock().expect("strikes");

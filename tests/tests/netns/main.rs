@@ -23,6 +23,7 @@ mod judged;
 mod lists;
 mod logging;
 mod metrics;
+mod pow_browser;
 mod privileges;
 mod protect;
 mod rate;
