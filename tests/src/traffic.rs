@@ -170,14 +170,12 @@ impl RawSender {
     ) -> Duration {
         let total = (pps as f64 * duration.as_secs_f64()) as usize;
         let start = Instant::now();
+        let limit = duration + Duration::from_millis(500);
         let mut n = 0usize;
-        while n < total
-            && start.elapsed() < duration + Duration::from_millis(500)
-            && !stop.load(Ordering::Relaxed)
-        {
+        while n < total && start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
             let due = ((start.elapsed().as_secs_f64() * pps as f64) as usize).min(total);
             // A rate above what this machine sends: the clock is read every 1,024 frames.
-            while n < due && (n % 1024 != 0 || start.elapsed() < duration) {
+            while n < due && (n % 1024 != 0 || start.elapsed() < limit) {
                 send_one(n);
                 n += 1;
             }
