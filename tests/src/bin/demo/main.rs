@@ -28,6 +28,7 @@ use guard_tests::{
 use guard_user::config::{Config, EMBEDDED_DEFAULT};
 
 mod application;
+mod budget;
 mod fleet;
 
 const PER_NET_RULE: &str = r#"
@@ -302,10 +303,11 @@ fn main() -> anyhow::Result<()> {
     drop(guardd);
     drop(bed);
     let fleet_ok = fleet::run(seconds.clamp(3, 8))?;
+    let budget_ok = budget::run(seconds.clamp(3, 10))?;
     println!(
         "cleaning up: guardd processes, the app and nats-server stopped, pins and namespaces removed."
     );
-    if legit_ok && denied_ok && limited_ok && banned_ok && app_ok && fleet_ok {
+    if legit_ok && denied_ok && limited_ok && banned_ok && app_ok && fleet_ok && budget_ok {
         Ok(())
     } else {
         anyhow::bail!("the demo did not behave as expected")
