@@ -175,7 +175,7 @@ impl RawSender {
         while n < total && start.elapsed() < limit && !stop.load(Ordering::Relaxed) {
             let due = ((start.elapsed().as_secs_f64() * pps as f64) as usize).min(total);
             // A rate above what this machine sends: the clock is read every 1,024 frames.
-            while n < due && (n % 1024 != 0 || start.elapsed() < limit) {
+            while n < due && (!n.is_multiple_of(1024) || start.elapsed() < limit) {
                 send_one(n);
                 n += 1;
             }

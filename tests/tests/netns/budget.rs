@@ -43,7 +43,9 @@ fn config(monitor: bool) -> String {
 
 /// Floods from every bot at once (each at 1/s) for `secs`, while 20 vouched clients send
 /// `per_client` packets each, paced within their own limit; the receiver counts meanwhile.
-/// Returns (delivered per source, bot frames sent, vouched frames sent, elapsed).
+/// The bots are split between two senders pinned to different CPUs: veth runs XDP on the
+/// sender's CPU, so both CPUs spend the budget at once, each from its own pool. Returns
+/// (delivered per source, bot frames sent, vouched frames sent, elapsed).
 fn flood(
     b: &GuardBed,
     secs: u64,
@@ -62,10 +64,27 @@ fn flood(
             let (sent, _) = tx.flood(&frames, pps, Duration::from_secs(secs));
             sent.iter().sum::<usize>()
         });
-        let (sent, elapsed) =
-            b.tx.flood_generated(BOTS as u32, Duration::from_secs(secs), &done, |n| {
-                udp_from(bot(n), port)
-            });
+        let cpus = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(2);
+        let senders: Vec<_> = (0..cpus)
+            .map(|cpu| {
+                let done = &done;
+                s.spawn(move || {
+                    let _ = guard_tests::bench_record::pin_to_cpu(cpu);
+                    let tx = RawSender::open(&b.bed.client, &b.bed.client_if);
+                    tx.flood_generated((BOTS / cpus) as u32, Duration::from_secs(secs), done, |n| {
+                        udp_from(bot(n * cpus + cpu), port)
+                    })
+                })
+            })
+            .collect();
+        let (mut sent, mut elapsed) = (0, Duration::ZERO);
+        for t in senders {
+            let (n, e) = t.join().expect("bots");
+            sent += n;
+            elapsed = elapsed.max(e);
+        }
         let vouched_sent = clients.join().expect("vouched clients");
         done.store(true, Ordering::Relaxed);
         let got = rx.join().expect("receiver");
@@ -150,6 +169,13 @@ fn a_botnet_under_its_per_source_limits_is_held_to_the_endpoint_budget() {
     assert!(vouched_sent >= 290, "the clients sent: {vouched_sent}");
     // Under 0.1% of their packets: none of these few hundred.
     assert_eq!(clients, vouched_sent, "vouched clients lose nothing");
+    let per_cpu = per_cpu_overload(&b);
+    eprintln!("overload drops per CPU: {per_cpu:?}");
+    let total: u64 = per_cpu.iter().sum();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        let busy = per_cpu.iter().filter(|n| **n * 5 >= total).count();
+        assert!(busy >= 2, "the flood ran on two CPUs at once: {per_cpu:?}");
+    }
     let dropped = b.g.packets("drop", "overload") - overload_before;
     assert!(
         dropped as f64 >= 0.8 * (sent - bots) as f64,
@@ -272,4 +298,18 @@ fn verified_and_vouched_sources_pass_an_empty_budget_and_forged_ones_cannot_join
     b.ok("DELETE", "/v1/vouches/198.18.0.5", "");
     assert_eq!(b.metric("guard_known_sources{kind=\"vouched\"}"), 0.0);
     drop(stream);
+}
+
+/// `drop/overload` per CPU, from the pinned `STATS`: which CPUs ran the program.
+fn per_cpu_overload(b: &GuardBed) -> Vec<u64> {
+    use guard_common::{Reason, Verdict, map_names, stats::stat_index};
+    let data = aya::maps::MapData::from_pin(b.map_pin(map_names::STATS)).expect("STATS pin");
+    let map = aya::maps::Map::from_map_data(data).expect("STATS");
+    let stats = aya::maps::PerCpuArray::<_, u64>::try_from(map).expect("per-CPU array");
+    stats
+        .get(&stat_index(Verdict::Drop, Reason::Overload), 0)
+        .expect("the overload slot")
+        .iter()
+        .copied()
+        .collect()
 }

@@ -1,4 +1,4 @@
-//! Durable verdicts: bans, allows, reasons and escalation counts kept in the state database
+//! Durable verdicts: bans, allows, vouches, reasons and escalation counts kept in the state database
 //! come back after a reboot (the pins gone, as bpffs is memory), in force before guardd
 //! serves; a restart keeps the database in step with the pins; a database that cannot be
 //! read is kept aside and guardd starts without it.
@@ -43,6 +43,11 @@ fn bans_allows_and_escalation_survive_a_reboot() {
         "/v1/allows",
         r#"{"cidr":"198.18.0.6","reason":"proved itself"}"#,
     );
+    b.ok(
+        "POST",
+        "/v1/vouches",
+        r#"{"cidr":"2001:db8::8","reason":"solved the challenge"}"#,
+    );
     assert_eq!(b.deliver(client4(2), 20), 0);
     b.reboot();
     assert_eq!(b.deliver(client4(2), 20), 20, "no guard while rebooted");
@@ -64,6 +69,15 @@ fn bans_allows_and_escalation_survive_a_reboot() {
     let allows = b.g.ctl_json(&["allows"]);
     assert_eq!(cidrs(&allows), ["198.18.0.6/32"]);
     assert_eq!(allows["entries"][0]["reason"], "proved itself");
+    let vouches = b.g.ctl_json(&["vouches"]);
+    assert_eq!(cidrs(&vouches), ["2001:db8::8/128"], "{vouches}");
+    let left = vouches["entries"][0]["ttl_remaining_secs"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (3500..=3600).contains(&left),
+        "[known] verified_for by default: {vouches}"
+    );
     assert_eq!(b.deliver(client4(2), 20), 0, "the ban is enforced again");
     assert_eq!(b.deliver(client4(7), 20), 20, "the expired one is not");
     // The escalation count carried over: the next ban of .5 is its third.

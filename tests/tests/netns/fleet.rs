@@ -117,7 +117,27 @@ fn a_verdict_made_on_one_host_is_enforced_on_every_host() {
         assert!(entry(h, "/v1/bans", "198.18.0.5/32").is_none());
         assert_eq!(h.deliver(client4(5), 20), 20, "allowed on B, passes");
     }
-    // Counted: B applied A's two bans and the unban; C also B's allow.
+    // A vouch made on A is everywhere, with its expiry; withdrawn on A, it goes everywhere.
+    f.hosts[0].ok(
+        "POST",
+        "/v1/vouches",
+        r#"{"cidr":"198.18.0.9","ttl_secs":900,"reason":"solved the challenge"}"#,
+    );
+    for h in &f.hosts[1..] {
+        wait_for(h, "/v1/vouches", "198.18.0.9/32", true);
+        let e = entry(h, "/v1/vouches", "198.18.0.9/32").unwrap();
+        assert_eq!(
+            (&e["origin"], &e["reason"]),
+            (&"a".into(), &"solved the challenge".into()),
+            "{e}"
+        );
+        assert!(e["ttl_remaining_secs"].as_u64().unwrap() > 880, "{e}");
+    }
+    f.hosts[0].ok("DELETE", "/v1/vouches/198.18.0.9", "");
+    for h in &f.hosts[1..] {
+        wait_for(h, "/v1/vouches", "198.18.0.9/32", false);
+    }
+    // Counted: B applied A's two bans and the unban; C also B's allow; both the vouch.
     let metrics = f.hosts[2].scrape();
     guard_tests::tools::promtool_check(&metrics);
     for line in [
@@ -126,7 +146,9 @@ fn a_verdict_made_on_one_host_is_enforced_on_every_host() {
         "guard_fleet_applied_total{kind=\"ban\"} 2",
         "guard_fleet_applied_total{kind=\"unban\"} 1",
         "guard_fleet_applied_total{kind=\"allow\"} 1",
-        "guard_fleet_propagation_seconds_count 3",
+        "guard_fleet_applied_total{kind=\"vouch\"} 1",
+        "guard_fleet_applied_total{kind=\"unvouch\"} 1",
+        "guard_fleet_propagation_seconds_count 4",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }

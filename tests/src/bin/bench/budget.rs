@@ -84,7 +84,7 @@ fn table_bench() {
     let place = |a: u32| known::place(known::hash(&key, &[a, 0, 0, 0], 4), slots - 1);
     println!(
         "verified sources: table of {slots} slots ({} MiB)",
-        slots as usize * 8 >> 20
+        (slots as usize * 8) >> 20
     );
     println!(
         "  {:>10} {:>22} {:>34}",

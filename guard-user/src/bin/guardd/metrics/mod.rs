@@ -99,7 +99,6 @@ impl Collector for Kernel {
                 )?;
             }
         }
-        drop(rules);
         let mut budget = enc.encode_descriptor(
             "guard_rule_budget_tokens",
             "Tokens left in each rule's endpoint budget (rules with total_rate)",
@@ -111,7 +110,6 @@ impl Collector for Kernel {
                 ConstGauge::new(t).encode(budget.encode_family(&[("rule", r.rule.as_str())])?)?;
             }
         }
-        drop(budget);
         let mut known = enc.encode_descriptor(
             "guard_known_sources",
             "Sources an empty endpoint budget lets through: verified by a TCP handshake, or vouched for",
@@ -124,7 +122,6 @@ impl Collector for Kernel {
         ] {
             ConstGauge::new(n as i64).encode(known.encode_family(&[("kind", kind)])?)?;
         }
-        drop(known);
         let gauges = [
             (
                 "guard_bans_active",
