@@ -154,6 +154,15 @@ pub fn attach(
                 return Ok(done(mode, true, id));
             }
             Ok(Adopted::Replaced) => {
+                // A link an older release pinned, its program now ours: its pin moves here.
+                let ours = pins.link(iface, mode);
+                if path != ours {
+                    std::fs::rename(&path, &ours).map_err(|e| AttachError::Pin {
+                        iface: iface.to_string(),
+                        path: ours.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
                 pin_program(prog, pins)?;
                 info!(
                     iface,

@@ -33,7 +33,7 @@ pub enum PinError {
     )]
     NotBpffs { path: PathBuf },
     #[error(
-        "{path} holds guard state of schema {found}, this guardd uses v{SCHEMA_VERSION}: \
+        "{path} holds guard state of schema {found}, newer than this guardd's v{SCHEMA_VERSION}: \
          detach it with the guardctl of that version (or remove the directory) first"
     )]
     OtherSchema { path: PathBuf, found: String },
@@ -137,26 +137,69 @@ impl PinLayout {
         Ok(())
     }
 
-    /// A `v<N>` entry for another N under the root, if any.
+    /// A `v<N>` entry under the root that this guardd cannot take over (a newer schema, or
+    /// not a number), if any.
     fn other_schema(&self) -> Result<Option<String>, PinError> {
+        Ok(self
+            .schemas()?
+            .into_iter()
+            .find(|(_, n)| n.is_none_or(|n| n > SCHEMA_VERSION))
+            .map(|(name, _)| name))
+    }
+
+    /// The `v<N>` entries under the root and their N.
+    fn schemas(&self) -> Result<Vec<(String, Option<u32>)>, PinError> {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err(&self.root)(e)),
         };
-        let ours = format!("v{SCHEMA_VERSION}");
         Ok(entries
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|name| name != &ours && name.starts_with('v')))
+            .filter(|name| name.starts_with('v') && *name != format!("v{SCHEMA_VERSION}"))
+            .map(|name| {
+                let n = name[1..].parse().ok();
+                (name, n)
+            })
+            .collect())
     }
 
-    /// The pinned link of `iface`, if there is one, and the mode it was attached in.
-    pub fn find_link(&self, iface: &str) -> Option<(PathBuf, AttachMode)> {
-        AttachMode::ALL
+    /// The directories of older schemas an earlier release left: their links are taken over
+    /// (`attach`), then they go (`remove_older`).
+    fn older(&self) -> Vec<PathBuf> {
+        self.schemas()
+            .unwrap_or_default()
             .into_iter()
-            .map(|mode| (self.link(iface, mode), mode))
+            .filter(|(_, n)| n.is_some_and(|n| n < SCHEMA_VERSION))
+            .map(|(name, _)| self.root.join(name))
+            .collect()
+    }
+
+    /// The pinned link of `iface`, if there is one, and the mode it was attached in: this
+    /// schema's, else one an older release pinned (its program is replaced, and the pin
+    /// moved here, by `attach`).
+    pub fn find_link(&self, iface: &str) -> Option<(PathBuf, AttachMode)> {
+        let name = iface.replace('.', ":");
+        std::iter::once(self.dir())
+            .chain(self.older())
+            .flat_map(|dir| {
+                AttachMode::ALL
+                    .map(|mode| (dir.join("links").join(mode.as_str()).join(&name), mode))
+            })
             .find(|(path, _)| path.exists())
+    }
+
+    /// Removes what older schemas left (their maps and program; their links were taken over
+    /// or are not in use). Returns the directories removed.
+    pub fn remove_older(&self) -> Vec<String> {
+        let mut gone = Vec::new();
+        for dir in self.older() {
+            if std::fs::remove_dir_all(&dir).is_ok() {
+                gone.push(dir.display().to_string());
+            }
+        }
+        gone
     }
 
     /// Interfaces with a pinned link, and the mode of each.

@@ -175,3 +175,57 @@ fn a_changed_program_is_replaced_atomically() {
         "guard's program enforces the deny list again"
     );
 }
+
+#[test]
+fn an_older_schemas_pins_are_taken_over_without_a_moment_unguarded() {
+    let bed = Testbed::new();
+    let mut g = Guardd::start(&bed.server, &bed.server_if, "");
+    g.ban("198.18.0.6", 600);
+    assert!(g.stop().success(), "{}", g.log());
+    // What an older release leaves: its pins under an older schema's directory, its link
+    // live. (Its maps are this release's here; guardd reads none of them either way.)
+    let ours = format!("v{}", guard_common::SCHEMA_VERSION);
+    let older = format!("v{}", guard_common::SCHEMA_VERSION - 1);
+    std::fs::rename(g.pin_dir.join(&ours), g.pin_dir.join(&older)).expect("rename on bpffs");
+    let rx = Receiver::bind(&bed.server);
+    let tx = RawSender::open(&bed.client, &bed.client_if);
+    let banned = client4(6);
+    // The banned source floods throughout the takeover: not one frame may pass.
+    let (sent, got) = std::thread::scope(|s| {
+        let reader = s.spawn(|| rx.collect(Duration::from_millis(1500), Duration::from_secs(30)));
+        let flood =
+            s.spawn(|| tx.flood(&[udp_from(banned, rx.port)], 2000, Duration::from_secs(4)));
+        std::thread::sleep(Duration::from_millis(300));
+        g.spawn(&bed.server, &bed.server_if);
+        (flood.join().unwrap().0[0], reader.join().unwrap())
+    });
+    let log = g.log();
+    assert!(
+        log.contains("took over from an older guard's pins"),
+        "{log}"
+    );
+    assert!(!g.pin_dir.join(&older).exists(), "the older pins are gone");
+    let link = g
+        .pin_dir
+        .join(format!("{ours}/links/driver/{}", bed.server_if));
+    assert!(link.exists(), "the link's pin moved to {}", link.display());
+    assert!(sent > 4000, "the flood ran: {sent}");
+    assert_eq!(
+        got.get(&banned).copied().unwrap_or(0),
+        0,
+        "the ban held throughout"
+    );
+    let bans = g.ctl_json(&["bans"]);
+    assert_eq!(
+        bans["entries"][0]["cidr"], "198.18.0.6/32",
+        "restored: {bans}"
+    );
+    // A source nobody banned passes.
+    let (sent, _) = tx.flood(
+        &[udp_from(client4(2), rx.port)],
+        1000,
+        Duration::from_millis(100),
+    );
+    let got = rx.collect(Duration::from_millis(250), Duration::from_secs(5));
+    assert_eq!(got.get(&client4(2)).copied(), Some(sent[0]));
+}

@@ -109,6 +109,15 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
             })?,
         );
     }
+    // An older release's pins: its links now run this program (taken over above, without a
+    // moment unguarded); its maps go. Verdicts came back from the state database.
+    for dir in pins.remove_older() {
+        warn!(
+            dir,
+            "took over from an older guard's pins (another map layout): its links now run this \
+             program; bans and allows were restored from the state database, rate buckets start full"
+        );
+    }
     let (bans, allows, _) = engine.verdict_counts();
     let counts = engine.list_counts();
     info!(
