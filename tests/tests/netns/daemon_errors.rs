@@ -166,15 +166,16 @@ fn bad_list_line_is_reported_and_nothing_loads() {
 }
 
 #[test]
-fn pin_directory_of_another_schema_is_refused() {
+fn pin_directory_of_a_newer_schema_is_refused() {
     let bed = Testbed::new();
     let pins = PinDir::new();
-    std::fs::create_dir_all(pins.0.join("v0/maps")).unwrap();
+    let newer = format!("v{}", guard_common::SCHEMA_VERSION + 1);
+    std::fs::create_dir_all(pins.0.join(&newer).join("maps")).unwrap();
     let (code, err) = on_pins(&bed, &pins);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&format!(
-            "holds guard state of schema v0, this guardd uses v{}",
+            "holds guard state of schema {newer}, newer than this guardd's v{}",
             guard_common::SCHEMA_VERSION
         )),
         "{err}"
