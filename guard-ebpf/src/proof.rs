@@ -42,7 +42,7 @@ pub unsafe extern "C" fn guard_proof(ctx: *mut xdp_md, pkt: *const Packet, now: 
 #[inline(always)]
 fn check(ctx: &XdpContext, pkt: &Packet, now: u64) {
     if established(ctx, pkt) {
-        crate::events::report_proof(&pkt.source(), now);
+        crate::events::report_proof(pkt.family, &pkt.src, now);
     }
 }
 
