@@ -253,6 +253,5 @@ impl Engine {
 /// The tokens a budget's shared bucket holds (what the CPUs' pools hold is not counted).
 pub(crate) fn budget_tokens(buckets: &crate::kernel::buckets::Buckets, bucket: u32) -> f64 {
     let b = buckets.get(bucket);
-    let avail = guard_common::tokens::available(b.credit, b.spent).max(0);
-    avail as f64 / guard_common::tokens::TOKEN_SCALE as f64
+    available(b.credit, b.spent).max(0) as f64 / TOKEN_SCALE as f64
 }

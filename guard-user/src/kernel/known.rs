@@ -29,10 +29,6 @@ impl KnownTable {
         })
     }
 
-    pub fn slots(&self) -> u32 {
-        self.slots
-    }
-
     /// Writes the slot of `addr` as the kernel does for a proof at `now_ns`: what benchmarks
     /// and tests use in place of a real connection. guardd never calls it.
     pub fn stand_in_proof(

@@ -108,11 +108,7 @@ fn a_botnet_under_its_per_source_limits_is_held_to_the_endpoint_budget() {
     b.ok("POST", "/v1/vouches", &format!("[{}]", body.join(",")));
     // The comparison: the rule in monitor mode enforces no budget; the flood gets through.
     let (got, sent, _, secs) = flood(&b, 3, 3);
-    let bots: usize = got
-        .iter()
-        .filter(|(a, _)| !is_vouched(a))
-        .map(|(_, n)| n)
-        .sum();
+    let (bots, _) = delivered(&got);
     eprintln!(
         "no budget: {sent} bot packets in {secs:.1}s from {BOTS} sources, {bots} delivered ({:.1}%)",
         100.0 * bots as f64 / sent as f64
@@ -135,16 +131,7 @@ fn a_botnet_under_its_per_source_limits_is_held_to_the_endpoint_budget() {
     std::thread::sleep(Duration::from_secs(2)); // the budget fills up again
     let overload_before = b.g.packets("drop", "overload");
     let (got, sent, vouched_sent, secs) = flood(&b, 10, 15);
-    let bots: usize = got
-        .iter()
-        .filter(|(a, _)| !is_vouched(a))
-        .map(|(_, n)| n)
-        .sum();
-    let clients: usize = got
-        .iter()
-        .filter(|(a, _)| is_vouched(a))
-        .map(|(_, n)| n)
-        .sum();
+    let (bots, clients) = delivered(&got);
     let ceiling = TOTAL_BURST + TOTAL_RATE * (secs + 1.0);
     let ideal = TOTAL_BURST + TOTAL_RATE * secs;
     eprintln!(
@@ -191,6 +178,17 @@ fn a_botnet_under_its_per_source_limits_is_held_to_the_endpoint_budget() {
         .as_u64()
         .expect("per-rule overload");
     assert!(overload >= dropped, "the rule counts its overload drops");
+}
+
+/// Packets delivered from the bots and from the vouched clients.
+fn delivered(got: &HashMap<IpAddr, usize>) -> (usize, usize) {
+    got.iter().fold((0, 0), |(bots, clients), (a, n)| {
+        if is_vouched(a) {
+            (bots, clients + n)
+        } else {
+            (bots + n, clients)
+        }
+    })
 }
 
 fn is_vouched(a: &IpAddr) -> bool {
