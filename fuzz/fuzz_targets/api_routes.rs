@@ -50,6 +50,7 @@ fn app() -> axum::Router {
         penalties: one(),
         reload: one(),
         top: ok(),
+        shape: ok(),
     })
 }
 

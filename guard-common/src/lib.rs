@@ -12,6 +12,7 @@ pub mod known;
 pub mod lists;
 pub mod rules;
 pub mod runtime;
+pub mod shape;
 pub mod siphash;
 pub mod stats;
 pub mod tokens;
@@ -52,8 +53,11 @@ pub mod map_names {
     pub const FLEET_HINT: &str = "FLEET_HINT";
     pub const BUDGET_POOL: &str = "BUDGET_POOL";
     pub const KNOWN: &str = "KNOWN";
+    pub const SHAPE_SKETCH: &str = "SHAPE_SKETCH";
+    pub const SHAPE_PACKETS: &str = "SHAPE_PACKETS";
+    pub const SHAPE_STATE: &str = "SHAPE_STATE";
     /// Every map the daemon pins, in a fixed order.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 29] = [
         CONFIG,
         STATS,
         V4_DIR24,
@@ -80,6 +84,9 @@ pub mod map_names {
         FLEET_HINT,
         BUDGET_POOL,
         KNOWN,
+        SHAPE_SKETCH,
+        SHAPE_PACKETS,
+        SHAPE_STATE,
     ];
 }
 
@@ -105,6 +112,7 @@ mod pod {
     unsafe impl aya::Pod for crate::events::DropEvent {}
     unsafe impl aya::Pod for crate::events::LimitReport {}
     unsafe impl aya::Pod for crate::fleet::FleetPeer {}
+    unsafe impl aya::Pod for crate::shape::Sketch {}
 }
 
 #[cfg(test)]

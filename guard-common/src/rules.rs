@@ -27,6 +27,9 @@ pub mod rule_flags {
     pub const REPORT_LIMITED: u8 = 1 << 3;
     /// The rule has an endpoint budget (`total_rate`): `budget_bucket` in `BUCKETS`.
     pub const BUDGET: u8 = 1 << 4;
+    /// `budget_mode = "under_attack"`: the budget is enforced only while the rule's bit in
+    /// `SHAPE_STATE`'s engaged word is set; otherwise an empty budget is counted as monitor.
+    pub const UNDER_ATTACK: u8 = 1 << 5;
 }
 
 #[repr(C)]

@@ -37,6 +37,7 @@ mod known;
 mod lists;
 mod proof;
 mod rate;
+mod shape;
 mod walk;
 mod words;
 

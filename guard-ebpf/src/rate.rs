@@ -231,6 +231,7 @@ fn charge_rule(i: u32, walk: &mut Walk) -> u32 {
         return 0;
     }
     let bucket = bucket_index(rule, walk);
+    crate::shape::note(i, walk.hash);
     let Some(b) = BUCKETS.get_ptr_mut(bucket) else {
         return 0;
     };
@@ -272,7 +273,10 @@ fn charge_rule(i: u32, walk: &mut Walk) -> u32 {
             return step::CHARGED;
         }
         walk.budget_empty |= 1 << i;
-        if walk.global_monitor != 0 || rule.flags & rule_flags::MONITOR != 0 {
+        if walk.global_monitor != 0
+            || rule.flags & rule_flags::MONITOR != 0
+            || (rule.flags & rule_flags::UNDER_ATTACK != 0 && !crate::shape::engaged(i))
+        {
             step::CHARGED | step::OVERLOAD_MONITORED
         } else {
             step::CHARGED | step::OVERLOAD

@@ -20,6 +20,7 @@ pub mod lists;
 pub mod model;
 pub mod protect;
 pub mod rate;
+pub mod shape;
 pub mod state;
 pub mod verdicts;
 

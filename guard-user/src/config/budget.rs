@@ -41,18 +41,10 @@ impl Config {
             return Err((
                 key("total_burst"),
                 format!(
-                    "must be between {} (what one refill tick adds: total_rate /                      refill_batches_per_second) and {}",
+                    "must be between {} (what one refill tick adds: total_rate / refill_batches_per_second) and {}",
                     tick.ceil().max(1.0),
                     limits::MAX_BURST
                 ),
-            ));
-        }
-        if rule.budget_mode == BudgetMode::UnderAttack {
-            return Err((
-                key("budget_mode"),
-                "\"under_attack\" needs the attack shape, which this version does not have yet; \
-                 use \"always\""
-                    .into(),
             ));
         }
         Ok(())
@@ -107,8 +99,12 @@ mod tests {
         assert!(bad("total_rate = 0.0\ntotal_burst = 10\n").contains("rules[0].total_rate"));
         assert!(bad("budget_mode = \"under_attack\"\n").contains("needs total_rate"));
         assert!(bad("budget_mode = \"sometimes\"\n").contains("budget_mode"));
-        let e = bad("total_rate = 10.0\ntotal_burst = 10\nbudget_mode = \"under_attack\"\n");
-        assert!(e.contains("use \"always\""), "{e}");
+        let attack = Config::parse(
+            "[[rules]]\nname = \"r\"\nrate = 1.0\nburst = 1\ntotal_rate = 10.0\ntotal_burst = 10\nbudget_mode = \"under_attack\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(attack.rules[0].budget_mode, BudgetMode::UnderAttack);
         let ok = Config::parse(
             "[[rules]]\nname = \"r\"\nrate = 1.0\nburst = 1\ntotal_rate = 5000.0\ntotal_burst = 10000\n",
             "t",

@@ -134,6 +134,8 @@ pub mod guardctl {
             #[arg(short, default_value_t = 20)]
             n: usize,
         },
+        /// Each rule's attack shape: the last window, its baseline and its class.
+        Shape,
         /// Re-read the config and lists (as SIGHUP); prints why when refused.
         Reload,
         /// Validate a config file and the lists it names, without touching the kernel.

@@ -13,6 +13,7 @@ pub const VOUCHES: &str = "/v1/vouches";
 pub const PENALTIES: &str = "/v1/penalties";
 pub const RELOAD: &str = "/v1/reload";
 pub const TOP: &str = "/v1/top";
+pub const SHAPE: &str = "/v1/shape";
 
 /// `/v1/bans`, `/v1/allows` or `/v1/vouches`.
 pub fn entries(kind: Kind) -> &'static str {
@@ -43,6 +44,7 @@ pub struct Handlers<S> {
     pub penalties: MethodRouter<S>,
     pub reload: MethodRouter<S>,
     pub top: MethodRouter<S>,
+    pub shape: MethodRouter<S>,
 }
 
 /// The API's router: every route with its handlers; the caller adds fallbacks and layers.
@@ -59,4 +61,5 @@ pub fn router<S: Clone + Send + Sync + 'static>(h: Handlers<S>) -> Router<S> {
         .route(PENALTIES, h.penalties)
         .route(RELOAD, h.reload)
         .route(TOP, h.top)
+        .route(SHAPE, h.shape)
 }

@@ -70,6 +70,11 @@ impl Durable {
         Ok(Mutex::new(d))
     }
 
+    /// The open database, if any.
+    pub(super) fn db(&self) -> Option<&StateDb> {
+        self.db.as_ref()
+    }
+
     /// The fleet outbox the database held (once).
     pub(super) fn take_outbox(&mut self) -> Vec<OutboxRow> {
         std::mem::take(&mut self.opened_outbox)
@@ -85,7 +90,7 @@ impl Engine {
 
     /// The database alone, for a moment: whoever calls this takes no other engine lock
     /// until the guard is dropped.
-    fn durable_alone(&self) -> MutexGuard<'_, Durable> {
+    pub(super) fn durable_alone(&self) -> MutexGuard<'_, Durable> {
         self.durable.lock().expect("durable lock")
     }
 

@@ -8,7 +8,7 @@
 //! for a whole batch), `durable` (the database: reached only with the table in hand,
 //! `durable_under`, or alone for a moment), `kernel` (the configuration in force and the
 //! datapath, held briefly and never while taking another), and inside the kernel layer the
-//! `CONFIG` cell. Status, stats and scrapes take only `kernel` and the published counts, so
+//! `CONFIG` cell. `shape` (the attack shapes) is taken alone, never with another. Status, stats and scrapes take only `kernel` and the published counts, so
 //! a bulk ban never stalls them.
 
 mod apply;
@@ -16,6 +16,7 @@ mod auto;
 mod durable;
 mod fleet;
 mod ops;
+mod shape;
 mod start;
 
 use std::{
@@ -31,6 +32,7 @@ use ipnet::IpNet;
 pub use apply::{Applied, restart_only_change};
 pub use auto::AutoBan;
 pub use ops::Added;
+pub use shape::ShapeReport;
 pub use start::{Checked, Lists, Refilling};
 
 use crate::{
@@ -142,6 +144,8 @@ pub struct Engine {
     auto: auto::Auto,
     /// What loading the XDP program cost the kernel's verifier.
     program: crate::kernel::verifier::ProgramLoad,
+    /// The rules' attack shapes and the maps they are read from.
+    shape: Mutex<shape::ShapeState>,
 }
 
 impl Engine {

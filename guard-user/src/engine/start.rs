@@ -129,6 +129,10 @@ impl Engine {
         let maps = datapath
             .take_dynamic()
             .expect("a fresh datapath has its bans-and-allows maps");
+        let shape = super::shape::ShapeState::new(
+            Some(datapath.take_shape()?),
+            shape_rows(&durable.lock().expect("durable lock")),
+        );
         // Nothing of `config` is in force yet: `commit` below writes it, as a reload would.
         let kernel = Kernel {
             rules: RuleSet::compile(&[]),
@@ -159,6 +163,7 @@ impl Engine {
             auto: super::auto::Auto::default(),
             verdicts: Mutex::new(table),
             kernel: Mutex::new(kernel),
+            shape,
         };
         engine.commit(
             config,
@@ -207,4 +212,20 @@ fn first_refill(datapath: &Datapath, rules: &RuleSet, ticks: u32) -> Refill {
         work.save_slices(&heartbeat);
     }
     work
+}
+
+/// The rules' shapes the state database kept (none when it cannot be read: the baselines
+/// warm up again, the verdicts are unaffected).
+fn shape_rows(d: &super::durable::Durable) -> Vec<(String, Vec<u8>)> {
+    match d.db().map(|db| db.shape_rows()) {
+        Some(Ok(rows)) => rows,
+        Some(Err(e)) => {
+            tracing::warn!(
+                "cannot read the shape baselines: {}; they warm up again",
+                crate::error_chain(&e)
+            );
+            Vec::new()
+        }
+        None => Vec::new(),
+    }
 }

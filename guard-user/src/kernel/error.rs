@@ -36,6 +36,8 @@ pub enum KernelError {
         error: Box<KernelError>,
         undo: Box<KernelError>,
     },
+    #[error("cannot count the possible CPUs")]
+    Cpus(#[source] std::io::Error),
     #[error("cannot read a random key from /dev/urandom: {0}")]
     Random(#[source] std::io::Error),
 }

@@ -16,6 +16,7 @@ pub mod owners;
 pub mod pins;
 pub mod privileges;
 pub mod runtime;
+pub mod shape;
 pub mod verdict_maps;
 pub mod verifier;
 

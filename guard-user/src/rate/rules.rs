@@ -58,6 +58,9 @@ impl RuleSet {
                     budget_bucket = per_source + budgets;
                     budget_chunk = rules::budget_chunk(rate as u64, cpus);
                     budgets += 1;
+                    if r.budget_mode == crate::config::BudgetMode::UnderAttack {
+                        flags |= rule_flags::UNDER_ATTACK;
+                    }
                 }
                 let spec = RuleSpec {
                     proto: match r.protocol {

@@ -12,6 +12,7 @@ mod diff;
 mod error;
 mod open;
 mod record;
+mod shape;
 mod unsaved;
 
 use std::path::{Path, PathBuf};

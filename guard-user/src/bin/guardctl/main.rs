@@ -19,6 +19,7 @@ use guard_user::{
     },
     control::routes,
     control::top::Top,
+    engine::ShapeReport,
     kernel::pins::PinLayout,
     model::Kind,
 };
@@ -95,6 +96,10 @@ async fn command(cli: Cli, client: &Client, pins: &PinLayout) -> anyhow::Result<
         Command::Top { n } => {
             let t: Top = client.get(&format!("{}?n={n}", routes::TOP)).await?;
             render::print(cli.json, &t, render::top)
+        }
+        Command::Shape => {
+            let s: ShapeReport = client.get(routes::SHAPE).await?;
+            render::print(cli.json, &s, render::shape)
         }
         Command::Reload => {
             let r: Reloaded = client.post(routes::RELOAD, &serde_json::json!({})).await?;

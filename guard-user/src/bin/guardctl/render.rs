@@ -186,3 +186,56 @@ pub fn top(t: &guard_user::control::top::Top) -> String {
     }
     out
 }
+
+pub fn shape(s: &guard_user::engine::ShapeReport) -> String {
+    let mut out = format!(
+        "windows of {}s, {} closed since guardd started\n{:<24} {:<13} {:>10} {:>10} {:>8}  {:>21}  {}\n",
+        s.window_secs,
+        s.windows,
+        "RULE",
+        "CLASS",
+        "PACKETS",
+        "SOURCES",
+        "PKT/SRC",
+        "BASELINE SRC mean/p95",
+        "BUDGET"
+    );
+    for r in &s.rules {
+        let (n, d, nd) = r.window.map_or(("-".into(), "-".into(), "-".into()), |w| {
+            (
+                w.packets.to_string(),
+                format!("{:.0}", w.sources),
+                format!("{:.2}", w.packets_per_source),
+            )
+        });
+        let b = &r.baseline;
+        let base = if b.warming_up {
+            format!("warming up ({})", b.windows)
+        } else {
+            format!("{:.0}/{:.0}", b.sources.mean, b.sources.high)
+        };
+        let budget = match (r.budget_mode, r.budget_engaged) {
+            (None, _) => "-".to_string(),
+            (Some(m), Some(true)) => format!("{} (enforced)", mode(m)),
+            (Some(m), _) => format!("{} (counting only)", mode(m)),
+        };
+        out += &format!(
+            "{:<24} {:<13} {:>10} {:>10} {:>8}  {:>21}  {}\n",
+            r.rule,
+            r.class.label(),
+            n,
+            d,
+            nd,
+            base,
+            budget
+        );
+    }
+    out
+}
+
+fn mode(m: guard_user::config::BudgetMode) -> &'static str {
+    match m {
+        guard_user::config::BudgetMode::Always => "always",
+        guard_user::config::BudgetMode::UnderAttack => "under_attack",
+    }
+}

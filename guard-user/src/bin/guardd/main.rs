@@ -13,6 +13,7 @@ mod memory;
 mod metrics;
 mod serve;
 mod settings;
+mod shape;
 mod startup;
 mod state;
 

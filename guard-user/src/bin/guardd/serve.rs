@@ -48,6 +48,7 @@ pub async fn serve(
         None => error!("the object has no LIMIT_REPORTS ring buffer: ban_after bans nothing"),
     }
     tokio::spawn(guard_user::fleet::run(daemon.engine.clone()));
+    tokio::spawn(crate::shape::run(daemon.engine.clone()));
     info!(listen = %metrics_listen, "metrics listening");
     let app = api::router(daemon.clone(), requests);
     let server = tokio::spawn(http::serve(listener, app, http::API, "api", stop_rx));

@@ -70,6 +70,7 @@ pub fn run(opts: Options, ready: Option<Ready>) -> anyhow::Result<()> {
     checks::privileges()?;
     checks::kernel()?;
     checks::fleet(&config)?;
+    guard_user::shape::window().map_err(anyhow::Error::msg)?;
     for w in config.warnings() {
         warn!("{w}");
     }

@@ -61,7 +61,7 @@ pub struct Change<'a> {
 
 /// The program and typed handles on its maps.
 pub struct Datapath {
-    ebpf: Ebpf,
+    pub(in crate::kernel) ebpf: Ebpf,
     /// What this load of the program cost the verifier.
     program: ProgramLoad,
     /// `CONFIG`, shared with the verdict maps (each writes its own fields).

@@ -85,3 +85,10 @@ pub async fn top(
         .top(n, std::time::Instant::now());
     Ok(Json(answer))
 }
+
+/// `GET /v1/shape`: every rule's attack shape.
+pub async fn shape(
+    State(d): State<Shared>,
+) -> Result<Json<guard_user::engine::ShapeReport>, ApiError> {
+    super::blocking(d, |d| Ok(d.engine.shape())).await.map(Json)
+}

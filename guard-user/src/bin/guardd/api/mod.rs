@@ -30,6 +30,7 @@ pub fn router(daemon: Shared, requests: crate::metrics::ApiRequests) -> Router {
         penalties: post(misc::penalize),
         reload: post(misc::reload),
         top: get(misc::top),
+        shape: get(misc::shape),
     })
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)

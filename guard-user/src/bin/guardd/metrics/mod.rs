@@ -156,6 +156,7 @@ impl Collector for Kernel {
             MetricType::Gauge,
         )?)?;
         auto_metrics(d.engine.auto_counts(), &mut enc)?;
+        shape_metrics(&d.engine.shape(), &mut enc)?;
         if let Some(fleet) = d.engine.fleet() {
             fleet_metrics(fleet, &mut enc)?;
         }
@@ -220,6 +221,56 @@ pub async fn count_requests(State(api): State<ApiRequests>, req: Request, next: 
     api.get_or_create(&vec![("route", route), ("code", code)])
         .inc();
     resp
+}
+
+/// The attack shape of each rule's last window, and its class.
+fn shape_metrics(
+    shape: &guard_user::engine::ShapeReport,
+    enc: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let figures = [
+        (
+            "guard_rule_sources",
+            "Distinct sources (at the rule's prefix) each rule matched in the last shape window, estimated in the kernel",
+            (|w: &guard_user::shape::Window| w.sources) as fn(&guard_user::shape::Window) -> f64,
+        ),
+        (
+            "guard_rule_packets_per_source",
+            "Packets per distinct source each rule matched in the last shape window",
+            |w| w.packets_per_source,
+        ),
+    ];
+    for (name, help, value) in figures {
+        let mut e = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for r in &shape.rules {
+            if let Some(w) = &r.window {
+                ConstGauge::new(value(w)).encode(e.encode_family(&[("rule", r.rule.as_str())])?)?;
+            }
+        }
+    }
+    let mut class = enc.encode_descriptor(
+        "guard_rule_shape",
+        "Each rule's traffic shape: 1 for its class (normal, concentrated, distributed, growth)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for r in &shape.rules {
+        for c in guard_user::shape::Class::ALL {
+            let labels = [("rule", r.rule.as_str()), ("class", c.label())];
+            ConstGauge::new((r.class == c) as i64).encode(class.encode_family(&labels)?)?;
+        }
+    }
+    let mut engaged = enc.encode_descriptor(
+        "guard_rule_shape_distributed",
+        "Times each rule's shape turned distributed (what engages an under_attack budget)",
+        None,
+        MetricType::Counter,
+    )?;
+    for r in &shape.rules {
+        ConstCounter::new(r.engagements)
+            .encode(engaged.encode_family(&[("rule", r.rule.as_str())])?)?;
+    }
+    Ok(())
 }
 
 fn auto_metrics(
