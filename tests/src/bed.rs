@@ -32,11 +32,21 @@ impl GuardBed {
 
     /// As `start_on`, guarding `ifaces` (the testbed's own first).
     pub fn start_guarding(bed: Testbed, ifaces: &[String], config: &str) -> GuardBed {
+        GuardBed::start_with_env(bed, ifaces, config, &[])
+    }
+
+    /// As `start_guarding`, with `env` for guardd.
+    pub fn start_with_env(
+        bed: Testbed,
+        ifaces: &[String],
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> GuardBed {
         let dir = crate::daemon::workdir();
         std::fs::write(dir.path().join("deny.txt"), "").expect("deny.txt");
         let config = config.replace("{dir}", dir.path().to_str().expect("utf-8 tempdir"));
         let names: Vec<&str> = ifaces.iter().map(String::as_str).collect();
-        let g = Guardd::start_on(&bed.server, &names, &config);
+        let g = Guardd::start_with_env(&bed.server, &names, &config, env);
         let rx = Receiver::bind(&bed.server);
         let tx = RawSender::open(&bed.client, &bed.client_if);
         GuardBed {

@@ -1,7 +1,7 @@
 //! A rule's class, from its window against its baseline (docs/SHAPE.md has the reasons for
 //! every threshold):
-//! - `concentrated`: N/D above `CONCENTRATED` x its day's high, with N above `PACKETS_UP` x
-//!   its day's high: a few sources send far more each (the per-source limits' work);
+//! - `concentrated`: N/D above `CONCENTRATED` x its day's high: a few sources send far more
+//!   each (the per-source limits' work);
 //! - else, when D is above `FAR` x its day's high (and at least `MIN_SOURCES`): `growth` if
 //!   D rose at most `PACE` x per window from the last calm window's and N/D held at least
 //!   half its mean (a crowd arrives at a crowd's pace, each visitor sending its usual share),
@@ -17,7 +17,6 @@ use serde::Serialize;
 use super::baseline::Baseline;
 
 pub const CONCENTRATED: f64 = 4.0;
-pub const PACKETS_UP: f64 = 2.0;
 pub const FAR: f64 = 4.0;
 pub const MIN_SOURCES: f64 = 100.0;
 pub const PACE: f64 = 2.0;
@@ -70,9 +69,7 @@ pub fn raw(packets: f64, sources: f64, base: &Baseline, level: f64) -> Option<Cl
         0.0
     };
     let held = per_source >= base.per_source.mean / 2.0;
-    if per_source > CONCENTRATED * base.per_source.high()
-        && packets > PACKETS_UP * base.packets.high()
-    {
+    if per_source > CONCENTRATED * base.per_source.high() {
         return Some(Class::Concentrated);
     }
     if sources > (FAR * base.sources.high()).max(MIN_SOURCES) {

@@ -131,6 +131,8 @@ pub struct Guardd {
     pub pin_dir: PathBuf,
     pub config: PathBuf,
     log: PathBuf,
+    /// Environment every start of this guardd gets (say `GUARD_SHAPE_WINDOW`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Guardd {
@@ -141,7 +143,21 @@ impl Guardd {
 
     /// Starts guardd on several interfaces.
     pub fn start_on(ns: &Netns, ifaces: &[&str], config: &str) -> Guardd {
+        Guardd::start_with_env(ns, ifaces, config, &[])
+    }
+
+    /// As `start_on`, with `env` for this start and every later one.
+    pub fn start_with_env(
+        ns: &Netns,
+        ifaces: &[&str],
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Guardd {
         let mut g = Guardd::prepared(config);
+        g.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         g.spawn_on(ns, ifaces);
         g
     }
@@ -158,6 +174,7 @@ impl Guardd {
             log: dir.path().join("guardd.log"),
             pin_dir,
             dir,
+            env: Vec::new(),
         };
         std::fs::write(&g.config, g.with_state_dir(config)).expect("write config");
         g
@@ -207,6 +224,7 @@ impl Guardd {
             .arg("--pin-dir")
             .arg(&self.pin_dir)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -28,6 +28,7 @@ mod privileges;
 mod protect;
 mod rate;
 mod restart;
+mod shape;
 mod syn_budget;
 mod top;
 mod verdicts;
