@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     // The XDP object, its maps and pins, attachment.
     &["kernel"],
     // What decides, each over its own state.
-    &["protect", "rate", "state", "auto"],
+    &["protect", "rate", "state", "auto", "shape"],
     &["verdicts"],
     &["fleet"],
     // Everything together, then what serves it.

@@ -16,6 +16,7 @@ pub mod lists6;
 pub mod nats_auth;
 pub mod netns;
 pub mod packet;
+pub mod shape;
 pub mod tools;
 pub mod traffic;
 pub mod unit_caps;

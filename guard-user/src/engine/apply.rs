@@ -90,6 +90,11 @@ impl Engine {
         let max_bans = k.max_bans();
         drop(k);
         self.verdicts().max_bans = max_bans;
+        // The engaged budgets' bits follow the rules' new places and modes (a failure leaves
+        // them to the next window's close, which writes them again).
+        if let Err(e) = self.shape_engage() {
+            tracing::warn!("attack shape: {}", crate::error_chain(&e));
+        }
         Ok(applied)
     }
 }

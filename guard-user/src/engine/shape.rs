@@ -69,15 +69,25 @@ impl Engine {
     /// Starts measuring: both windows cleared, the first begins; the budgets engaged as the
     /// shapes restored from the state database say.
     pub fn shape_begin(&self) -> Result<(), EngineError> {
+        self.shape_engage()?;
         let inputs = self.shape_inputs();
         let mut s = self.shape_state();
-        let bits = s.shapes.engaged_bits(&as_inputs(&inputs));
         let Some(maps) = s.maps.as_mut() else {
             return Ok(());
         };
         maps.begin()?;
-        maps.set_engaged(bits)?;
         s.names = inputs.into_iter().map(|(n, _)| n).collect();
+        Ok(())
+    }
+
+    /// Writes the engaged budgets' bits for the rules in force (after a reload).
+    pub(super) fn shape_engage(&self) -> Result<(), EngineError> {
+        let inputs = self.shape_inputs();
+        let mut s = self.shape_state();
+        let bits = s.shapes.engaged_bits(&as_inputs(&inputs));
+        if let Some(maps) = s.maps.as_mut() {
+            maps.set_engaged(bits)?;
+        }
         Ok(())
     }
 

@@ -80,11 +80,16 @@ impl ShapeMaps {
     }
 
     /// The first `rules` rules' readings of window `window`, which is cleared for its next
-    /// turn.
+    /// turn (every rule's slot: one a reload removed must not hand its packets to one a
+    /// later reload adds).
     pub fn take(&mut self, window: u32, rules: usize) -> Result<Vec<Reading>, KernelError> {
         let mut out = Vec::with_capacity(rules);
-        for rule in 0..rules.min(MAX_RULES) as u32 {
+        for rule in 0..MAX_RULES as u32 {
             let at = slot(rule, window);
+            if rule as usize >= rules {
+                self.clear(at)?;
+                continue;
+            }
             let packets = self
                 .packets
                 .get(&at, 0)

@@ -29,6 +29,7 @@ mod protect;
 mod rate;
 mod restart;
 mod shape;
+mod shape_day;
 mod syn_budget;
 mod top;
 mod verdicts;

@@ -25,6 +25,7 @@ use ipnet::IpNet;
 mod budget;
 mod control_plane;
 mod lists_setup;
+mod shape;
 mod sources;
 
 use control_plane::{list_load_bench, refill_bench};
@@ -46,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         p.load()?;
     }
     // For profiling one part: GUARD_BENCH_SECTIONS="full,rules" (lists, full, rules,
-    // budget, sources, refill, load).
+    // budget, shape, sources, refill, load).
     let sections = std::env::var("GUARD_BENCH_SECTIONS").ok();
     let run = |name: &str| {
         sections
@@ -129,6 +130,10 @@ fn main() -> anyhow::Result<()> {
     }
     if run("budget") {
         budget::bench(&mut reference, repeat, rounds)?;
+        println!();
+    }
+    if run("shape") {
+        shape::bench(&mut reference, repeat, rounds)?;
         println!();
     }
     if run("sources") {

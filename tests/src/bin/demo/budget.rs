@@ -1,6 +1,8 @@
 //! The demo's fourth act: a distributed flood. 50,000 forged sources each stay under their
-//! own limit and together drown the endpoint; the rule's endpoint budget caps what reaches
-//! it. A client that solved the example app's proof-of-work challenge (vouched for) and
+//! own limit and together drown the endpoint; the rule's endpoint budget, in
+//! `budget_mode = "under_attack"`, engages itself when the rule's attack shape turns
+//! `distributed` and caps what reaches it (the shape's window shortened to 1 s, so its
+//! warm-up takes half a minute: docs/SHAPE.md). A client that solved the example app's proof-of-work challenge (vouched for) and
 //! clients that connected before (verified by their handshake) keep working; a newcomer
 //! that did neither waits for the flood to end.
 
@@ -21,7 +23,7 @@ use ring::digest;
 
 const PORT: u16 = 8080;
 const RULE: &str = "[[rules]]\nname = \"collector\"\nprotocol = \"tcp\"\nports = [8080]\n\
-     rate = 20.0\nburst = 40\ntotal_rate = 200.0\ntotal_burst = 400\n";
+     rate = 20.0\nburst = 40\ntotal_rate = 200.0\ntotal_burst = 400\nbudget_mode = \"under_attack\"\n";
 /// Forged sources, and the flood's rate: each source at half a packet a second.
 const BOTS: u32 = 50_000;
 const FLOOD_PPS: u32 = BOTS / 2;
@@ -70,7 +72,9 @@ pub fn run(seconds: u32) -> anyhow::Result<bool> {
          together {} times the endpoint's budget (200/s).",
         FLOOD_PPS / 200
     );
-    let b = GuardBed::start(RULE);
+    let bed = guard_tests::netns::Testbed::new();
+    let ifaces = [bed.server_if.clone()];
+    let b = GuardBed::start_with_env(bed, &ifaces, RULE, &[("GUARD_SHAPE_WINDOW", "1s")]);
     let _app = ingest(&b.bed.server, "198.18.0.1:8080", &b.g.socket, &[]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -98,6 +102,14 @@ pub fn run(seconds: u32) -> anyhow::Result<bool> {
          the proof-of-work challenge (answer {code}: vouched for)",
         verified[0], verified[1]
     );
+    // The baseline learns the clients' usual traffic for 30 windows before it judges any.
+    let warm = Instant::now();
+    while shape(&b)["baseline"]["warming_up"] != false && warm.elapsed() < Duration::from_secs(60) {
+        for c in [vouched, verified[0], verified[1]] {
+            post(&rt, route(&b.bed.client, c), "/collect", pageview());
+        }
+    }
+    println!("  the baseline warmed up: {}", shape_line(&b));
     let stop = AtomicBool::new(false);
     let clients = [
         (vouched, "vouched"),
@@ -120,7 +132,16 @@ pub fn run(seconds: u32) -> anyhow::Result<bool> {
                 },
             )
         });
-        std::thread::sleep(Duration::from_secs(1));
+        let flood_began = Instant::now();
+        while shape(&b)["class"] != "distributed" && flood_began.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!(
+            "  {:.1}s into the flood: {}",
+            flood_began.elapsed().as_secs_f64(),
+            shape_line(&b)
+        );
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(seconds as u64) {
             tried += 1;
@@ -147,7 +168,20 @@ pub fn run(seconds: u32) -> anyhow::Result<bool> {
             ok[i]
         );
     }
-    let good = ok[..3].iter().all(|n| *n == tried) && ok[3] == 0 && tried > 0;
+    // Calm again: the budget is released after six calm windows.
+    let calm = Instant::now();
+    while shape(&b)["class"] == "distributed" && calm.elapsed() < Duration::from_secs(15) {
+        for c in [vouched, verified[0], verified[1]] {
+            post(&rt, route(&b.bed.client, c), "/collect", pageview());
+        }
+    }
+    println!(
+        "  {:.1}s after the flood: {}",
+        calm.elapsed().as_secs_f64(),
+        shape_line(&b)
+    );
+    let released = shape(&b)["budget_engaged"] == false;
+    let good = ok[..3].iter().all(|n| *n == tried) && ok[3] == 0 && tried > 0 && released;
     println!(
         "vouched and verified clients kept working, the newcomer waited, the flood was held to \
          the budget: {}",
@@ -158,4 +192,25 @@ pub fn run(seconds: u32) -> anyhow::Result<bool> {
         }
     );
     Ok(good && overload > sent as u64 / 2)
+}
+
+/// The rule's shape (`GET /v1/shape`).
+fn shape(b: &GuardBed) -> serde_json::Value {
+    b.g.api("GET", "/v1/shape", None).1["rules"][0].clone()
+}
+
+fn shape_line(b: &GuardBed) -> String {
+    let r = shape(b);
+    let w = &r["window"];
+    format!(
+        "shape {} ({:.0} sources, {:.1} packets each, in the last window), budget {}",
+        r["class"].as_str().unwrap_or("?"),
+        w["sources"].as_f64().unwrap_or(0.0),
+        w["packets_per_source"].as_f64().unwrap_or(0.0),
+        if r["budget_engaged"] == true {
+            "enforced"
+        } else {
+            "counting only"
+        }
+    )
 }
