@@ -47,8 +47,19 @@ pub fn bulk_bans_body(first: std::net::Ipv4Addr, count: u32, ttl_secs: u64) -> S
 
 /// Runs `guardd` in `ns` with `args` and waits for it to exit (at most `limit`).
 pub fn run_guardd(ns: &Netns, args: &[&str], limit: Duration) -> Output {
+    run_guardd_with_env(ns, args, &[], limit)
+}
+
+/// As `run_guardd`, with `env` set.
+pub fn run_guardd_with_env(
+    ns: &Netns,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Output {
     let mut child = crate::unit_caps::guardd_in(ns)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use guard_tests::{
-    daemon::{PinDir, run_guardd},
+    daemon::{PinDir, run_guardd, run_guardd_with_env},
     netns::Testbed,
 };
 
@@ -197,4 +197,32 @@ fn a_pin_directory_guardd_may_not_write_names_the_fix() {
             && err.contains("install -d -o guard -g guard -m 0700"),
         "{err}"
     );
+}
+
+#[test]
+fn a_shape_window_out_of_bounds_is_refused_with_the_bounds() {
+    let bed = Testbed::new();
+    let pins = PinDir::new();
+    for bad in ["0s", "1m", "soon"] {
+        let out = run_guardd_with_env(
+            &bed.server,
+            &[
+                "--foreground",
+                "--iface",
+                &bed.server_if,
+                "--pin-dir",
+                pins.as_str(),
+            ],
+            &[("GUARD_SHAPE_WINDOW", bad)],
+            Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {err}");
+        assert!(
+            err.contains(&format!(
+                "GUARD_SHAPE_WINDOW=\"{bad}\": must be a duration from 1s to 10s"
+            )),
+            "{bad}: {err}"
+        );
+    }
 }
