@@ -20,6 +20,8 @@ pub(super) struct ShapeState {
     names: Vec<String>,
     /// The window that ended, until it is read.
     ended: Option<u32>,
+    /// The window's length (`crate::shape::window`, read once).
+    window: std::time::Duration,
 }
 
 impl ShapeState {
@@ -33,6 +35,7 @@ impl ShapeState {
             shapes,
             names: Vec::new(),
             ended: None,
+            window: crate::shape::window().unwrap_or(crate::shape::WINDOW),
         })
     }
 }
@@ -64,6 +67,11 @@ impl Engine {
                 )
             })
             .collect()
+    }
+
+    /// How long a window lasts.
+    pub fn shape_window(&self) -> std::time::Duration {
+        self.shape_state().window
     }
 
     /// Starts measuring: both windows cleared, the first begins; the budgets engaged as the
@@ -170,9 +178,7 @@ impl Engine {
         let inputs = self.shape_inputs();
         let s = self.shape_state();
         ShapeReport {
-            window_secs: crate::shape::window()
-                .unwrap_or(crate::shape::WINDOW)
-                .as_secs_f64(),
+            window_secs: s.window.as_secs_f64(),
             windows: s.shapes.windows,
             rules: s.shapes.report(&as_inputs(&inputs)),
         }

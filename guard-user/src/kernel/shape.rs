@@ -2,17 +2,17 @@
 //! reads and clears the one that ended, and sets the engaged budgets' bits. The kernel only
 //! adds to the sketches and counts; nothing else in guardd touches these maps.
 
-use aya::{
-    Ebpf,
-    maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuValues},
-};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use guard_common::{
     map_names,
     rules::MAX_RULES,
     shape::{STATE_ENGAGED, STATE_WINDOW, Sketch, WINDOW_OFF, slot},
 };
 
-use super::{KernelError, datapath::Datapath};
+use super::{
+    KernelError,
+    datapath::{Datapath, typed},
+};
 
 pub struct ShapeMaps {
     sketch: Array<MapData, Sketch>,
@@ -44,16 +44,6 @@ impl Datapath {
         maps.write_state(STATE_WINDOW, WINDOW_OFF)?;
         Ok(maps)
     }
-}
-
-fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError>
-where
-    T: TryFrom<Map, Error = MapError>,
-{
-    let map = ebpf
-        .take_map(name)
-        .ok_or(KernelError::MissingMap { name })?;
-    T::try_from(map).map_err(KernelError::map(name))
 }
 
 impl ShapeMaps {

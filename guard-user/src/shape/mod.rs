@@ -201,7 +201,7 @@ pub struct RuleShape {
     /// The class in force (with the way in and out of `distributed`).
     pub class: Class,
     /// The last window closed; none before the first.
-    pub window: Option<WindowView>,
+    pub window: Option<Window>,
     pub baseline: BaselineView,
     /// None without an endpoint budget.
     pub budget_mode: Option<BudgetMode>,
@@ -209,8 +209,6 @@ pub struct RuleShape {
     /// Times the rule's shape turned `distributed`.
     pub engagements: u64,
 }
-
-pub type WindowView = Window;
 
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct FigureView {

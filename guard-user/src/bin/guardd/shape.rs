@@ -12,7 +12,7 @@ use tracing::error;
 const SETTLE: Duration = Duration::from_millis(20);
 
 pub async fn run(engine: Arc<Engine>) {
-    let window = guard_user::shape::window().unwrap_or(guard_user::shape::WINDOW);
+    let window = engine.shape_window();
     if let Err(e) = blocking(&engine, Engine::shape_begin).await {
         error!("the attack shape cannot start ({e}); under_attack budgets stay as they are");
         return;

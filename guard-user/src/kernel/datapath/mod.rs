@@ -361,7 +361,8 @@ fn random_key() -> Result<[u64; 2], KernelError> {
     ])
 }
 
-fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError>
+/// A map of the object taken out as its typed handle.
+pub(in crate::kernel) fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, KernelError>
 where
     T: TryFrom<Map, Error = MapError>,
 {
